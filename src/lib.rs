@@ -1,0 +1,22 @@
+//! blockstreamer: follow an EVM chain through a fleet of JSON-RPC providers into one SQLite file.
+//!
+//! Reading guide, in data-flow order (a module never imports one further down this list,
+//! except through the shared vocabulary in `model` and `types`):
+//! - [`provider`]: one upstream — jsonrpsee HTTP client, timeouts, size caps, an HTTP layer that
+//!   sees status codes and `Retry-After`, outcome classification, one telemetry sample per call.
+//! - [`fleet`]: many providers — head polling, selection, failover and retries.
+//! - [`ingest`]: follow the head, validate parent links, walk back through reorgs, backfill ranges.
+//! - [`store`]: SQLite — migrations, one writer, batched commits, the telemetry writer.
+//! - [`sim`]: a simulated chain served by jsonrpsee servers on loopback (demo and tests).
+//! - [`app`]: the composition root that wires them together.
+
+pub mod app;
+pub mod config;
+pub mod failpoint;
+pub mod fleet;
+pub mod ingest;
+pub mod model;
+pub mod provider;
+pub mod sim;
+pub mod store;
+pub mod types;

@@ -1,0 +1,211 @@
+//! The values that move between stages: blocks, telemetry samples, commit batches, and the sink contracts.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alloy_primitives::{Address, B256, Bytes, U256};
+use tokio::sync::mpsc;
+
+/// A block that passed validation: number as requested, well-formed fields, consistent transactions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub number: u64,
+    pub hash: B256,
+    pub parent_hash: B256,
+    pub timestamp: u64,
+    pub miner: Address,
+    pub gas_used: u64,
+    pub gas_limit: u64,
+    pub base_fee_per_gas: Option<U256>,
+    pub state_root: B256,
+    pub transactions_root: B256,
+    pub receipts_root: B256,
+    pub size: Option<u64>,
+    /// Number of transactions the provider said the block has (always the length of the list).
+    pub tx_count: u32,
+    /// `Some(true)` when keccak(RLP(header)) equals `hash`; `None` when the header could not be
+    /// checked (unknown fields, or verification off).
+    pub hash_verified: Option<bool>,
+    /// Whether `transactions` holds the block's full transaction list (else only hashes were fetched).
+    pub full_txs: bool,
+    /// Full transactions, or empty when only hashes were fetched.
+    pub transactions: Vec<Transaction>,
+    /// Which provider served it (fleet index).
+    pub provider: u16,
+}
+
+/// One transaction as stored; wei amounts kept exact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub hash: B256,
+    pub index: u32,
+    pub from: Address,
+    pub to: Option<Address>,
+    pub value: U256,
+    pub nonce: u64,
+    pub gas: u64,
+    pub gas_price: Option<U256>,
+    pub max_fee_per_gas: Option<U256>,
+    pub max_priority_fee_per_gas: Option<U256>,
+    pub input: Bytes,
+    pub tx_type: u8,
+}
+
+/// The head a provider reported: number and hash of its latest block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub number: u64,
+    pub hash: B256,
+    pub parent_hash: B256,
+}
+
+/// How one JSON-RPC attempt ended. `as_str` is the stored text; users filter on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Ok,
+    Timeout,
+    Connect,
+    Http5xx,
+    Http4xx,
+    RateLimited,
+    RpcError,
+    InvalidResponse,
+    TooLarge,
+    NullResult,
+}
+
+impl Outcome {
+    /// The text stored in `provider_requests.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Http5xx => "http_5xx",
+            Self::Http4xx => "http_4xx",
+            Self::RateLimited => "rate_limited",
+            Self::RpcError => "rpc_error",
+            Self::InvalidResponse => "invalid_response",
+            Self::TooLarge => "too_large",
+            Self::NullResult => "null_result",
+        }
+    }
+}
+
+/// One JSON-RPC call as seen by the client: becomes one `provider_requests` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestSample {
+    pub ts_ms: i64,
+    pub provider: u16,
+    pub method: &'static str,
+    pub block_number: Option<u64>,
+    pub latency_us: i64,
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    pub rpc_code: Option<i32>,
+    pub bytes: Option<u64>,
+    pub head_reported: Option<u64>,
+    pub attempt: u32,
+    pub hedged: bool,
+    pub batch_size: u32,
+    pub error: Option<String>,
+}
+
+/// A (height, hash) first reported by a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    pub provider: u16,
+    pub number: u64,
+    pub hash: B256,
+    pub seen_ms: i64,
+}
+
+/// Everything the telemetry writer persists.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TelemetryEvent {
+    Request(RequestSample),
+    Sighting(Sighting),
+}
+
+/// The sending side of the telemetry channel. Never blocks: when the channel is full the event
+/// is dropped and counted, because losing a sample is better than stalling ingest.
+#[derive(Debug, Clone)]
+pub struct TelemetrySink {
+    tx: Option<mpsc::Sender<TelemetryEvent>>,
+    dropped: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+}
+
+impl TelemetrySink {
+    /// A sink over a bounded channel; the receiver belongs to the telemetry writer.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<TelemetryEvent>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let sink =
+            Self { tx: Some(tx), dropped: Arc::default(), sent: Arc::default() };
+        (sink, rx)
+    }
+
+    /// A sink that records nothing (telemetry off).
+    pub fn disabled() -> Self {
+        Self { tx: None, dropped: Arc::default(), sent: Arc::default() }
+    }
+
+    /// Offer an event; drops and counts it if the writer is behind.
+    pub fn record(&self, event: TelemetryEvent) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(event) {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Events dropped because the channel was full or closed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events accepted into the channel.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// A canonical block already stored: what ingest needs to check parent links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainLink {
+    pub number: u64,
+    pub hash: B256,
+}
+
+/// A reorg to apply atomically with the new branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reorg {
+    pub detected_at_ms: i64,
+    /// Number of canonical blocks replaced (old tip − fork point).
+    pub depth: u64,
+    pub fork: ChainLink,
+    pub old_tip: ChainLink,
+    pub new_tip: ChainLink,
+    pub provider: u16,
+}
+
+/// One atomic write: optionally un-canonicalise above a fork point, then append blocks in order.
+#[derive(Debug, Clone, Default)]
+pub struct CommitBatch {
+    pub reorg: Option<Reorg>,
+    pub blocks: Vec<Block>,
+}
+
+/// Where ingest commits. The store implements it; the composition root wires it. `commit`
+/// returns only after the batch is durable (or failed as a whole).
+pub trait BlockSink: Send + Sync {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Apply the batch in one transaction: all of it, or none of it.
+    fn commit(&self, batch: CommitBatch) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}

@@ -1,0 +1,536 @@
+//! One upstream JSON-RPC provider: a jsonrpsee HTTP client with per-method timeouts and size
+//! caps, outcome classification, and one telemetry sample for every call it makes.
+
+pub mod http;
+pub mod wire;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::B256;
+use jsonrpsee::core::ClientError;
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::core::params::{ArrayParams, BatchRequestBuilder};
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+use crate::model::{Block, Head, Outcome, RequestSample, TelemetryEvent, TelemetrySink};
+use crate::types::{micros, now_ms};
+use http::{MetaLayer, ResponseMeta, with_meta};
+use wire::{DecodeOptions, Reject, Want};
+
+/// A provider URL. Its `Debug` and `Display` never show the path or query, where API keys live.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wrap a full URL (with any key in it).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The full URL, for the HTTP client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `scheme://host[:port]` plus `/…` when there was more: safe to log and store.
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("?", &self.0));
+        let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..host_end];
+        // user:password@host → host
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let more = if host_end < rest.len() && &rest[host_end..] != "/" { "/…" } else { "" };
+        format!("{scheme}://{host}{more}")
+    }
+
+    /// The host (and port), used to name providers given only by URL.
+    pub fn host(&self) -> String {
+        let r = self.redacted();
+        let after = r.split_once("://").map_or(r.as_str(), |(_, h)| h);
+        after.trim_end_matches("/…").to_string()
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// How to reach one provider and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct ProviderSpec {
+    pub name: String,
+    pub url: SecretUrl,
+    /// Deadline for head polls and `eth_chainId`.
+    pub head_timeout: Duration,
+    /// Deadline for block fetches (single or batch).
+    pub block_timeout: Duration,
+    /// Largest response body accepted for head polls.
+    pub head_max_bytes: u32,
+    /// Largest response body accepted for block fetches.
+    pub block_max_bytes: u32,
+}
+
+impl ProviderSpec {
+    /// A spec with the default limits (head 2 s / 1 MiB, blocks 10 s / 64 MiB).
+    pub fn new(name: impl Into<String>, url: SecretUrl) -> Self {
+        Self {
+            name: name.into(),
+            url,
+            head_timeout: Duration::from_secs(2),
+            block_timeout: Duration::from_secs(10),
+            head_max_bytes: 1 << 20,
+            block_max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why a call failed, already classified.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProviderError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("HTTP {status}")]
+    Http { status: u16, retry_after: Option<Duration> },
+    #[error("JSON-RPC error {code}: {message}")]
+    Rpc { code: i32, message: String, retry_after: Option<Duration> },
+    #[error("invalid response: {0}")]
+    Invalid(String),
+    #[error("response larger than {0} bytes")]
+    TooLarge(u32),
+    #[error("null result")]
+    Null,
+    #[error("rejected block: {0}")]
+    Rejected(#[from] Reject),
+}
+
+impl ProviderError {
+    /// The outcome class stored in telemetry.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Timeout(_) => Outcome::Timeout,
+            Self::Connect(_) => Outcome::Connect,
+            Self::Http { status: 429, .. } => Outcome::RateLimited,
+            Self::Http { status, .. } if *status >= 500 => Outcome::Http5xx,
+            Self::Http { .. } => Outcome::Http4xx,
+            Self::Rpc { code, message, .. } if is_rate_limit(*code, message) => Outcome::RateLimited,
+            Self::Rpc { .. } => Outcome::RpcError,
+            Self::Invalid(_) | Self::Rejected(_) => Outcome::InvalidResponse,
+            Self::TooLarge(_) => Outcome::TooLarge,
+            Self::Null => Outcome::NullResult,
+        }
+    }
+
+    /// How long the provider asked us to wait, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Http { retry_after, .. } | Self::Rpc { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn rpc_code(&self) -> Option<i32> {
+        match self {
+            Self::Rpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// JSON-RPC codes and messages providers use for throttling (alloy's list plus common text).
+fn is_rate_limit(code: i32, message: &str) -> bool {
+    matches!(code, 429 | -32005 | -32007 | -32016 | -32012 | 1008 | -32090) || {
+        let m = message.to_ascii_lowercase();
+        m.contains("rate limit") || m.contains("too many requests") || m.contains("exceeded")
+    }
+}
+
+/// Per-call context the fleet passes down, recorded in telemetry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallCtx {
+    pub attempt: u32,
+    pub hedged: bool,
+}
+
+/// One upstream. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Provider {
+    index: u16,
+    spec: ProviderSpec,
+    head_client: HttpClient,
+    block_client: HttpClient,
+    telemetry: TelemetrySink,
+    /// Cleared when the provider refuses JSON-RPC batches; single calls are used from then on.
+    batches_ok: AtomicBool,
+}
+
+/// Methods we call, as `'static` names for telemetry.
+pub mod method {
+    pub const CHAIN_ID: &str = "eth_chainId";
+    pub const BLOCK_BY_NUMBER: &str = "eth_getBlockByNumber";
+    pub const BLOCK_BY_HASH: &str = "eth_getBlockByHash";
+}
+
+impl Provider {
+    /// Build the clients. Fails only on a malformed URL.
+    pub fn new(index: u16, spec: ProviderSpec, telemetry: TelemetrySink) -> Result<Self, ProviderError> {
+        let build = |timeout: Duration, max: u32| {
+            HttpClientBuilder::default()
+                // Our own per-call deadline is the real one; this is a backstop.
+                .request_timeout(timeout + Duration::from_secs(1))
+                .max_response_size(max)
+                .max_request_size(1 << 20)
+                .set_http_middleware(tower::ServiceBuilder::new().layer(MetaLayer))
+                .build(spec.url.expose())
+                .map_err(|e| ProviderError::Connect(format!("bad URL for {}: {}", spec.name, redact_err(&e, &spec.url))))
+        };
+        let head_client = build(spec.head_timeout, spec.head_max_bytes)?;
+        let block_client = build(spec.block_timeout, spec.block_max_bytes)?;
+        Ok(Self { index, spec, head_client, block_client, telemetry, batches_ok: AtomicBool::new(true) })
+    }
+
+    /// Fleet index (stable for the process; the store maps it to `providers.id`).
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// Configured name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The URL with secrets removed.
+    pub fn url_redacted(&self) -> String {
+        self.spec.url.redacted()
+    }
+
+    fn sample(&self, method: &'static str, block_number: Option<u64>, started: Instant, ctx: CallCtx) -> RequestSample {
+        RequestSample {
+            ts_ms: now_ms(),
+            provider: self.index,
+            method,
+            block_number,
+            latency_us: micros(started.elapsed()),
+            outcome: Outcome::Ok,
+            http_status: None,
+            rpc_code: None,
+            bytes: None,
+            head_reported: None,
+            attempt: ctx.attempt.max(1),
+            hedged: ctx.hedged,
+            batch_size: 1,
+            error: None,
+        }
+    }
+
+    fn fail_sample(&self, s: &mut RequestSample, e: &ProviderError) {
+        s.outcome = e.outcome();
+        s.rpc_code = e.rpc_code();
+        s.error = Some(truncate_err(&e.to_string()));
+    }
+
+    /// One call; returns the raw result. Records exactly one telemetry sample.
+    async fn call(
+        &self,
+        client: &HttpClient,
+        timeout: Duration,
+        method: &'static str,
+        params: ArrayParams,
+        block_number: Option<u64>,
+        ctx: CallCtx,
+    ) -> (Result<Box<RawValue>, ProviderError>, RequestSample) {
+        let started = Instant::now();
+        let fut = client.request::<Box<RawValue>, _>(method, params);
+        let (res, meta) = with_meta(tokio::time::timeout(timeout, fut)).await;
+        let mut s = self.sample(method, block_number, started, ctx);
+        s.http_status = meta.status;
+        let res = match res {
+            Err(_) => Err(ProviderError::Timeout(timeout)),
+            Ok(Err(e)) => Err(self.classify(e, meta)),
+            Ok(Ok(raw)) if raw.get() == "null" => Err(ProviderError::Null),
+            Ok(Ok(raw)) => Ok(raw),
+        };
+        match &res {
+            Ok(raw) => s.bytes = Some(meta.content_length.unwrap_or(raw.get().len() as u64)),
+            Err(e) => {
+                s.bytes = meta.content_length;
+                self.fail_sample(&mut s, e);
+            }
+        }
+        (res, s)
+    }
+
+    fn classify(&self, e: ClientError, meta: ResponseMeta) -> ProviderError {
+        match e {
+            ClientError::RequestTimeout => ProviderError::Timeout(self.spec.block_timeout),
+            ClientError::Call(obj) => ProviderError::Rpc {
+                code: obj.code(),
+                message: obj.message().chars().take(200).collect(),
+                retry_after: meta.retry_after,
+            },
+            ClientError::ParseError(p) => ProviderError::Invalid(format!("unparseable body: {p}")),
+            ClientError::InvalidRequestId(id) => ProviderError::Invalid(format!("wrong response id: {id}")),
+            ClientError::Transport(t) => match meta.status {
+                Some(status) if !(200..300).contains(&status) => {
+                    ProviderError::Http { status, retry_after: meta.retry_after }
+                }
+                Some(_) => {
+                    let text = t.to_string();
+                    if text.contains("too large") || text.contains("TooLarge") || text.contains("exceeded") {
+                        ProviderError::TooLarge(self.spec.block_max_bytes)
+                    } else {
+                        // The status line came but the body broke: truncated or reset mid-body.
+                        ProviderError::Invalid(format!("body: {}", redact(&text, &self.spec.url)))
+                    }
+                }
+                None => ProviderError::Connect(redact(&t.to_string(), &self.spec.url)),
+            },
+            other => ProviderError::Invalid(redact(&other.to_string(), &self.spec.url)),
+        }
+    }
+
+    fn emit(&self, s: RequestSample) {
+        self.telemetry.record(TelemetryEvent::Request(s));
+    }
+
+    /// `eth_chainId`.
+    pub async fn chain_id(&self, ctx: CallCtx) -> Result<u64, ProviderError> {
+        let (res, mut s) = self
+            .call(&self.head_client, self.spec.head_timeout, method::CHAIN_ID, ArrayParams::new(), None, ctx)
+            .await;
+        let out = res.and_then(|raw| {
+            let text: &str = serde_json::from_str(raw.get())
+                .map_err(|_| ProviderError::Invalid(format!("chain id {}", raw.get())))?;
+            Ok(wire::quantity("chainId", text)?)
+        });
+        if let Err(e) = &out
+            && s.outcome == Outcome::Ok
+        {
+            self.fail_sample(&mut s, e);
+        }
+        self.emit(s);
+        out
+    }
+
+    /// The provider's latest block header (number, hash, parent), from
+    /// `eth_getBlockByNumber("latest", false)`: one call gives both the height and the hash,
+    /// so a same-height reorg is visible from head polls alone.
+    pub async fn head(&self, ctx: CallCtx) -> Result<Head, ProviderError> {
+        let mut params = ArrayParams::new();
+        push(&mut params, "latest");
+        push(&mut params, false);
+        let (res, mut s) =
+            self.call(&self.head_client, self.spec.head_timeout, method::BLOCK_BY_NUMBER, params, None, ctx).await;
+        let out = res.and_then(|raw| Ok(wire::decode_head(raw.get())?));
+        match &out {
+            Ok(h) => s.head_reported = Some(h.number),
+            Err(e) if s.outcome == Outcome::Ok => self.fail_sample(&mut s, e),
+            Err(_) => {}
+        }
+        self.emit(s);
+        out
+    }
+
+    /// One block by number, validated.
+    pub async fn block_by_number(&self, number: u64, opts: DecodeOptions, ctx: CallCtx) -> Result<Block, ProviderError> {
+        let mut params = ArrayParams::new();
+        push(&mut params, format!("{number:#x}"));
+        push(&mut params, opts.full_transactions);
+        let (res, mut s) = self
+            .call(&self.block_client, self.spec.block_timeout, method::BLOCK_BY_NUMBER, params, Some(number), ctx)
+            .await;
+        let out = res.and_then(|raw| Ok(wire::decode_block(raw.get(), Want::Number(number), opts, self.index)?));
+        if let Err(e) = &out
+            && s.outcome == Outcome::Ok
+        {
+            self.fail_sample(&mut s, e);
+        }
+        self.emit(s);
+        out
+    }
+
+    /// One block by hash, validated (the walk back through a reorg asks by hash).
+    pub async fn block_by_hash(&self, hash: B256, opts: DecodeOptions, ctx: CallCtx) -> Result<Block, ProviderError> {
+        let mut params = ArrayParams::new();
+        push(&mut params, format!("{hash}"));
+        push(&mut params, opts.full_transactions);
+        let (res, mut s) =
+            self.call(&self.block_client, self.spec.block_timeout, method::BLOCK_BY_HASH, params, None, ctx).await;
+        let out = res.and_then(|raw| Ok(wire::decode_block(raw.get(), Want::Hash(hash), opts, self.index)?));
+        match &out {
+            Ok(b) => s.block_number = Some(b.number),
+            Err(e) if s.outcome == Outcome::Ok => self.fail_sample(&mut s, e),
+            Err(_) => {}
+        }
+        self.emit(s);
+        out
+    }
+
+    /// Blocks `numbers` (consecutive or not) in one JSON-RPC batch when the provider allows it,
+    /// else one call each. One result per number, in order; one telemetry sample per call.
+    pub async fn blocks_by_number(
+        &self,
+        numbers: &[u64],
+        opts: DecodeOptions,
+        ctx: CallCtx,
+    ) -> Vec<Result<Block, ProviderError>> {
+        if numbers.len() == 1 || !self.batches_ok.load(Ordering::Relaxed) {
+            let mut out = Vec::with_capacity(numbers.len());
+            for &n in numbers {
+                out.push(self.block_by_number(n, opts, ctx).await);
+            }
+            return out;
+        }
+        match self.batch(numbers, opts, ctx).await {
+            Some(out) => out,
+            None => {
+                // The provider refused the batch itself: remember, and fall back to single calls.
+                self.batches_ok.store(false, Ordering::Relaxed);
+                tracing::info!(provider = self.name(), "provider refuses JSON-RPC batches; using single calls");
+                let mut out = Vec::with_capacity(numbers.len());
+                for &n in numbers {
+                    out.push(self.block_by_number(n, opts, ctx).await);
+                }
+                out
+            }
+        }
+    }
+
+    /// Returns `None` when the batch as a whole was refused in a way that says "no batches".
+    async fn batch(&self, numbers: &[u64], opts: DecodeOptions, ctx: CallCtx) -> Option<Vec<Result<Block, ProviderError>>> {
+        let mut batch = BatchRequestBuilder::new();
+        for &n in numbers {
+            let mut p = ArrayParams::new();
+            push(&mut p, format!("{n:#x}"));
+            push(&mut p, opts.full_transactions);
+            if batch.insert(method::BLOCK_BY_NUMBER, p).is_err() {
+                return None;
+            }
+        }
+        let started = Instant::now();
+        let size = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
+        let fut = self.block_client.batch_request::<Box<RawValue>>(batch);
+        let (res, meta) = with_meta(tokio::time::timeout(self.spec.block_timeout, fut)).await;
+        let whole: Result<_, ProviderError> = match res {
+            Err(_) => Err(ProviderError::Timeout(self.spec.block_timeout)),
+            Ok(Err(e)) => Err(self.classify(e, meta)),
+            Ok(Ok(r)) => Ok(r),
+        };
+        let mut out = Vec::with_capacity(numbers.len());
+        match whole {
+            Err(e) => {
+                if refuses_batches(&e) {
+                    return None;
+                }
+                for &n in numbers {
+                    let mut s = self.sample(method::BLOCK_BY_NUMBER, Some(n), started, ctx);
+                    s.http_status = meta.status;
+                    s.batch_size = size;
+                    self.fail_sample(&mut s, &e);
+                    self.emit(s);
+                    out.push(Err(e.clone()));
+                }
+            }
+            Ok(resp) => {
+                let mut items = resp.into_iter();
+                for &n in numbers {
+                    let mut s = self.sample(method::BLOCK_BY_NUMBER, Some(n), started, ctx);
+                    s.http_status = meta.status;
+                    s.batch_size = size;
+                    let r = match items.next() {
+                        Some(Ok(raw)) if raw.get() == "null" => Err(ProviderError::Null),
+                        Some(Ok(raw)) => {
+                            s.bytes = Some(raw.get().len() as u64);
+                            wire::decode_block(raw.get(), Want::Number(n), opts, self.index)
+                                .map_err(ProviderError::from)
+                        }
+                        Some(Err(obj)) => Err(ProviderError::Rpc {
+                            code: obj.code(),
+                            message: obj.message().chars().take(200).collect(),
+                            retry_after: meta.retry_after,
+                        }),
+                        None => Err(ProviderError::Invalid("batch response is missing an item".into())),
+                    };
+                    if let Err(e) = &r {
+                        self.fail_sample(&mut s, e);
+                    }
+                    self.emit(s);
+                    out.push(r);
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Errors that mean "this endpoint does not take batches" rather than "try again".
+fn refuses_batches(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Http { status, .. } => matches!(status, 400 | 404 | 405 | 413 | 501),
+        ProviderError::Rpc { code, message, .. } => {
+            *code == -32600 || message.to_ascii_lowercase().contains("batch")
+        }
+        _ => false,
+    }
+}
+
+fn push<T: serde::Serialize>(params: &mut ArrayParams, v: T) {
+    // Serialising a string, bool or hex literal cannot fail.
+    let _ = params.insert(v);
+}
+
+fn truncate_err(s: &str) -> String {
+    s.chars().take(300).collect()
+}
+
+/// Remove the URL (which may hold a key) from an error text.
+fn redact(text: &str, url: &SecretUrl) -> String {
+    truncate_err(&text.replace(url.expose(), &url.redacted()))
+}
+
+fn redact_err(e: &ClientError, url: &SecretUrl) -> String {
+    redact(&e.to_string(), url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        let u = SecretUrl::new("https://eth-mainnet.g.alchemy.com/v2/SECRETKEY");
+        assert_eq!(u.redacted(), "https://eth-mainnet.g.alchemy.com/…");
+        assert!(!format!("{u:?} {u}").contains("SECRETKEY"));
+        assert_eq!(u.host(), "eth-mainnet.g.alchemy.com");
+        let u = SecretUrl::new("http://user:pw@127.0.0.1:8545");
+        assert_eq!(u.redacted(), "http://127.0.0.1:8545");
+        let u = SecretUrl::new("https://x.io/?apikey=abc");
+        assert!(!u.redacted().contains("abc"));
+    }
+
+    #[test]
+    fn outcomes_are_classified() {
+        let h = |status| ProviderError::Http { status, retry_after: None };
+        assert_eq!(h(429).outcome(), Outcome::RateLimited);
+        assert_eq!(h(503).outcome(), Outcome::Http5xx);
+        assert_eq!(h(401).outcome(), Outcome::Http4xx);
+        let rpc = |code, m: &str| ProviderError::Rpc { code, message: m.into(), retry_after: None };
+        assert_eq!(rpc(-32005, "limit").outcome(), Outcome::RateLimited);
+        assert_eq!(rpc(-32000, "header not found").outcome(), Outcome::RpcError);
+        assert_eq!(rpc(-32000, "Rate limit reached").outcome(), Outcome::RateLimited);
+        assert_eq!(ProviderError::Null.outcome(), Outcome::NullResult);
+    }
+}

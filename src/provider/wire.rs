@@ -1,0 +1,358 @@
+//! Decoding provider JSON into validated blocks: strict hex, number as requested, consistent
+//! transactions, and the header hash recomputed from the header fields.
+
+use std::collections::HashMap;
+
+use alloy_consensus::Header;
+use alloy_primitives::{Address, B64, B256, Bloom, Bytes, U256};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+use crate::model::{Block, Head, Transaction};
+
+/// Why a response was refused. Every variant names the field or the rule that failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Reject {
+    #[error("result is not a JSON object: {0}")]
+    NotAnObject(String),
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{field}` is malformed: {why}")]
+    Malformed { field: &'static str, why: String },
+    #[error("block number {got} is not the {want} that was asked for")]
+    WrongNumber { want: u64, got: u64 },
+    #[error("block hash {got} is not the {want} that was asked for")]
+    WrongHash { want: B256, got: B256 },
+    #[error("header hash mismatch: fields hash to {computed}, provider says {claimed}")]
+    HashMismatch { computed: B256, claimed: B256 },
+    #[error("transaction {index}: {why}")]
+    Transaction { index: usize, why: String },
+    #[error("value {0} exceeds the range this store accepts")]
+    TooBig(&'static str),
+}
+
+fn malformed(field: &'static str, why: impl Into<String>) -> Reject {
+    Reject::Malformed { field, why: why.into() }
+}
+
+fn strip0x<'a>(field: &'static str, s: &'a str) -> Result<&'a str, Reject> {
+    s.strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .ok_or_else(|| malformed(field, format!("{s:?} has no 0x prefix")))
+}
+
+/// A hex quantity that must fit in u64 and in SQLite's i64. Leading zeros and upper case are
+/// tolerated (they name the same number); empty digits are not.
+pub fn quantity(field: &'static str, s: &str) -> Result<u64, Reject> {
+    let digits = strip0x(field, s)?;
+    if digits.is_empty() || digits.len() > 64 {
+        return Err(malformed(field, format!("{s:?} is not a quantity")));
+    }
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.len() > 16 {
+        return Err(Reject::TooBig(field));
+    }
+    let v = if trimmed.is_empty() {
+        0
+    } else {
+        u64::from_str_radix(trimmed, 16).map_err(|e| malformed(field, format!("{s:?}: {e}")))?
+    };
+    if v > i64::MAX as u64 {
+        return Err(Reject::TooBig(field));
+    }
+    Ok(v)
+}
+
+/// A hex quantity of up to 256 bits (wei amounts).
+pub fn quantity256(field: &'static str, s: &str) -> Result<U256, Reject> {
+    let digits = strip0x(field, s)?;
+    if digits.is_empty() || digits.len() > 64 {
+        return Err(malformed(field, format!("{s:?} is not a 256-bit quantity")));
+    }
+    U256::from_str_radix(digits, 16).map_err(|e| malformed(field, format!("{s:?}: {e}")))
+}
+
+fn fixed<const N: usize>(field: &'static str, s: &str) -> Result<[u8; N], Reject> {
+    let digits = strip0x(field, s)?;
+    if digits.len() != N * 2 {
+        return Err(malformed(field, format!("expected {N} bytes, got {} hex digits", digits.len())));
+    }
+    let mut out = [0u8; N];
+    alloy_primitives::hex::decode_to_slice(digits, &mut out)
+        .map_err(|e| malformed(field, e.to_string()))?;
+    Ok(out)
+}
+
+/// A 32-byte hash.
+pub fn hash(field: &'static str, s: &str) -> Result<B256, Reject> {
+    fixed::<32>(field, s).map(B256::from)
+}
+
+fn address(field: &'static str, s: &str) -> Result<Address, Reject> {
+    fixed::<20>(field, s).map(Address::from)
+}
+
+fn bytes(field: &'static str, s: &str) -> Result<Bytes, Reject> {
+    let digits = strip0x(field, s)?;
+    alloy_primitives::hex::decode(digits).map(Bytes::from).map_err(|e| malformed(field, e.to_string()))
+}
+
+/// Header keys this decoder understands. A block with any other key is stored unverified,
+/// because that key may be part of the header hash (a newer fork) and we cannot recompute it.
+const KNOWN_KEYS: &[&str] = &[
+    "number", "hash", "parentHash", "sha3Uncles", "miner", "stateRoot", "transactionsRoot",
+    "receiptsRoot", "logsBloom", "difficulty", "gasLimit", "gasUsed", "timestamp", "extraData",
+    "mixHash", "nonce", "baseFeePerGas", "withdrawalsRoot", "blobGasUsed", "excessBlobGas",
+    "parentBeaconBlockRoot", "requestsHash", "size", "totalDifficulty", "transactions", "uncles",
+    "withdrawals",
+];
+
+struct Fields<'a>(HashMap<&'a str, &'a RawValue>);
+
+impl<'a> Fields<'a> {
+    fn parse(raw: &'a str) -> Result<Self, Reject> {
+        serde_json::from_str::<HashMap<&'a str, &'a RawValue>>(raw)
+            .map(Self)
+            .map_err(|e| Reject::NotAnObject(truncate(raw, e)))
+    }
+
+    fn opt_str(&self, key: &'static str) -> Result<Option<&'a str>, Reject> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(v) if v.get() == "null" => Ok(None),
+            Some(v) => serde_json::from_str::<&'a str>(v.get())
+                .map(Some)
+                .map_err(|_| malformed(key, format!("expected a hex string, got {}", v.get()))),
+        }
+    }
+
+    fn str(&self, key: &'static str) -> Result<&'a str, Reject> {
+        self.opt_str(key)?.ok_or(Reject::Missing(key))
+    }
+
+    fn all_known(&self) -> bool {
+        self.0.keys().all(|k| KNOWN_KEYS.contains(k))
+    }
+}
+
+fn truncate(raw: &str, e: serde_json::Error) -> String {
+    let head: String = raw.chars().take(80).collect();
+    format!("{e} (starts {head:?})")
+}
+
+/// What the caller asked for, so the answer can be checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Number(u64),
+    Hash(B256),
+}
+
+/// Decoding switches.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeOptions {
+    pub full_transactions: bool,
+    pub verify_header_hash: bool,
+}
+
+/// Decode and validate a block from a provider. `provider` is the fleet index of its source.
+pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: u16) -> Result<Block, Reject> {
+    let f = Fields::parse(raw)?;
+    let number = quantity("number", f.str("number")?)?;
+    let block_hash = hash("hash", f.str("hash")?)?;
+    match want {
+        Want::Number(n) if n != number => return Err(Reject::WrongNumber { want: n, got: number }),
+        Want::Hash(h) if h != block_hash => return Err(Reject::WrongHash { want: h, got: block_hash }),
+        _ => {}
+    }
+    let parent_hash = hash("parentHash", f.str("parentHash")?)?;
+    let timestamp = quantity("timestamp", f.str("timestamp")?)?;
+    let miner = address("miner", f.str("miner")?)?;
+    let gas_used = quantity("gasUsed", f.str("gasUsed")?)?;
+    let gas_limit = quantity("gasLimit", f.str("gasLimit")?)?;
+    let base_fee_per_gas =
+        f.opt_str("baseFeePerGas")?.map(|s| quantity256("baseFeePerGas", s)).transpose()?;
+    let state_root = hash("stateRoot", f.str("stateRoot")?)?;
+    let transactions_root = hash("transactionsRoot", f.str("transactionsRoot")?)?;
+    let receipts_root = hash("receiptsRoot", f.str("receiptsRoot")?)?;
+    let size = f.opt_str("size")?.map(|s| quantity("size", s)).transpose()?;
+
+    let hash_verified = if opts.verify_header_hash && f.all_known() {
+        let header = header_of(&f, number, parent_hash, timestamp, miner, gas_used, gas_limit)?;
+        let computed = header.hash_slow();
+        if computed != block_hash {
+            return Err(Reject::HashMismatch { computed, claimed: block_hash });
+        }
+        Some(true)
+    } else {
+        None
+    };
+
+    let txs_raw = f.0.get("transactions").ok_or(Reject::Missing("transactions"))?;
+    let (tx_count, transactions, full_txs) = if opts.full_transactions {
+        let list: Vec<RpcTx<'_>> = serde_json::from_str(txs_raw.get())
+            .map_err(|e| malformed("transactions", truncate(txs_raw.get(), e)))?;
+        let mut txs = Vec::with_capacity(list.len());
+        for (i, t) in list.iter().enumerate() {
+            txs.push(decode_tx(t, i, number, block_hash).map_err(|why| Reject::Transaction { index: i, why })?);
+        }
+        (txs.len(), txs, true)
+    } else {
+        let list: Vec<&RawValue> = serde_json::from_str(txs_raw.get())
+            .map_err(|e| malformed("transactions", truncate(txs_raw.get(), e)))?;
+        (list.len(), Vec::new(), false)
+    };
+    let tx_count = u32::try_from(tx_count).map_err(|_| Reject::TooBig("transactions"))?;
+
+    Ok(Block {
+        number,
+        hash: block_hash,
+        parent_hash,
+        timestamp,
+        miner,
+        gas_used,
+        gas_limit,
+        base_fee_per_gas,
+        state_root,
+        transactions_root,
+        receipts_root,
+        size,
+        tx_count,
+        hash_verified,
+        full_txs,
+        transactions,
+        provider,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn header_of(
+    f: &Fields<'_>,
+    number: u64,
+    parent_hash: B256,
+    timestamp: u64,
+    miner: Address,
+    gas_used: u64,
+    gas_limit: u64,
+) -> Result<Header, Reject> {
+    let opt_hash = |k: &'static str| f.opt_str(k)?.map(|s| hash(k, s)).transpose();
+    let opt_q = |k: &'static str| f.opt_str(k)?.map(|s| quantity(k, s)).transpose();
+    Ok(Header {
+        parent_hash,
+        ommers_hash: hash("sha3Uncles", f.str("sha3Uncles")?)?,
+        beneficiary: miner,
+        state_root: hash("stateRoot", f.str("stateRoot")?)?,
+        transactions_root: hash("transactionsRoot", f.str("transactionsRoot")?)?,
+        receipts_root: hash("receiptsRoot", f.str("receiptsRoot")?)?,
+        logs_bloom: Bloom::from(fixed::<256>("logsBloom", f.str("logsBloom")?)?),
+        difficulty: quantity256("difficulty", f.str("difficulty")?)?,
+        number,
+        gas_limit,
+        gas_used,
+        timestamp,
+        extra_data: bytes("extraData", f.str("extraData")?)?,
+        mix_hash: opt_hash("mixHash")?.unwrap_or_default(),
+        nonce: f.opt_str("nonce")?.map(|s| fixed::<8>("nonce", s)).transpose()?.map(B64::from).unwrap_or_default(),
+        base_fee_per_gas: opt_q("baseFeePerGas")?,
+        withdrawals_root: opt_hash("withdrawalsRoot")?,
+        blob_gas_used: opt_q("blobGasUsed")?,
+        excess_blob_gas: opt_q("excessBlobGas")?,
+        parent_beacon_block_root: opt_hash("parentBeaconBlockRoot")?,
+        requests_hash: opt_hash("requestsHash")?,
+        // Block access lists (EIP-7928) are not in KNOWN_KEYS, so a block that has one is
+        // stored unverified rather than reaching this point.
+        ..Default::default()
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RpcTx<'a> {
+    #[serde(borrow)]
+    hash: &'a str,
+    from: &'a str,
+    to: Option<&'a str>,
+    value: &'a str,
+    nonce: &'a str,
+    gas: &'a str,
+    gas_price: Option<&'a str>,
+    max_fee_per_gas: Option<&'a str>,
+    max_priority_fee_per_gas: Option<&'a str>,
+    input: &'a str,
+    #[serde(rename = "type")]
+    tx_type: Option<&'a str>,
+    block_hash: Option<&'a str>,
+    block_number: Option<&'a str>,
+    transaction_index: Option<&'a str>,
+}
+
+fn decode_tx(t: &RpcTx<'_>, position: usize, number: u64, block_hash: B256) -> Result<Transaction, String> {
+    let e = |r: Reject| r.to_string();
+    if let Some(bh) = t.block_hash {
+        let bh = hash("blockHash", bh).map_err(e)?;
+        if bh != block_hash {
+            return Err(format!("blockHash {bh} is not the block's {block_hash}"));
+        }
+    }
+    if let Some(bn) = t.block_number {
+        let bn = quantity("blockNumber", bn).map_err(e)?;
+        if bn != number {
+            return Err(format!("blockNumber {bn} is not the block's {number}"));
+        }
+    }
+    let index = match t.transaction_index {
+        Some(i) => quantity("transactionIndex", i).map_err(e)?,
+        None => position as u64,
+    };
+    if index != position as u64 {
+        return Err(format!("transactionIndex {index} at position {position}"));
+    }
+    let index = u32::try_from(index).map_err(|_| "transactionIndex too large".to_string())?;
+    let tx_type = match t.tx_type {
+        Some(s) => u8::try_from(quantity("type", s).map_err(e)?).map_err(|_| "type above 255".to_string())?,
+        None => 0,
+    };
+    let opt256 = |k: &'static str, v: Option<&str>| v.map(|s| quantity256(k, s)).transpose().map_err(e);
+    Ok(Transaction {
+        hash: hash("hash", t.hash).map_err(e)?,
+        index,
+        from: address("from", t.from).map_err(e)?,
+        to: t.to.map(|s| address("to", s)).transpose().map_err(e)?,
+        value: quantity256("value", t.value).map_err(e)?,
+        nonce: quantity("nonce", t.nonce).map_err(e)?,
+        gas: quantity("gas", t.gas).map_err(e)?,
+        gas_price: opt256("gasPrice", t.gas_price)?,
+        max_fee_per_gas: opt256("maxFeePerGas", t.max_fee_per_gas)?,
+        max_priority_fee_per_gas: opt256("maxPriorityFeePerGas", t.max_priority_fee_per_gas)?,
+        input: bytes("input", t.input).map_err(e)?,
+        tx_type,
+    })
+}
+
+/// Decode the head from an `eth_getBlockByNumber("latest", false)` result.
+pub fn decode_head(raw: &str) -> Result<Head, Reject> {
+    let f = Fields::parse(raw)?;
+    Ok(Head {
+        number: quantity("number", f.str("number")?)?,
+        hash: hash("hash", f.str("hash")?)?,
+        parent_hash: hash("parentHash", f.str("parentHash")?)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_are_strict_about_shape_lenient_about_case() {
+        assert_eq!(quantity("n", "0x0"), Ok(0));
+        assert_eq!(quantity("n", "0x00ff"), Ok(255));
+        assert_eq!(quantity("n", "0XFF"), Ok(255));
+        assert!(quantity("n", "0x").is_err());
+        assert!(quantity("n", "ff").is_err());
+        assert!(quantity("n", "0xzz").is_err());
+        assert_eq!(quantity("n", "0x8000000000000000"), Err(Reject::TooBig("n")));
+        assert!(hash("h", "0x12").is_err());
+        assert_eq!(quantity256("v", "0xde0b6b3a7640000"), Ok(U256::from(10u64.pow(18))));
+    }
+}

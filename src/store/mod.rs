@@ -1,0 +1,236 @@
+//! The SQLite file: connection settings, migrations, and the one writer that every write goes through.
+//!
+//! Two pools over one file: `writer` has exactly one connection, so all block, telemetry and
+//! reorg writes are serialised without SQLITE_BUSY churn, each in a `BEGIN IMMEDIATE`
+//! transaction; `reader` is read-only (`query_only`) for the API, export and checks.
+
+mod blocks;
+pub mod migrate;
+mod telemetry;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use thiserror::Error;
+
+pub use telemetry::{TelemetryWriter, TelemetryWriterStats};
+
+use crate::types::OutOfRange;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] refinery_core::Error),
+    #[error(transparent)]
+    Range(#[from] OutOfRange),
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+    #[error("storage is full: ingest pauses until space is freed")]
+    Full,
+}
+
+impl StoreError {
+    /// True for SQLITE_FULL: the caller should pause and retry, not give up.
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full)
+    }
+}
+
+/// Map sqlx errors, keeping SQLITE_FULL (13) recognisable.
+pub(crate) fn classify(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.code().as_deref() == Some("13")
+    {
+        return StoreError::Full;
+    }
+    StoreError::Sqlx(e)
+}
+
+/// How to open the file.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    /// `synchronous=FULL` instead of NORMAL: survives power loss, ~20 % slower commits.
+    pub synchronous_full: bool,
+    /// Read-only connections in the reader pool.
+    pub readers: u32,
+}
+
+impl StoreOptions {
+    /// Defaults for a file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), synchronous_full: false, readers: 4 }
+    }
+}
+
+/// Handle to the SQLite file. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    path: PathBuf,
+    /// Fleet index → `providers.id`, filled by `register_providers`.
+    provider_ids: Arc<RwLock<Vec<i64>>>,
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database at `opts.path`.
+    pub async fn open(opts: &StoreOptions) -> Result<Self, StoreError> {
+        let base = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&opts.path)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true)
+            .pragma("trusted_schema", "OFF");
+        let write_opts = base
+            .clone()
+            .create_if_missing(true)
+            // auto_vacuum only takes effect before the first table exists; harmless later
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if opts.synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .pragma("journal_size_limit", "67108864")
+            .pragma("cache_size", "-32768")
+            .optimize_on_close(true, Some(400));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(write_opts)
+            .await
+            .map_err(classify)?;
+        {
+            let mut conn = writer.acquire().await?;
+            migrate::runner().run_async(&mut migrate::SqlxMigrator(&mut conn)).await?;
+        }
+        let read_opts = base
+            .read_only(true)
+            .pragma("query_only", "ON")
+            .busy_timeout(Duration::from_secs(1));
+        let reader = SqlitePoolOptions::new()
+            .max_connections(opts.readers.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(read_opts)
+            .await?;
+        Ok(Self { writer, reader, path: opts.path.clone(), provider_ids: Arc::default() })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The read-only pool (API, export, checks).
+    pub fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Register the fleet's providers, in fleet order (index i is the fleet's provider i).
+    pub async fn register_providers(&self, providers: &[(String, String)]) -> Result<(), StoreError> {
+        let mut ids = Vec::with_capacity(providers.len());
+        for (name, url) in providers {
+            ids.push(self.upsert_provider(name, url).await?);
+        }
+        if let Ok(mut slot) = self.provider_ids.write() {
+            *slot = ids;
+        }
+        Ok(())
+    }
+
+    /// `providers.id` of fleet provider `index`, if registered.
+    pub(crate) fn provider_id(&self, index: u16) -> Option<i64> {
+        self.provider_ids.read().ok().and_then(|ids| ids.get(usize::from(index)).copied())
+    }
+
+    /// Register a provider by name and return its row id (stable across restarts).
+    pub async fn upsert_provider(&self, name: &str, url_redacted: &str) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar(include_str!("../../sql/store/upsert_provider.sql"))
+            .bind(name)
+            .bind(url_redacted)
+            .bind(crate::types::now_ms())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(id)
+    }
+
+    /// Set a `meta` key.
+    pub async fn set_meta(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        sqlx::query(include_str!("../../sql/store/meta_set.sql"))
+            .bind(key)
+            .bind(value)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Read an integer `meta` key.
+    pub async fn meta(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(include_str!("../../sql/store/meta_get.sql"))
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<i64>, _>(0)?,
+            None => None,
+        })
+    }
+
+    /// Checkpoint the WAL and truncate it (after a backfill, or when idle).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await?;
+        Ok(())
+    }
+
+    /// Run the chain invariant checks (`sql/checks/chain_invariants.sql`).
+    pub async fn chain_invariants(&self) -> Result<ChainInvariants, StoreError> {
+        let r = sqlx::query(include_str!("../../sql/checks/chain_invariants.sql"))
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(ChainInvariants {
+            heights: r.try_get(0)?,
+            missing: r.try_get(1)?,
+            dups: r.try_get(2)?,
+            link_breaks: r.try_get(3)?,
+            partial: r.try_get(4)?,
+        })
+    }
+
+    /// Close both pools, waiting for in-flight statements.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Counts from `sql/checks/chain_invariants.sql`; everything but `heights` must be 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChainInvariants {
+    pub heights: i64,
+    pub missing: i64,
+    pub dups: i64,
+    pub link_breaks: i64,
+    pub partial: i64,
+}
+
+impl ChainInvariants {
+    /// True when no invariant is broken.
+    pub fn ok(&self) -> bool {
+        self.missing == 0 && self.dups == 0 && self.link_breaks == 0 && self.partial == 0
+    }
+}
