@@ -1,1 +1,161 @@
-fn main(){}
+//! The `blockstreamer` binary: parse the command line, set up logging, run a command.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use blockstreamer::app::{self, App, AppOptions, DemoOptions};
+use blockstreamer::config::Config;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "blockstreamer", version, about = "Follow an EVM chain through a fleet of JSON-RPC providers into one SQLite file")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Offline demo: a simulated chain served by loopback providers, followed into SQLite.
+    Demo {
+        /// Database file (recreated on every demo start).
+        #[arg(long, default_value = "./blockstreamer-demo.db")]
+        db: PathBuf,
+        /// Simulated block time in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        block_time_ms: u64,
+        /// Number of simulated providers (1-5).
+        #[arg(long, default_value_t = 3)]
+        providers: usize,
+        /// Seed of the simulated chain.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        run_for: Option<u64>,
+    },
+    /// Follow the chain head from the providers into the database.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Start height for an empty database (default: the current head).
+        #[arg(long)]
+        from_block: Option<u64>,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        run_for: Option<u64>,
+    },
+    /// Fetch and store a range of heights, then exit.
+    Backfill {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// TOML config file (providers, limits; see README).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Provider URL; repeat for several. `${VAR}` is expanded from the environment.
+    #[arg(long = "rpc")]
+    rpc: Vec<String>,
+    /// Database file.
+    #[arg(long, default_value = "./blockstreamer.db")]
+    db: PathBuf,
+}
+
+impl Common {
+    fn app_options(&self) -> anyhow::Result<AppOptions> {
+        let mut config = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        config.add_rpc_urls(&self.rpc);
+        Ok(AppOptions { db: self.db.clone(), config, progress: std::io::stderr().is_terminal() })
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal()).init();
+}
+
+/// Cancel on Ctrl-C, SIGTERM, or after `run_for` seconds.
+fn shutdown_token(run_for: Option<u64>) -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        let timer = async {
+            match run_for {
+                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = ctrl_c => tracing::info!("interrupted; shutting down"),
+            () = term => tracing::info!("terminated; shutting down"),
+            () = timer => tracing::info!("run time elapsed; shutting down"),
+        }
+        t.cancel();
+    });
+    token
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Demo { db, block_time_ms, providers, seed, run_for } => {
+            let cancel = shutdown_token(run_for);
+            let opts = DemoOptions { db, block_time: Duration::from_millis(block_time_ms.max(10)), providers, seed };
+            app::run_demo(opts, cancel).await.context("demo failed")?;
+        }
+        Command::Run { common, from_block, run_for } => {
+            let cancel = shutdown_token(run_for);
+            let app = App::start(common.app_options()?).await.context("start-up failed")?;
+            let res = app.follow(from_block, &cancel).await;
+            app.shutdown().await;
+            res.context("ingest stopped")?;
+        }
+        Command::Backfill { common, from, to } => {
+            let cancel = shutdown_token(None);
+            let app = App::start(common.app_options()?).await.context("start-up failed")?;
+            let started = std::time::Instant::now();
+            let res = app.backfill(from, to, &cancel).await;
+            app.shutdown().await;
+            let report = res.context("backfill failed")?;
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                from = report.from, to = report.to, fetched = report.fetched,
+                seconds = format!("{secs:.2}"),
+                blocks_per_sec = format!("{:.0}", report.fetched as f64 / secs.max(1e-9)),
+                "backfill done"
+            );
+        }
+    }
+    Ok(())
+}

@@ -73,6 +73,8 @@ pub enum Outcome {
     InvalidResponse,
     TooLarge,
     NullResult,
+    /// The caller stopped waiting (shutdown, a reorg restart, or a lost hedge race).
+    Cancelled,
 }
 
 impl Outcome {
@@ -89,6 +91,7 @@ impl Outcome {
             Self::InvalidResponse => "invalid_response",
             Self::TooLarge => "too_large",
             Self::NullResult => "null_result",
+            Self::Cancelled => "cancelled",
         }
     }
 }

@@ -12,7 +12,7 @@ use alloy_primitives::B256;
 use jsonrpsee::core::ClientError;
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::params::{ArrayParams, BatchRequestBuilder};
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::http_client::{HttpBackend, HttpClient, HttpClientBuilder, RpcLogger, RpcService};
 use serde_json::value::RawValue;
 use thiserror::Error;
 
@@ -165,13 +165,16 @@ pub struct CallCtx {
     pub hedged: bool,
 }
 
+/// The jsonrpsee client with our HTTP layer under it.
+type Client = HttpClient<RpcLogger<RpcService<http::MetaService<HttpBackend>>>>;
+
 /// One upstream. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Provider {
     index: u16,
     spec: ProviderSpec,
-    head_client: HttpClient,
-    block_client: HttpClient,
+    head_client: Client,
+    block_client: Client,
     telemetry: TelemetrySink,
     /// Cleared when the provider refuses JSON-RPC batches; single calls are used from then on.
     batches_ok: AtomicBool,
@@ -245,7 +248,7 @@ impl Provider {
     /// One call; returns the raw result. Records exactly one telemetry sample.
     async fn call(
         &self,
-        client: &HttpClient,
+        client: &Client,
         timeout: Duration,
         method: &'static str,
         params: ArrayParams,
@@ -253,8 +256,10 @@ impl Provider {
         ctx: CallCtx,
     ) -> (Result<Box<RawValue>, ProviderError>, RequestSample) {
         let started = Instant::now();
+        let guard = InFlight { provider: self, method, numbers: vec![block_number], started, ctx, done: false };
         let fut = client.request::<Box<RawValue>, _>(method, params);
         let (res, meta) = with_meta(tokio::time::timeout(timeout, fut)).await;
+        guard.finish();
         let mut s = self.sample(method, block_number, started, ctx);
         s.http_status = meta.status;
         let res = match res {
@@ -422,8 +427,17 @@ impl Provider {
         }
         let started = Instant::now();
         let size = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
+        let guard = InFlight {
+            provider: self,
+            method: method::BLOCK_BY_NUMBER,
+            numbers: numbers.iter().map(|&n| Some(n)).collect(),
+            started,
+            ctx,
+            done: false,
+        };
         let fut = self.block_client.batch_request::<Box<RawValue>>(batch);
         let (res, meta) = with_meta(tokio::time::timeout(self.spec.block_timeout, fut)).await;
+        guard.finish();
         let whole: Result<_, ProviderError> = match res {
             Err(_) => Err(ProviderError::Timeout(self.spec.block_timeout)),
             Ok(Err(e)) => Err(self.classify(e, meta)),
@@ -432,9 +446,6 @@ impl Provider {
         let mut out = Vec::with_capacity(numbers.len());
         match whole {
             Err(e) => {
-                if refuses_batches(&e) {
-                    return None;
-                }
                 for &n in numbers {
                     let mut s = self.sample(method::BLOCK_BY_NUMBER, Some(n), started, ctx);
                     s.http_status = meta.status;
@@ -442,6 +453,9 @@ impl Provider {
                     self.fail_sample(&mut s, &e);
                     self.emit(s);
                     out.push(Err(e.clone()));
+                }
+                if refuses_batches(&e) {
+                    return None;
                 }
             }
             Ok(resp) => {
@@ -473,6 +487,38 @@ impl Provider {
             }
         }
         Some(out)
+    }
+}
+
+/// Emits a `cancelled` sample for each call still outstanding if the calling future is dropped
+/// before it finished, so telemetry counts every request the provider saw.
+struct InFlight<'a> {
+    provider: &'a Provider,
+    method: &'static str,
+    numbers: Vec<Option<u64>>,
+    started: Instant,
+    ctx: CallCtx,
+    done: bool,
+}
+
+impl InFlight<'_> {
+    fn finish(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let size = u32::try_from(self.numbers.len()).unwrap_or(u32::MAX);
+        for n in &self.numbers {
+            let mut s = self.provider.sample(self.method, *n, self.started, self.ctx);
+            s.outcome = Outcome::Cancelled;
+            s.batch_size = size.max(1);
+            self.provider.emit(s);
+        }
     }
 }
 

@@ -177,6 +177,22 @@ impl Store {
         links(rows)
     }
 
+    /// The lowest height in `from..=to` with no canonical block, or `None` if all are stored.
+    pub async fn first_missing_from(&self, from: u64, to: u64) -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(include_str!("../../sql/store/first_missing_from.sql"))
+            .bind(to_sql("from", from)?)
+            .bind(to_sql("to", to)?)
+            .fetch_one(&self.writer)
+            .await?;
+        match v {
+            None => Ok(None),
+            Some(n) => {
+                let n = from_sql("block number", n)?;
+                Ok((n <= to).then_some(n))
+            }
+        }
+    }
+
     /// Hash of the canonical block at `number`, if stored.
     pub async fn canonical_at(&self, number: u64) -> Result<Option<B256>, StoreError> {
         let row = sqlx::query(include_str!("../../sql/store/canonical_at.sql"))

@@ -89,9 +89,10 @@ impl TelemetryWriter {
                 let deadline = tokio::time::sleep(FLUSH_EVERY);
                 tokio::pin!(deadline);
                 while buf.len() < MAX_BATCH {
+                    let room = MAX_BATCH - buf.len();
                     tokio::select! {
                         () = &mut deadline => break,
-                        n = self.rx.recv_many(&mut buf, MAX_BATCH - buf.len()) => if n == 0 { break },
+                        n = self.rx.recv_many(&mut buf, room) => if n == 0 { break },
                         () = cancel.cancelled() => break,
                     }
                 }

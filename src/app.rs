@@ -1,0 +1,368 @@
+//! The composition root: builds store, providers, fleet and ingest from config and wires them.
+//!
+//! This is the one place where information runs backwards: the resume point (the recent
+//! canonical chain) is read from the store and handed to ingest as a `Window`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError};
+use crate::fleet::{Fleet, FleetError, FleetOptions};
+use crate::ingest::{IngestError, IngestOptions, Syncer, Window};
+use crate::model::TelemetrySink;
+use crate::provider::wire::DecodeOptions;
+use crate::provider::{Provider, ProviderError, ProviderSpec, SecretUrl};
+use crate::store::{Store, StoreError, StoreOptions, TelemetryWriter};
+
+/// Anything that stops the application.
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(
+        "database {db} holds chain {stored} but the providers serve chain {served}; use another --db"
+    )]
+    ChainMismatch { db: String, stored: i64, served: u64 },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What every command that talks to providers needs.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub db: PathBuf,
+    pub config: Config,
+    /// Show an indicatif progress bar (a terminal is attached).
+    pub progress: bool,
+}
+
+/// A wired-up pipeline: store, fleet, telemetry writer and background tasks.
+#[derive(Debug)]
+pub struct App {
+    pub store: Store,
+    pub fleet: Arc<Fleet>,
+    pub telemetry: TelemetrySink,
+    config: Config,
+    /// The head poller and other workers that feed telemetry.
+    workers: TaskTracker,
+    /// The telemetry writer, stopped after the workers.
+    writer: TaskTracker,
+    /// Stops the head poller.
+    poll_cancel: CancellationToken,
+    /// Stops the telemetry writer (last, after it drained).
+    telemetry_cancel: CancellationToken,
+    progress: bool,
+}
+
+impl App {
+    /// Open the store, build the fleet, check chain ids, start the telemetry writer.
+    pub async fn start(opts: AppOptions) -> Result<Self, AppError> {
+        let config = opts.config;
+        let providers = config.resolve(|k| std::env::var(k).ok())?;
+        let mut store_opts = StoreOptions::new(&opts.db);
+        store_opts.synchronous_full = config.synchronous_full;
+        let store = Store::open(&store_opts).await?;
+        let (telemetry, rx) = if config.telemetry {
+            let (s, rx) = TelemetrySink::new(1 << 16);
+            (s, Some(rx))
+        } else {
+            (TelemetrySink::disabled(), None)
+        };
+        let mut built = Vec::with_capacity(providers.len());
+        let mut names = Vec::with_capacity(providers.len());
+        for (i, (name, url)) in providers.into_iter().enumerate() {
+            let index = u16::try_from(i).map_err(|_| AppError::Other("more than 65535 providers".into()))?;
+            let mut spec = ProviderSpec::new(name.clone(), SecretUrl::new(url));
+            if let Some(ms) = config.providers.get(i).and_then(|p| p.timeout_ms) {
+                spec.block_timeout = Duration::from_millis(ms);
+                spec.head_timeout = Duration::from_millis(ms).min(spec.head_timeout);
+            }
+            names.push((name, spec.url.redacted()));
+            built.push(Arc::new(Provider::new(index, spec, telemetry.clone())?));
+        }
+        store.register_providers(&names).await?;
+        let writer_tasks = TaskTracker::new();
+        let telemetry_cancel = CancellationToken::new();
+        if let Some(rx) = rx {
+            let writer = TelemetryWriter::new(store.clone(), rx);
+            let c = telemetry_cancel.clone();
+            writer_tasks.spawn(async move {
+                let stats = writer.run(c).await;
+                tracing::debug!(?stats, "telemetry writer stopped");
+            });
+        }
+        let fleet_opts = FleetOptions {
+            decode: DecodeOptions {
+                full_transactions: config.full_transactions,
+                verify_header_hash: config.verify_header_hash,
+            },
+            ..FleetOptions::default()
+        };
+        let fleet = Arc::new(Fleet::new(built, fleet_opts, telemetry.clone()));
+        for p in fleet.providers() {
+            tracing::info!(provider = p.name(), url = %p.url_redacted(), "provider configured");
+        }
+        Ok(Self {
+            store,
+            fleet,
+            telemetry,
+            config,
+            workers: TaskTracker::new(),
+            writer: writer_tasks,
+            poll_cancel: CancellationToken::new(),
+            telemetry_cancel,
+            progress: opts.progress,
+        })
+    }
+
+    /// Verify chain ids (retrying while no provider answers), and pin the chain id in the file.
+    pub async fn check_chain(&self, cancel: &CancellationToken) -> Result<u64, AppError> {
+        let mut wait = Duration::from_millis(250);
+        let chain = loop {
+            match self.fleet.verify_chain(self.config.chain_id).await {
+                Ok(c) => break c,
+                Err(FleetError::NoChainId) => {
+                    tracing::warn!(retry_in = ?wait, "no provider answered eth_chainId yet");
+                    tokio::select! {
+                        () = cancel.cancelled() => return Err(FleetError::Cancelled.into()),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let served = i64::try_from(chain).map_err(|_| AppError::Other(format!("chain id {chain} too large")))?;
+        match self.store.meta("chain_id").await? {
+            Some(stored) if stored != served => {
+                return Err(AppError::ChainMismatch {
+                    db: self.store.path().display().to_string(),
+                    stored,
+                    served: chain,
+                });
+            }
+            Some(_) => {}
+            None => self.store.set_meta("chain_id", served).await?,
+        }
+        tracing::info!(chain_id = chain, "chain id verified");
+        Ok(chain)
+    }
+
+    /// Start polling heads in the background.
+    pub fn start_head_poller(&self) {
+        let fleet = self.fleet.clone();
+        let interval = Duration::from_millis(self.config.poll_interval_ms);
+        let c = self.poll_cancel.clone();
+        self.workers.spawn(fleet.run_head_poller(interval, c));
+    }
+
+    fn ingest_options(&self) -> IngestOptions {
+        IngestOptions {
+            max_reorg_depth: self.config.max_reorg_depth,
+            batch_size: self.config.batch_size,
+            concurrency: self.config.concurrency,
+            poll_interval: Duration::from_millis(self.config.poll_interval_ms),
+            ..IngestOptions::default()
+        }
+    }
+
+    fn window_cap(&self) -> usize {
+        usize::try_from(self.config.max_reorg_depth).unwrap_or(usize::MAX / 2).saturating_add(1)
+    }
+
+    /// Follow the head until `cancel`; resume from the stored tip, or start at `from_block`
+    /// (default: the current fleet head) on an empty database.
+    pub async fn follow(&self, from_block: Option<u64>, cancel: &CancellationToken) -> Result<(), AppError> {
+        self.check_chain(cancel).await?;
+        self.start_head_poller();
+        let cap = self.window_cap();
+        let links = self.store.recent_canonical(cap as u64).await?;
+        let start = match (links.last(), from_block) {
+            (Some(tip), from) => {
+                if let Some(f) = from
+                    && f > tip.number + 1
+                {
+                    tracing::warn!(from_block = f, stored_tip = tip.number,
+                        "--from-block is above the stored tip; resuming at the stored tip so no hole is left");
+                }
+                tracing::info!(tip = tip.number, "resuming from the stored tip");
+                tip.number + 1
+            }
+            (None, Some(f)) => f,
+            (None, None) => {
+                let mut heads = self.fleet.subscribe_head();
+                let h = loop {
+                    if let Some(h) = *heads.borrow_and_update() {
+                        break h;
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => return Ok(()),
+                        r = heads.changed() => if r.is_err() { return Ok(()) },
+                    }
+                };
+                tracing::info!(head = h.number, "empty database: starting at the fleet head");
+                h.number
+            }
+        };
+        let below_is_stored = false;
+        let window = Window::seed(links, cap, below_is_stored, start);
+        let mut syncer = Syncer::new(self.fleet.clone(), self.store.clone(), window, self.ingest_options());
+        syncer.follow(cancel).await?;
+        Ok(())
+    }
+
+    /// Fetch and store heights `from..=to`, skipping the stored prefix of the range.
+    pub async fn backfill(&self, from: u64, to: u64, cancel: &CancellationToken) -> Result<BackfillReport, AppError> {
+        if from > to {
+            return Err(AppError::Other(format!("--from {from} is above --to {to}")));
+        }
+        self.check_chain(cancel).await?;
+        self.start_head_poller();
+        // Wait for a head so selection knows who can serve the top of the range.
+        let mut heads = self.fleet.subscribe_head();
+        self.fleet.poll_heads_once().await;
+        if heads.borrow_and_update().is_none_or(|h| h.number < to) {
+            tracing::info!(to, "waiting for a provider to report a head at or above --to");
+            loop {
+                if heads.borrow_and_update().is_some_and(|h| h.number >= to) {
+                    break;
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return Err(IngestError::Cancelled.into()),
+                    r = heads.changed() => if r.is_err() { return Err(IngestError::Cancelled.into()) },
+                }
+            }
+        }
+        let cap = self.window_cap();
+        let start = self.store.first_missing_from(from, to).await?;
+        let Some(start) = start else {
+            tracing::info!(from, to, "range already stored");
+            return Ok(BackfillReport { from, to, fetched: 0 });
+        };
+        let links = self.store.canonical_below(start, cap as u64).await?;
+        let contiguous = links.last().is_some_and(|l| l.number + 1 == start);
+        let window = if contiguous {
+            Window::seed(links, cap, true, start)
+        } else {
+            Window::seed(Vec::new(), cap, false, start)
+        };
+        let mut syncer = Syncer::new(self.fleet.clone(), self.store.clone(), window, self.ingest_options());
+        if self.progress {
+            let bar = indicatif::ProgressBar::new(to - start + 1);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} blocks ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            syncer = syncer.with_progress(bar);
+        }
+        syncer.sync_to(to, cancel).await?;
+        self.store.checkpoint().await?;
+        Ok(BackfillReport { from, to, fetched: to - start + 1 })
+    }
+
+    /// Stop background tasks, drain telemetry, close the store.
+    pub async fn shutdown(self) {
+        // Stop the producers of telemetry first, so the writer can drain everything they queued.
+        self.poll_cancel.cancel();
+        self.workers.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.workers.wait()).await.is_err() {
+            tracing::warn!("background tasks did not stop within 10 s");
+        }
+        self.telemetry_cancel.cancel();
+        self.writer.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.writer.wait()).await.is_err() {
+            tracing::warn!("telemetry writer did not stop within 10 s");
+        }
+        let dropped = self.telemetry.dropped();
+        if dropped > 0 {
+            tracing::warn!(dropped, "telemetry events dropped because the writer fell behind");
+            let prev = self.store.meta("telemetry_dropped").await.ok().flatten().unwrap_or(0);
+            let _ = self.store.set_meta("telemetry_dropped", prev + i64::try_from(dropped).unwrap_or(i64::MAX)).await;
+        }
+        self.store.close().await;
+    }
+}
+
+/// What a backfill did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackfillReport {
+    pub from: u64,
+    pub to: u64,
+    /// Heights fetched (the stored prefix of the range is skipped).
+    pub fetched: u64,
+}
+
+/// Options for `blockstreamer demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub db: PathBuf,
+    pub block_time: Duration,
+    pub providers: usize,
+    pub seed: u64,
+}
+
+/// Run the offline demo: a simulated chain served by loopback providers, followed into `db`.
+pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), AppError> {
+    use crate::sim::{self, SimChain, SimOptions, SimProviderOptions};
+
+    // The simulated chain is new on every start, so an old demo file would not link to it.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = opts.db.clone().into_os_string();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(AppError::Other(format!("cannot remove old demo database {p:?}: {e}"))),
+        }
+    }
+    let chain = SimChain::new(SimOptions { block_time: opts.block_time, seed: opts.seed, ..SimOptions::default() });
+    let names = ["sim-steady", "sim-second", "sim-lagging", "sim-four", "sim-five"];
+    let mut servers = Vec::new();
+    for i in 0..opts.providers.clamp(1, names.len()) {
+        let lag = u64::from(i == 2);
+        let sp = sim::serve(chain.clone(), SimProviderOptions { name: names[i].into(), lag })
+            .await
+            .map_err(|e| AppError::Other(format!("cannot start simulated provider: {e}")))?;
+        tracing::info!(provider = %sp.name, url = %sp.url(), lag, "simulated provider listening");
+        servers.push(sp);
+    }
+    let mut config = Config::default();
+    config.poll_interval_ms = 250;
+    for sp in &servers {
+        config.providers.push(crate::config::ProviderConfig {
+            name: Some(sp.name.clone()),
+            ..provider_entry(sp.url())
+        });
+    }
+    let clock = tokio::spawn(sim::run_clock(chain.clone(), cancel.clone()));
+    tracing::info!(db = %opts.db.display(), head = chain.head_number(), "demo: following the simulated chain (Ctrl-C to stop)");
+    let app = App::start(AppOptions { db: opts.db.clone(), config, progress: false }).await?;
+    let res = app.follow(Some(0), &cancel).await;
+    app.shutdown().await;
+    let _ = clock.await;
+    for sp in &servers {
+        sp.stop();
+    }
+    res
+}
+
+fn provider_entry(url: String) -> crate::config::ProviderConfig {
+    let mut c = Config::default();
+    c.add_rpc_urls(&[url]);
+    c.providers.remove(0)
+}

@@ -1,0 +1,288 @@
+//! Configuration: the TOML file, `--rpc` URLs and `${VAR}` interpolation, validated up front.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A configuration problem, naming the field at fault.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{field}: environment variable {var} is not set")]
+    MissingEnv { field: String, var: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), message: message.into() }
+}
+
+/// Primary providers are preferred; fallbacks are used when no primary can serve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    #[default]
+    Primary,
+    Fallback,
+}
+
+/// One `[[providers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: Option<String>,
+    /// May contain `${VAR}`; the expanded URL is secret and never logged.
+    pub url: String,
+    #[serde(default)]
+    pub tier: Tier,
+    pub max_rps: Option<f64>,
+    pub max_concurrency: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub weight: Option<f64>,
+    pub daily_credit_budget: Option<u64>,
+    #[serde(default)]
+    pub credits: std::collections::BTreeMap<String, u64>,
+    pub chain_id: Option<u64>,
+}
+
+/// Retention of telemetry (used by maintenance; validated here).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(default = "d_raw_days")]
+    pub raw_days: u32,
+    #[serde(default = "d_rollup_days")]
+    pub rollup_days: u32,
+}
+
+fn d_raw_days() -> u32 {
+    7
+}
+fn d_rollup_days() -> u32 {
+    90
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { raw_days: d_raw_days(), rollup_days: d_rollup_days() }
+    }
+}
+
+/// The whole file. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub chain_id: Option<u64>,
+    #[serde(default)]
+    pub confirmations: u64,
+    #[serde(default = "d_max_reorg_depth")]
+    pub max_reorg_depth: u64,
+    #[serde(default = "d_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "d_true")]
+    pub full_transactions: bool,
+    #[serde(default = "d_true")]
+    pub verify_header_hash: bool,
+    #[serde(default = "d_true")]
+    pub telemetry: bool,
+    #[serde(default)]
+    pub synchronous_full: bool,
+    #[serde(default = "d_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "d_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+}
+
+fn d_max_reorg_depth() -> u64 {
+    64
+}
+fn d_poll_interval_ms() -> u64 {
+    1000
+}
+fn d_true() -> bool {
+    true
+}
+fn d_batch_size() -> usize {
+    10
+}
+fn d_concurrency() -> usize {
+    4
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // An empty document always deserialises; fall back to literal defaults regardless.
+        toml::from_str("").unwrap_or_else(|_| Self {
+            chain_id: None,
+            confirmations: 0,
+            max_reorg_depth: d_max_reorg_depth(),
+            poll_interval_ms: d_poll_interval_ms(),
+            full_transactions: true,
+            verify_header_hash: true,
+            telemetry: true,
+            synchronous_full: false,
+            batch_size: d_batch_size(),
+            concurrency: d_concurrency(),
+            retention: RetentionConfig::default(),
+            providers: Vec::new(),
+        })
+    }
+}
+
+impl Config {
+    /// Parse TOML text (`path` is only for messages).
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    /// Read and parse a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        Self::from_toml(&text, &p)
+    }
+
+    /// Add `--rpc` URLs as providers named after their host.
+    pub fn add_rpc_urls(&mut self, urls: &[String]) {
+        for u in urls {
+            self.providers.push(ProviderConfig {
+                name: None,
+                url: u.clone(),
+                tier: Tier::Primary,
+                max_rps: None,
+                max_concurrency: None,
+                timeout_ms: None,
+                weight: None,
+                daily_credit_budget: None,
+                credits: Default::default(),
+                chain_id: None,
+            });
+        }
+    }
+
+    /// Check every field; expand `${VAR}` in URLs using `env`. Returns (name, url) per provider.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Vec<(String, String)>, ConfigError> {
+        if self.providers.is_empty() {
+            return Err(invalid("providers", "no provider configured: pass --rpc URL or a [[providers]] entry"));
+        }
+        if self.max_reorg_depth == 0 {
+            return Err(invalid("max_reorg_depth", "must be at least 1"));
+        }
+        if self.poll_interval_ms < 10 {
+            return Err(invalid("poll_interval_ms", "must be at least 10"));
+        }
+        if self.batch_size == 0 || self.batch_size > 1000 {
+            return Err(invalid("batch_size", "must be between 1 and 1000"));
+        }
+        if self.concurrency == 0 || self.concurrency > 256 {
+            return Err(invalid("concurrency", "must be between 1 and 256"));
+        }
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let field = format!("providers[{i}].url");
+            let url = interpolate(&p.url, &field, &env)?;
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                return Err(invalid(field, "must start with http:// or https://"));
+            }
+            let host = crate::provider::SecretUrl::new(url.clone()).host();
+            if host.is_empty() {
+                return Err(invalid(field, "has no host"));
+            }
+            if let Some(ms) = p.timeout_ms
+                && ms == 0
+            {
+                return Err(invalid(format!("providers[{i}].timeout_ms"), "must be positive"));
+            }
+            if let Some(r) = p.max_rps
+                && !(r > 0.0 && r.is_finite())
+            {
+                return Err(invalid(format!("providers[{i}].max_rps"), "must be a positive number"));
+            }
+            let base = match &p.name {
+                Some(n) if n.trim().is_empty() => return Err(invalid(format!("providers[{i}].name"), "must not be empty")),
+                Some(n) => n.clone(),
+                None => host,
+            };
+            let mut name = base.clone();
+            let mut k = 2;
+            while out.iter().any(|(n, _)| *n == name) {
+                if p.name.is_some() {
+                    return Err(invalid(format!("providers[{i}].name"), format!("duplicate name {base:?}")));
+                }
+                name = format!("{base}-{k}");
+                k += 1;
+            }
+            out.push((name, url));
+        }
+        Ok(out)
+    }
+}
+
+/// Expand `${VAR}` from `env`. A missing variable is an error naming the field.
+fn interpolate(s: &str, field: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| invalid(field, "unterminated ${ in URL"))?;
+        let var = &after[..end];
+        if var.is_empty() {
+            return Err(invalid(field, "empty ${} in URL"));
+        }
+        let v = env(var).ok_or_else(|| ConfigError::MissingEnv { field: field.into(), var: var.into() })?;
+        out.push_str(&v);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "KEY").then(|| "s3cret".to_string())
+    }
+
+    #[test]
+    fn interpolates_and_names_providers() {
+        let mut c = Config::from_toml(
+            "[[providers]]\nname = \"alchemy\"\nurl = \"https://x.io/v2/${KEY}\"\n",
+            "t.toml",
+        )
+        .unwrap_or_default();
+        c.add_rpc_urls(&["http://127.0.0.1:1".into(), "http://127.0.0.1:1".into()]);
+        let r = c.resolve(env).unwrap_or_default();
+        assert_eq!(r[0], ("alchemy".into(), "https://x.io/v2/s3cret".into()));
+        assert_eq!(r[1].0, "127.0.0.1:1");
+        assert_eq!(r[2].0, "127.0.0.1:1-2");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = Config::from_toml("max_reorg_dept = 3", "c.toml").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("max_reorg_dept"), "{e}");
+        let e = Config::from_toml("[[providers]]\nurl = 5", "c.toml").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("url"), "{e}");
+        let mut c = Config::default();
+        c.add_rpc_urls(&["https://x.io/${NOPE}".into()]);
+        let e = c.resolve(env).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("providers[0].url") && e.contains("NOPE"), "{e}");
+        let mut c = Config::default();
+        c.add_rpc_urls(&["ftp://x".into()]);
+        assert!(c.resolve(env).is_err());
+        assert!(Config::default().resolve(env).is_err());
+    }
+}
