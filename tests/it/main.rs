@@ -1,1 +1,13 @@
+//! The integration suite: one binary (faster to link), real anvil, real SQLite files.
 
+// Test helpers are `pub` for sibling modules; the lint is about library APIs.
+#![allow(unreachable_pub)]
+
+mod helpers;
+
+mod anvil_backfill;
+mod anvil_follow;
+mod cli;
+mod kill9;
+mod migrations;
+mod sim_fleet;

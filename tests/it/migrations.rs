@@ -1,0 +1,91 @@
+//! Migrations apply once, re-runs apply nothing, a failing migration rolls back; every SQL
+//! file prepares against the migrated schema.
+
+use std::path::Path;
+
+use blockstreamer::store::migrate::{SqlxMigrator, runner};
+use blockstreamer::store::{Store, StoreOptions};
+use refinery_core::{Migration, Runner};
+use sqlx::{AssertSqlSafe, Connection, Executor, SqlSafeStr, SqliteConnection};
+
+use crate::helpers::{inspect, scalar_i64, temp_db};
+
+async fn connect(path: &Path) -> SqliteConnection {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path).create_if_missing(true);
+    SqliteConnection::connect_with(&opts).await.expect("connect")
+}
+
+#[tokio::test]
+async fn fresh_db_applies_all_then_none() {
+    let db = temp_db();
+    let mut conn = connect(&db.path).await;
+    let report = runner().run_async(&mut SqlxMigrator(&mut conn)).await.expect("first run");
+    let total = runner().get_migrations().len();
+    assert!(total >= 2);
+    assert_eq!(report.applied_migrations().len(), total);
+    let report = runner().run_async(&mut SqlxMigrator(&mut conn)).await.expect("second run");
+    assert!(report.applied_migrations().is_empty(), "second run applies none");
+    // Store::open on an already-migrated file is a no-op too.
+    drop(conn);
+    let store = Store::open(&StoreOptions::new(&db.path)).await.expect("open");
+    store.close().await;
+    let pool = inspect(&db.path).await;
+    let rows = scalar_i64(&pool, "SELECT count(*) FROM refinery_schema_history").await;
+    assert_eq!(usize::try_from(rows).expect("count"), total);
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.expect("pragma");
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn failing_migration_rolls_back() {
+    let db = temp_db();
+    let mut conn = connect(&db.path).await;
+    runner().run_async(&mut SqlxMigrator(&mut conn)).await.expect("migrate");
+    let mut all: Vec<Migration> = runner().get_migrations().clone();
+    let bad = Migration::unapplied(
+        "V900__half_done",
+        "CREATE TABLE half_done (a INTEGER); INSERT INTO half_done VALUES (1); SELECT * FROM no_such_table;",
+    )
+    .expect("migration");
+    all.push(bad);
+    let err = Runner::new(&all).run_async(&mut SqlxMigrator(&mut conn)).await;
+    assert!(err.is_err(), "the bad migration fails");
+    let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("query");
+    assert_eq!(exists, 0, "the table created before the failure was rolled back");
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM refinery_schema_history WHERE version = 900")
+        .fetch_one(&mut conn)
+        .await
+        .expect("query");
+    assert_eq!(recorded, 0, "no history row for the failed migration");
+}
+
+fn sql_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read sql dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            sql_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "sql") {
+            out.push(p);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_sql_file_prepares() {
+    let db = temp_db();
+    let store = Store::open(&StoreOptions::new(&db.path)).await.expect("open");
+    store.close().await;
+    let mut conn = connect(&db.path).await;
+    let mut files = Vec::new();
+    sql_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"), &mut files);
+    assert!(files.len() >= 10, "found {} sql files", files.len());
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read");
+        if let Err(e) = conn.prepare(AssertSqlSafe(text).into_sql_str()).await {
+            panic!("{} does not prepare: {e}", f.display());
+        }
+    }
+}
