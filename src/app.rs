@@ -32,9 +32,7 @@ pub enum AppError {
     Fleet(#[from] FleetError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
-    #[error(
-        "database {db} holds chain {stored} but the providers serve chain {served}; use another --db"
-    )]
+    #[error("database {db} holds chain {stored} but the providers serve chain {served}; use another --db")]
     ChainMismatch { db: String, stored: i64, served: u64 },
     #[error("{0}")]
     Other(String),
@@ -195,8 +193,11 @@ impl App {
                 if let Some(f) = from
                     && f > tip.number + 1
                 {
-                    tracing::warn!(from_block = f, stored_tip = tip.number,
-                        "--from-block is above the stored tip; resuming at the stored tip so no hole is left");
+                    tracing::warn!(
+                        from_block = f,
+                        stored_tip = tip.number,
+                        "--from-block is above the stored tip; resuming at the stored tip so no hole is left"
+                    );
                 }
                 tracing::info!(tip = tip.number, "resuming from the stored tip");
                 tip.number + 1
@@ -327,27 +328,27 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(AppError::Other(format!("cannot remove old demo database {p:?}: {e}"))),
+            Err(e) => {
+                return Err(AppError::Other(format!("cannot remove old demo database {p:?}: {e}")));
+            }
         }
     }
     let chain = SimChain::new(SimOptions { block_time: opts.block_time, seed: opts.seed, ..SimOptions::default() });
     let names = ["sim-steady", "sim-second", "sim-lagging", "sim-four", "sim-five"];
     let mut servers = Vec::new();
-    for i in 0..opts.providers.clamp(1, names.len()) {
+    for (i, name) in names.iter().enumerate().take(opts.providers.clamp(1, names.len())) {
         let lag = u64::from(i == 2);
-        let sp = sim::serve(chain.clone(), SimProviderOptions { name: names[i].into(), lag })
+        let sp = sim::serve(chain.clone(), SimProviderOptions { name: (*name).into(), lag })
             .await
             .map_err(|e| AppError::Other(format!("cannot start simulated provider: {e}")))?;
         tracing::info!(provider = %sp.name, url = %sp.url(), lag, "simulated provider listening");
         servers.push(sp);
     }
-    let mut config = Config::default();
-    config.poll_interval_ms = 250;
+    let mut config = Config { poll_interval_ms: 250, ..Config::default() };
     for sp in &servers {
-        config.providers.push(crate::config::ProviderConfig {
-            name: Some(sp.name.clone()),
-            ..provider_entry(sp.url())
-        });
+        config
+            .providers
+            .push(crate::config::ProviderConfig { name: Some(sp.name.clone()), ..provider_entry(sp.url()) });
     }
     let clock = tokio::spawn(sim::run_clock(chain.clone(), cancel.clone()));
     tracing::info!(db = %opts.db.display(), head = chain.head_number(), "demo: following the simulated chain (Ctrl-C to stop)");

@@ -209,7 +209,9 @@ impl Config {
                 return Err(invalid(format!("providers[{i}].max_rps"), "must be a positive number"));
             }
             let base = match &p.name {
-                Some(n) if n.trim().is_empty() => return Err(invalid(format!("providers[{i}].name"), "must not be empty")),
+                Some(n) if n.trim().is_empty() => {
+                    return Err(invalid(format!("providers[{i}].name"), "must not be empty"));
+                }
                 Some(n) => n.clone(),
                 None => host,
             };
@@ -258,11 +260,9 @@ mod tests {
 
     #[test]
     fn interpolates_and_names_providers() {
-        let mut c = Config::from_toml(
-            "[[providers]]\nname = \"alchemy\"\nurl = \"https://x.io/v2/${KEY}\"\n",
-            "t.toml",
-        )
-        .unwrap_or_default();
+        let mut c =
+            Config::from_toml("[[providers]]\nname = \"alchemy\"\nurl = \"https://x.io/v2/${KEY}\"\n", "t.toml")
+                .unwrap_or_default();
         c.add_rpc_urls(&["http://127.0.0.1:1".into(), "http://127.0.0.1:1".into()]);
         let r = c.resolve(env).unwrap_or_default();
         assert_eq!(r[0], ("alchemy".into(), "https://x.io/v2/s3cret".into()));

@@ -11,7 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "blockstreamer", version, about = "Follow an EVM chain through a fleet of JSON-RPC providers into one SQLite file")]
+#[command(
+    name = "blockstreamer",
+    version,
+    about = "Follow an EVM chain through a fleet of JSON-RPC providers into one SQLite file"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -150,7 +154,9 @@ async fn main() -> anyhow::Result<()> {
             let report = res.context("backfill failed")?;
             let secs = started.elapsed().as_secs_f64();
             tracing::info!(
-                from = report.from, to = report.to, fetched = report.fetched,
+                from = report.from,
+                to = report.to,
+                fetched = report.fetched,
                 seconds = format!("{secs:.2}"),
                 blocks_per_sec = format!("{:.0}", report.fetched as f64 / secs.max(1e-9)),
                 "backfill done"

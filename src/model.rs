@@ -144,8 +144,7 @@ impl TelemetrySink {
     /// A sink over a bounded channel; the receiver belongs to the telemetry writer.
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<TelemetryEvent>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let sink =
-            Self { tx: Some(tx), dropped: Arc::default(), sent: Arc::default() };
+        let sink = Self { tx: Some(tx), dropped: Arc::default(), sent: Arc::default() };
         (sink, rx)
     }
 

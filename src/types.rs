@@ -24,9 +24,7 @@ pub fn from_sql(what: &'static str, value: i64) -> Result<u64, OutOfRange> {
 
 /// Milliseconds since the Unix epoch, for telemetry timestamps.
 pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 

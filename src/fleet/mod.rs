@@ -152,8 +152,12 @@ impl Fleet {
                     self.with_state(i, |s| s.chain_ok = Some(true));
                 }
                 Ok(id) => {
-                    tracing::error!(provider = self.providers[i].name(), chain_id = id, expected = chain,
-                        "provider is on the wrong chain; excluded");
+                    tracing::error!(
+                        provider = self.providers[i].name(),
+                        chain_id = id,
+                        expected = chain,
+                        "provider is on the wrong chain; excluded"
+                    );
                     self.with_state(i, |s| s.chain_ok = Some(false));
                 }
                 Err(e) => {
@@ -194,7 +198,12 @@ impl Fleet {
                 let want = self.chain_id.lock().ok().and_then(|g| *g);
                 match (p.chain_id(CallCtx { attempt: 1, hedged: false }).await, want) {
                     (Ok(id), Some(w)) if id != w => {
-                        tracing::error!(provider = p.name(), chain_id = id, expected = w, "provider is on the wrong chain; excluded");
+                        tracing::error!(
+                            provider = p.name(),
+                            chain_id = id,
+                            expected = w,
+                            "provider is on the wrong chain; excluded"
+                        );
                         self.with_state(i, |s| s.chain_ok = Some(false));
                         return;
                     }
@@ -319,7 +328,12 @@ impl Fleet {
     }
 
     /// Run `op` on providers in selection order until one succeeds.
-    async fn with_failover<T, F, Fut>(&self, what: impl Fn() -> String, need: Option<u64>, op: F) -> Result<T, FleetError>
+    async fn with_failover<T, F, Fut>(
+        &self,
+        what: impl Fn() -> String,
+        need: Option<u64>,
+        op: F,
+    ) -> Result<T, FleetError>
     where
         F: Fn(Arc<Provider>, CallCtx) -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
@@ -365,18 +379,22 @@ impl Fleet {
     /// One block by number, from whichever provider serves it first.
     pub async fn block_by_number(&self, number: u64) -> Result<Block, FleetError> {
         let opts = self.opts.decode;
-        self.with_failover(|| format!("block {number}"), Some(number), |p, ctx| async move {
-            p.block_by_number(number, opts, ctx).await
-        })
+        self.with_failover(
+            || format!("block {number}"),
+            Some(number),
+            |p, ctx| async move { p.block_by_number(number, opts, ctx).await },
+        )
         .await
     }
 
     /// One block by hash (reorg walk-back).
     pub async fn block_by_hash(&self, hash: B256) -> Result<Block, FleetError> {
         let opts = self.opts.decode;
-        self.with_failover(|| format!("block {hash}"), None, |p, ctx| async move {
-            p.block_by_hash(hash, opts, ctx).await
-        })
+        self.with_failover(
+            || format!("block {hash}"),
+            None,
+            |p, ctx| async move { p.block_by_hash(hash, opts, ctx).await },
+        )
         .await
     }
 
@@ -426,7 +444,7 @@ impl Fleet {
                     last,
                 });
             }
-            if order.len() <= 1 || attempt % u32::try_from(order.len()).unwrap_or(1) == 0 {
+            if order.len() <= 1 || attempt.is_multiple_of(u32::try_from(order.len()).unwrap_or(1)) {
                 tokio::time::sleep(self.backoff(pass)).await;
                 pass += 1;
             }

@@ -211,7 +211,9 @@ impl<S: BlockSink> Syncer<S> {
         let provider = new_block.provider;
         let mut branch = vec![new_block];
         let fork = loop {
-            let Some(b) = branch.last() else { return Ok(()) };
+            let Some(b) = branch.last() else {
+                return Ok(());
+            };
             if b.number == 0 {
                 return Err(IngestError::GenesisMismatch);
             }
@@ -220,7 +222,9 @@ impl<S: BlockSink> Syncer<S> {
             let tip = self.window.tip();
             if tip.is_some_and(|t| parent_number <= t.number) {
                 match self.window.hash_at(parent_number) {
-                    Some(h) if h == parent_hash => break Some(ChainLink { number: parent_number, hash: h }),
+                    Some(h) if h == parent_hash => {
+                        break Some(ChainLink { number: parent_number, hash: h });
+                    }
                     Some(_) => {}
                     None if self.window.floor_open() => break None,
                     None => {
@@ -243,10 +247,14 @@ impl<S: BlockSink> Syncer<S> {
             branch.push(parent);
         };
         branch.reverse();
-        let Some(first) = branch.first() else { return Ok(()) };
+        let Some(first) = branch.first() else {
+            return Ok(());
+        };
         let fork = fork.unwrap_or(ChainLink { number: first.number.saturating_sub(1), hash: first.parent_hash });
         let old_tip = self.window.tip().unwrap_or(fork);
-        let Some(last) = branch.last() else { return Ok(()) };
+        let Some(last) = branch.last() else {
+            return Ok(());
+        };
         let new_tip = ChainLink { number: last.number, hash: last.hash };
         let depth = old_tip.number.saturating_sub(fork.number);
         if depth > limit {
@@ -274,7 +282,9 @@ impl<S: BlockSink> Syncer<S> {
     /// The fleet head disagrees with the stored block at a height we already have (a same-height
     /// or shortening reorg): fetch that head block and resolve from it.
     async fn check_head(&mut self, head: FleetHead) -> Result<(), IngestError> {
-        let Some(ours) = self.window.hash_at(head.number) else { return Ok(()) };
+        let Some(ours) = self.window.hash_at(head.number) else {
+            return Ok(());
+        };
         if ours == head.hash {
             return Ok(());
         }

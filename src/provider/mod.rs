@@ -198,7 +198,9 @@ impl Provider {
                 .max_request_size(1 << 20)
                 .set_http_middleware(tower::ServiceBuilder::new().layer(MetaLayer))
                 .build(spec.url.expose())
-                .map_err(|e| ProviderError::Connect(format!("bad URL for {}: {}", spec.name, redact_err(&e, &spec.url))))
+                .map_err(|e| {
+                    ProviderError::Connect(format!("bad URL for {}: {}", spec.name, redact_err(&e, &spec.url)))
+                })
         };
         let head_client = build(spec.head_timeout, spec.head_max_bytes)?;
         let block_client = build(spec.block_timeout, spec.block_max_bytes)?;
@@ -313,9 +315,8 @@ impl Provider {
 
     /// `eth_chainId`.
     pub async fn chain_id(&self, ctx: CallCtx) -> Result<u64, ProviderError> {
-        let (res, mut s) = self
-            .call(&self.head_client, self.spec.head_timeout, method::CHAIN_ID, ArrayParams::new(), None, ctx)
-            .await;
+        let (res, mut s) =
+            self.call(&self.head_client, self.spec.head_timeout, method::CHAIN_ID, ArrayParams::new(), None, ctx).await;
         let out = res.and_then(|raw| {
             let text: &str = serde_json::from_str(raw.get())
                 .map_err(|_| ProviderError::Invalid(format!("chain id {}", raw.get())))?;
@@ -350,7 +351,12 @@ impl Provider {
     }
 
     /// One block by number, validated.
-    pub async fn block_by_number(&self, number: u64, opts: DecodeOptions, ctx: CallCtx) -> Result<Block, ProviderError> {
+    pub async fn block_by_number(
+        &self,
+        number: u64,
+        opts: DecodeOptions,
+        ctx: CallCtx,
+    ) -> Result<Block, ProviderError> {
         let mut params = ArrayParams::new();
         push(&mut params, format!("{number:#x}"));
         push(&mut params, opts.full_transactions);
@@ -415,7 +421,12 @@ impl Provider {
     }
 
     /// Returns `None` when the batch as a whole was refused in a way that says "no batches".
-    async fn batch(&self, numbers: &[u64], opts: DecodeOptions, ctx: CallCtx) -> Option<Vec<Result<Block, ProviderError>>> {
+    async fn batch(
+        &self,
+        numbers: &[u64],
+        opts: DecodeOptions,
+        ctx: CallCtx,
+    ) -> Option<Vec<Result<Block, ProviderError>>> {
         let mut batch = BatchRequestBuilder::new();
         for &n in numbers {
             let mut p = ArrayParams::new();
@@ -526,9 +537,7 @@ impl Drop for InFlight<'_> {
 fn refuses_batches(e: &ProviderError) -> bool {
     match e {
         ProviderError::Http { status, .. } => matches!(status, 400 | 404 | 405 | 413 | 501),
-        ProviderError::Rpc { code, message, .. } => {
-            *code == -32600 || message.to_ascii_lowercase().contains("batch")
-        }
+        ProviderError::Rpc { code, message, .. } => *code == -32600 || message.to_ascii_lowercase().contains("batch"),
         _ => false,
     }
 }

@@ -79,8 +79,7 @@ fn fixed<const N: usize>(field: &'static str, s: &str) -> Result<[u8; N], Reject
         return Err(malformed(field, format!("expected {N} bytes, got {} hex digits", digits.len())));
     }
     let mut out = [0u8; N];
-    alloy_primitives::hex::decode_to_slice(digits, &mut out)
-        .map_err(|e| malformed(field, e.to_string()))?;
+    alloy_primitives::hex::decode_to_slice(digits, &mut out).map_err(|e| malformed(field, e.to_string()))?;
     Ok(out)
 }
 
@@ -101,10 +100,32 @@ fn bytes(field: &'static str, s: &str) -> Result<Bytes, Reject> {
 /// Header keys this decoder understands. A block with any other key is stored unverified,
 /// because that key may be part of the header hash (a newer fork) and we cannot recompute it.
 const KNOWN_KEYS: &[&str] = &[
-    "number", "hash", "parentHash", "sha3Uncles", "miner", "stateRoot", "transactionsRoot",
-    "receiptsRoot", "logsBloom", "difficulty", "gasLimit", "gasUsed", "timestamp", "extraData",
-    "mixHash", "nonce", "baseFeePerGas", "withdrawalsRoot", "blobGasUsed", "excessBlobGas",
-    "parentBeaconBlockRoot", "requestsHash", "size", "totalDifficulty", "transactions", "uncles",
+    "number",
+    "hash",
+    "parentHash",
+    "sha3Uncles",
+    "miner",
+    "stateRoot",
+    "transactionsRoot",
+    "receiptsRoot",
+    "logsBloom",
+    "difficulty",
+    "gasLimit",
+    "gasUsed",
+    "timestamp",
+    "extraData",
+    "mixHash",
+    "nonce",
+    "baseFeePerGas",
+    "withdrawalsRoot",
+    "blobGasUsed",
+    "excessBlobGas",
+    "parentBeaconBlockRoot",
+    "requestsHash",
+    "size",
+    "totalDifficulty",
+    "transactions",
+    "uncles",
     "withdrawals",
 ];
 
@@ -114,7 +135,7 @@ impl<'a> Fields<'a> {
     fn parse(raw: &'a str) -> Result<Self, Reject> {
         serde_json::from_str::<HashMap<&'a str, &'a RawValue>>(raw)
             .map(Self)
-            .map_err(|e| Reject::NotAnObject(truncate(raw, e)))
+            .map_err(|e| Reject::NotAnObject(truncate(raw, &e)))
     }
 
     fn opt_str(&self, key: &'static str) -> Result<Option<&'a str>, Reject> {
@@ -136,7 +157,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn truncate(raw: &str, e: serde_json::Error) -> String {
+fn truncate(raw: &str, e: &serde_json::Error) -> String {
     let head: String = raw.chars().take(80).collect();
     format!("{e} (starts {head:?})")
 }
@@ -161,8 +182,12 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: u16) -
     let number = quantity("number", f.str("number")?)?;
     let block_hash = hash("hash", f.str("hash")?)?;
     match want {
-        Want::Number(n) if n != number => return Err(Reject::WrongNumber { want: n, got: number }),
-        Want::Hash(h) if h != block_hash => return Err(Reject::WrongHash { want: h, got: block_hash }),
+        Want::Number(n) if n != number => {
+            return Err(Reject::WrongNumber { want: n, got: number });
+        }
+        Want::Hash(h) if h != block_hash => {
+            return Err(Reject::WrongHash { want: h, got: block_hash });
+        }
         _ => {}
     }
     let parent_hash = hash("parentHash", f.str("parentHash")?)?;
@@ -170,8 +195,7 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: u16) -
     let miner = address("miner", f.str("miner")?)?;
     let gas_used = quantity("gasUsed", f.str("gasUsed")?)?;
     let gas_limit = quantity("gasLimit", f.str("gasLimit")?)?;
-    let base_fee_per_gas =
-        f.opt_str("baseFeePerGas")?.map(|s| quantity256("baseFeePerGas", s)).transpose()?;
+    let base_fee_per_gas = f.opt_str("baseFeePerGas")?.map(|s| quantity256("baseFeePerGas", s)).transpose()?;
     let state_root = hash("stateRoot", f.str("stateRoot")?)?;
     let transactions_root = hash("transactionsRoot", f.str("transactionsRoot")?)?;
     let receipts_root = hash("receiptsRoot", f.str("receiptsRoot")?)?;
@@ -190,16 +214,16 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: u16) -
 
     let txs_raw = f.0.get("transactions").ok_or(Reject::Missing("transactions"))?;
     let (tx_count, transactions, full_txs) = if opts.full_transactions {
-        let list: Vec<RpcTx<'_>> = serde_json::from_str(txs_raw.get())
-            .map_err(|e| malformed("transactions", truncate(txs_raw.get(), e)))?;
+        let list: Vec<RpcTx<'_>> =
+            serde_json::from_str(txs_raw.get()).map_err(|e| malformed("transactions", truncate(txs_raw.get(), &e)))?;
         let mut txs = Vec::with_capacity(list.len());
         for (i, t) in list.iter().enumerate() {
             txs.push(decode_tx(t, i, number, block_hash).map_err(|why| Reject::Transaction { index: i, why })?);
         }
         (txs.len(), txs, true)
     } else {
-        let list: Vec<&RawValue> = serde_json::from_str(txs_raw.get())
-            .map_err(|e| malformed("transactions", truncate(txs_raw.get(), e)))?;
+        let list: Vec<&RawValue> =
+            serde_json::from_str(txs_raw.get()).map_err(|e| malformed("transactions", truncate(txs_raw.get(), &e)))?;
         (list.len(), Vec::new(), false)
     };
     let tx_count = u32::try_from(tx_count).map_err(|_| Reject::TooBig("transactions"))?;

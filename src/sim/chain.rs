@@ -85,7 +85,9 @@ impl SimChain {
             reorgs: 0,
             salt: 0,
         };
-        let genesis_ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        let genesis_ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
             .saturating_sub(opts.prefill.saturating_mul(opts.block_time.as_secs().max(1)));
         let g = Arc::new(make_block(&mut st, &opts, 0, B256::ZERO, genesis_ts));
         st.by_hash.insert(g.hash, g.clone());
@@ -182,7 +184,9 @@ fn reorg(s: &mut State, opts: &SimOptions, depth: u64) {
 }
 
 fn extend(s: &mut State, opts: &SimOptions) {
-    let Some(parent) = s.canonical.last().cloned() else { return };
+    let Some(parent) = s.canonical.last().cloned() else {
+        return;
+    };
     let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let b = Arc::new(make_block(s, opts, parent.number + 1, parent.hash, ts));
     s.by_hash.insert(b.hash, b.clone());

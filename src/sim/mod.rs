@@ -95,34 +95,39 @@ fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodErr
         c.calls.fetch_add(1, Ordering::Relaxed);
         format!("{:#x}", c.visible_head())
     })?;
-    m.register_method("eth_getBlockByNumber", |p: Params<'_>, c, _| -> Result<Option<Box<RawValue>>, ErrorObjectOwned> {
-        c.calls.fetch_add(1, Ordering::Relaxed);
-        let (tag, full): (String, bool) = p.parse()?;
-        let head = c.visible_head();
-        let Some(n) = parse_number(&tag, head)? else { return Ok(None) };
-        Ok(c.chain.block(n).map(|b| b.json(full)))
-    })?;
-    m.register_method("eth_getBlockByHash", |p: Params<'_>, c, _| -> Result<Option<Box<RawValue>>, ErrorObjectOwned> {
-        c.calls.fetch_add(1, Ordering::Relaxed);
-        let (hash, full): (String, bool) = p.parse()?;
-        let hash = B256::from_str(&hash).map_err(|_| invalid_params(format!("bad block hash {hash:?}")))?;
-        let head = c.visible_head();
-        Ok(c.chain.block_by_hash(&hash).filter(|b| b.number <= head).map(|b| b.json(full)))
-    })?;
+    m.register_method(
+        "eth_getBlockByNumber",
+        |p: Params<'_>, c, _| -> Result<Option<Box<RawValue>>, ErrorObjectOwned> {
+            c.calls.fetch_add(1, Ordering::Relaxed);
+            let (tag, full): (String, bool) = p.parse()?;
+            let head = c.visible_head();
+            let Some(n) = parse_number(&tag, head)? else {
+                return Ok(None);
+            };
+            Ok(c.chain.block(n).map(|b| b.json(full)))
+        },
+    )?;
+    m.register_method(
+        "eth_getBlockByHash",
+        |p: Params<'_>, c, _| -> Result<Option<Box<RawValue>>, ErrorObjectOwned> {
+            c.calls.fetch_add(1, Ordering::Relaxed);
+            let (hash, full): (String, bool) = p.parse()?;
+            let hash = B256::from_str(&hash).map_err(|_| invalid_params(format!("bad block hash {hash:?}")))?;
+            let head = c.visible_head();
+            Ok(c.chain.block_by_hash(&hash).filter(|b| b.number <= head).map(|b| b.json(full)))
+        },
+    )?;
     Ok(m)
 }
 
 /// Serve `chain` as one provider on 127.0.0.1 (an OS-chosen port).
 pub async fn serve(chain: Arc<SimChain>, opts: SimProviderOptions) -> std::io::Result<SimProvider> {
     let config = ServerConfig::builder().max_response_body_size(u32::MAX).max_connections(1024).build();
-    let server = Server::builder()
-        .set_config(config)
-        .build("127.0.0.1:0")
-        .await?;
+    let server = Server::builder().set_config(config).build("127.0.0.1:0").await?;
     let addr = server.local_addr()?;
     let calls = Arc::new(AtomicU64::new(0));
-    let m = module(Ctx { chain, lag: opts.lag, calls: calls.clone() })
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let m =
+        module(Ctx { chain, lag: opts.lag, calls: calls.clone() }).map_err(|e| std::io::Error::other(e.to_string()))?;
     let handle = server.start(m);
     Ok(SimProvider { name: opts.name, addr, calls, handle })
 }

@@ -110,10 +110,7 @@ fn block_rows(store: &Store, blocks: &[Block]) -> Result<(String, String), Store
         }
     }
     let encode = |e: serde_json::Error| StoreError::Corrupt(format!("encoding rows: {e}"));
-    Ok((
-        serde_json::to_string(&brows).map_err(encode)?,
-        serde_json::to_string(&trows).map_err(encode)?,
-    ))
+    Ok((serde_json::to_string(&brows).map_err(encode)?, serde_json::to_string(&trows).map_err(encode)?))
 }
 
 impl Store {
@@ -164,7 +161,7 @@ impl Store {
             .bind(to_sql("limit", limit)?)
             .fetch_all(&self.writer)
             .await?;
-        links(rows)
+        links(&rows)
     }
 
     /// Up to `limit` canonical blocks strictly below `number`, oldest first.
@@ -174,7 +171,7 @@ impl Store {
             .bind(to_sql("limit", limit)?)
             .fetch_all(&self.writer)
             .await?;
-        links(rows)
+        links(&rows)
     }
 
     /// The lowest height in `from..=to` with no canonical block, or `None` if all are stored.
@@ -208,7 +205,7 @@ fn hash32(bytes: &[u8]) -> Result<B256, StoreError> {
 }
 
 /// Rows of (number, hash), newest first → chain links oldest first.
-fn links(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<ChainLink>, StoreError> {
+fn links(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<ChainLink>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows.iter().rev() {
         let number = from_sql("block number", r.try_get(0)?)?;

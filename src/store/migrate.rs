@@ -50,10 +50,9 @@ impl AsyncQuery<Vec<Migration>> for SqlxMigrator<'_> {
             let name: String = row.try_get(1)?;
             let applied_on: String = row.try_get(2)?;
             let checksum: String = row.try_get(3)?;
-            let applied_on = OffsetDateTime::parse(&applied_on, &Rfc3339)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            let checksum =
-                checksum.parse::<u64>().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            let applied_on =
+                OffsetDateTime::parse(&applied_on, &Rfc3339).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            let checksum = checksum.parse::<u64>().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             applied.push(Migration::applied(version, name, applied_on, checksum));
         }
         Ok(applied)

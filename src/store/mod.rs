@@ -13,9 +13,7 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
@@ -96,11 +94,7 @@ impl Store {
             // auto_vacuum only takes effect before the first table exists; harmless later
             .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if opts.synchronous_full {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            })
+            .synchronous(if opts.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .pragma("journal_size_limit", "67108864")
             .pragma("cache_size", "-32768")
             .optimize_on_close(true, Some(400));
@@ -117,10 +111,7 @@ impl Store {
             let mut conn = writer.acquire().await?;
             migrate::runner().run_async(&mut migrate::SqlxMigrator(&mut conn)).await?;
         }
-        let read_opts = base
-            .read_only(true)
-            .pragma("query_only", "ON")
-            .busy_timeout(Duration::from_secs(1));
+        let read_opts = base.read_only(true).pragma("query_only", "ON").busy_timeout(Duration::from_secs(1));
         let reader = SqlitePoolOptions::new()
             .max_connections(opts.readers.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -181,10 +172,8 @@ impl Store {
 
     /// Read an integer `meta` key.
     pub async fn meta(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(include_str!("../../sql/store/meta_get.sql"))
-            .bind(key)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row =
+            sqlx::query(include_str!("../../sql/store/meta_get.sql")).bind(key).fetch_optional(&self.reader).await?;
         Ok(match row {
             Some(r) => r.try_get::<Option<i64>, _>(0)?,
             None => None,
@@ -199,9 +188,7 @@ impl Store {
 
     /// Run the chain invariant checks (`sql/checks/chain_invariants.sql`).
     pub async fn chain_invariants(&self) -> Result<ChainInvariants, StoreError> {
-        let r = sqlx::query(include_str!("../../sql/checks/chain_invariants.sql"))
-            .fetch_one(&self.reader)
-            .await?;
+        let r = sqlx::query(include_str!("../../sql/checks/chain_invariants.sql")).fetch_one(&self.reader).await?;
         Ok(ChainInvariants {
             heights: r.try_get(0)?,
             missing: r.try_get(1)?,

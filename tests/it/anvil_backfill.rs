@@ -53,11 +53,12 @@ async fn backfill_300_blocks_matches_anvil() {
     let mut txs_checked = 0;
     for n in 0..=head {
         let want = anvil.block(n, true).await;
-        let row = sqlx::query("SELECT hash, parent_hash, tx_count, hash_verified FROM canonical_blocks WHERE number = ?1")
-            .bind(i64::try_from(n).expect("i64"))
-            .fetch_one(&pool)
-            .await
-            .expect("block row");
+        let row =
+            sqlx::query("SELECT hash, parent_hash, tx_count, hash_verified FROM canonical_blocks WHERE number = ?1")
+                .bind(i64::try_from(n).expect("i64"))
+                .fetch_one(&pool)
+                .await
+                .expect("block row");
         assert_eq!(row.get::<String, _>(0), want["hash"].as_str().expect("hash"), "hash of {n}");
         assert_eq!(row.get::<String, _>(1), want["parentHash"].as_str().expect("parent"), "parent of {n}");
         let txs = want["transactions"].as_array().expect("txs");

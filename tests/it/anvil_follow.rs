@@ -59,7 +59,10 @@ async fn follow_mirrors_reorgs_of_depth_1_3_12() {
     let mut times = Vec::new();
     for depth in [1u64, 3, 12] {
         anvil.mine_with_txs(14, 2).await;
-        assert!(wait_converged(&anvil, &pool, Duration::from_secs(10)).await.is_some(), "caught up before reorg {depth}");
+        assert!(
+            wait_converged(&anvil, &pool, Duration::from_secs(10)).await.is_some(),
+            "caught up before reorg {depth}"
+        );
         let head = anvil.head().await;
         let old = canonical_hashes(&pool, head + 1 - depth, head).await;
         assert_eq!(old.len() as u64, depth);
@@ -102,6 +105,9 @@ async fn follow_mirrors_reorgs_of_depth_1_3_12() {
     integrity_ok(&pool).await;
     eprintln!("reorg convergence times (poll interval {POLL_MS} ms): {times:?}");
     for (depth, took) in times {
-        assert!(took <= Duration::from_millis(2 * POLL_MS), "depth {depth} took {took:?}, more than two poll intervals");
+        assert!(
+            took <= Duration::from_millis(2 * POLL_MS),
+            "depth {depth} took {took:?}, more than two poll intervals"
+        );
     }
 }

@@ -33,7 +33,8 @@ fn bad_config_names_the_field_and_fails() {
     assert_ne!(code, 0);
     assert!(text.contains("providers"), "{text}");
 
-    std::fs::write(&cfg, "[[providers]]\nname = \"x\"\nurl = \"https://h.example/v2/${BS_TEST_KEY_UNSET}\"\n").expect("write");
+    std::fs::write(&cfg, "[[providers]]\nname = \"x\"\nurl = \"https://h.example/v2/${BS_TEST_KEY_UNSET}\"\n")
+        .expect("write");
     let (code, text) = run(&["run", "--config", cfg.to_str().expect("utf8"), "--db", db], &[]);
     assert_ne!(code, 0);
     assert!(text.contains("providers[0].url") && text.contains("BS_TEST_KEY_UNSET"), "{text}");
@@ -53,7 +54,17 @@ fn api_keys_never_reach_the_log() {
     .expect("write");
     // It keeps retrying the unreachable provider; stop it after a few retries.
     let child = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
-        .args(["backfill", "--config", cfg.to_str().expect("utf8"), "--db", db.to_str().expect("utf8"), "--from", "0", "--to", "1"])
+        .args([
+            "backfill",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--db",
+            db.to_str().expect("utf8"),
+            "--from",
+            "0",
+            "--to",
+            "1",
+        ])
         .env("BS_TEST_KEY", "sekr1t-KEY-value")
         .env("RUST_LOG", "debug")
         .stdout(std::process::Stdio::piped())

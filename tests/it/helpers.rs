@@ -120,7 +120,10 @@ impl Anvil {
                 let to = &accts[(i + 1 + usize::try_from(b).unwrap_or(0)) % accts.len()];
                 let value = format!("{:#x}", 1_000 + b * 100 + i as u64);
                 batch
-                    .insert("eth_sendTransaction", rpc_params![serde_json::json!({"from": from, "to": to, "value": value})])
+                    .insert(
+                        "eth_sendTransaction",
+                        rpc_params![serde_json::json!({"from": from, "to": to, "value": value})],
+                    )
                     .expect("batch");
             }
             let r = self.client.batch_request::<Value>(batch).await.expect("send txs");
@@ -169,10 +172,8 @@ pub fn temp_db() -> TempDb {
 
 /// A separate read-write pool for inspecting a database from a test.
 pub async fn inspect(path: &Path) -> SqlitePool {
-    let opts = SqliteConnectOptions::from_str("sqlite:")
-        .expect("opts")
-        .filename(path)
-        .busy_timeout(Duration::from_secs(10));
+    let opts =
+        SqliteConnectOptions::from_str("sqlite:").expect("opts").filename(path).busy_timeout(Duration::from_secs(10));
     SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.expect("open db")
 }
 
@@ -197,7 +198,5 @@ pub async fn canonical_hashes(pool: &SqlitePool, from: u64, to: u64) -> Vec<(u64
         .fetch_all(pool)
         .await
         .expect("canonical");
-    rows.iter()
-        .map(|r| (u64::try_from(r.get::<i64, _>(0)).expect("u64"), r.get::<String, _>(1)))
-        .collect()
+    rows.iter().map(|r| (u64::try_from(r.get::<i64, _>(0)).expect("u64"), r.get::<String, _>(1))).collect()
 }

@@ -42,7 +42,11 @@ async fn check(db: &std::path::Path, acked: u64, round: usize) -> i64 {
     let inv: (i64, i64, i64, i64, i64) =
         sqlx::query_as(include_str!("../../sql/checks/chain_invariants.sql")).fetch_one(&pool).await.expect("inv");
     assert_eq!((inv.1, inv.2, inv.3, inv.4), (0, 0, 0, 0), "round {round}: missing, dups, link_breaks, partial");
-    assert!(max + 1 >= i64::try_from(acked).expect("i64"), "round {round}: acked {} lost (stored max {max})", acked.saturating_sub(1));
+    assert!(
+        max + 1 >= i64::try_from(acked).expect("i64"),
+        "round {round}: acked {} lost (stored max {max})",
+        acked.saturating_sub(1)
+    );
     if heights > 0 {
         assert_eq!(scalar_i64(&pool, "SELECT min(number) FROM blocks WHERE canonical = 1").await, 0);
     }
@@ -133,7 +137,9 @@ async fn kill9_loop_loses_nothing() {
     let pool = inspect(&db.path).await;
     let heights = scalar_i64(&pool, "SELECT count(*) FROM blocks WHERE canonical = 1").await;
     assert_eq!(heights, max + 1, "every height 0..={max} stored exactly once");
-    eprintln!("kill9: stored max after each kill: {maxes:?}; blocks behind anvil at each kill: {behind_at_kill:?}; final {max}");
+    eprintln!(
+        "kill9: stored max after each kill: {maxes:?}; blocks behind anvil at each kill: {behind_at_kill:?}; final {max}"
+    );
     assert!(behind_at_kill.iter().any(|&b| b > 5), "at least one kill landed while catching up (backfill)");
     assert!(behind_at_kill.iter().any(|&b| b <= 5), "at least one kill landed while following the tip");
 }

@@ -16,16 +16,19 @@ async fn fleet(chain: &Arc<SimChain>, n: usize) -> Vec<SimProvider> {
     let mut out = Vec::new();
     for i in 0..n {
         out.push(
-            sim::serve(chain.clone(), SimProviderOptions { name: format!("sim{i}"), lag: 0 })
-                .await
-                .expect("serve"),
+            sim::serve(chain.clone(), SimProviderOptions { name: format!("sim{i}"), lag: 0 }).await.expect("serve"),
         );
     }
     out
 }
 
 fn quiet_chain(prefill: u64) -> Arc<SimChain> {
-    SimChain::new(SimOptions { prefill, reorg_probability: 0.0, block_time: Duration::from_secs(3600), ..SimOptions::default() })
+    SimChain::new(SimOptions {
+        prefill,
+        reorg_probability: 0.0,
+        block_time: Duration::from_secs(3600),
+        ..SimOptions::default()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +54,8 @@ async fn telemetry_rows_equal_calls_seen() {
     assert_eq!(block_rows, 501, "each height fetched once");
     let polls = scalar_i64(&pool, "SELECT count(*) FROM provider_requests WHERE head_reported IS NOT NULL").await;
     assert!(polls >= 3, "head polls recorded with the head they reported");
-    let sightings = scalar_i64(&pool, "SELECT count(DISTINCT provider) FROM block_sightings_view WHERE number = 500").await;
+    let sightings =
+        scalar_i64(&pool, "SELECT count(DISTINCT provider) FROM block_sightings_view WHERE number = 500").await;
     assert_eq!(sightings, 3, "each provider's sighting of the head");
     let firsts = scalar_i64(&pool, "SELECT count(*) FROM block_sightings_view WHERE number = 500 AND first").await;
     assert_eq!(firsts, 1);
@@ -92,17 +96,23 @@ async fn deep_reorg_stops_ingest_loudly() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(scalar_i64(&pool, "SELECT depth FROM reorgs").await, 3);
-    let before: Vec<(i64, String)> =
-        sqlx::query_as("SELECT number, hash FROM canonical_blocks ORDER BY number").fetch_all(&pool).await.expect("chain");
+    let before: Vec<(i64, String)> = sqlx::query_as("SELECT number, hash FROM canonical_blocks ORDER BY number")
+        .fetch_all(&pool)
+        .await
+        .expect("chain");
     // ... a deep one is refused, and nothing stored changes.
     chain.reorg(9);
     let res = tokio::time::timeout(Duration::from_secs(10), task).await.expect("ingest stops").expect("join");
     match res {
-        Err(blockstreamer::app::AppError::Ingest(IngestError::DeepReorg { limit, .. })) => assert_eq!(limit, 5),
+        Err(blockstreamer::app::AppError::Ingest(IngestError::DeepReorg { limit, .. })) => {
+            assert_eq!(limit, 5)
+        }
         other => panic!("expected a deep-reorg error, got {other:?}"),
     }
-    let after: Vec<(i64, String)> =
-        sqlx::query_as("SELECT number, hash FROM canonical_blocks ORDER BY number").fetch_all(&pool).await.expect("chain");
+    let after: Vec<(i64, String)> = sqlx::query_as("SELECT number, hash FROM canonical_blocks ORDER BY number")
+        .fetch_all(&pool)
+        .await
+        .expect("chain");
     assert_eq!(before, after, "history is not rewritten");
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM reorgs").await, 1);
     let app = Arc::try_unwrap(app).expect("sole owner");
@@ -143,8 +153,10 @@ async fn follows_a_reorging_simulated_chain() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut equal = true;
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT number, hash FROM canonical_blocks ORDER BY number").fetch_all(&pool).await.expect("chain");
+        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT number, hash FROM canonical_blocks ORDER BY number")
+            .fetch_all(&pool)
+            .await
+            .expect("chain");
         let head_now = chain.head_number();
         if rows.len() as u64 != head_now + 1 {
             equal = false;
