@@ -65,6 +65,9 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     match Cli::parse().cmd {
         Cmd::Fill { url, blocks, txs } => fill(&url, blocks, txs).await,
         Cmd::Ceiling { url, from, to, concurrency, batch } => ceiling(&url, from, to, concurrency, batch).await,
@@ -98,12 +101,15 @@ async fn fill(url: &str, blocks: u64, txs: usize) -> Result<(), Box<dyn std::err
     Ok(())
 }
 
-async fn ceiling(url: &str, from: u64, to: u64, concurrency: usize, batch: u64) -> Result<(), Box<dyn std::error::Error>> {
+async fn ceiling(
+    url: &str,
+    from: u64,
+    to: u64,
+    concurrency: usize,
+    batch: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let c = Arc::new(
-        HttpClientBuilder::default()
-            .max_response_size(u32::MAX)
-            .request_timeout(Duration::from_secs(60))
-            .build(url)?,
+        HttpClientBuilder::default().max_response_size(u32::MAX).request_timeout(Duration::from_secs(60)).build(url)?,
     );
     let chunks: Vec<(u64, u64)> =
         (from..=to).step_by(usize::try_from(batch)?).map(|a| (a, (a + batch - 1).min(to))).collect();

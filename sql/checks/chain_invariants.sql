@@ -3,7 +3,7 @@
 -- dups: heights with more than one canonical block (the partial unique index forbids it)
 -- link_breaks: canonical blocks whose parent_hash is not the hash of the canonical block below
 -- partial: canonical blocks with fewer transaction rows than tx_count
-WITH c AS (SELECT number, hash, parent_hash, tx_count, full_txs FROM blocks WHERE canonical = 1)
+WITH c AS (SELECT id, number, hash, parent_hash, tx_count, full_txs FROM blocks WHERE canonical = 1)
 SELECT
     (SELECT count(*) FROM c) AS heights,
     (SELECT coalesce(max(number) - min(number) + 1 - count(DISTINCT number), 0) FROM c) AS missing,
@@ -12,4 +12,4 @@ SELECT
       WHERE cur.parent_hash <> prev.hash) AS link_breaks,
     (SELECT count(*) FROM c
       WHERE c.full_txs = 1
-        AND (SELECT count(*) FROM transactions t WHERE t.block_hash = c.hash) <> c.tx_count) AS partial
+        AND (SELECT count(*) FROM transactions t WHERE t.block_id = c.id) <> c.tx_count) AS partial

@@ -53,6 +53,8 @@ pub struct IngestOptions {
     pub concurrency: usize,
     /// Most blocks per SQLite transaction.
     pub commit_blocks: usize,
+    /// Most transactions per SQLite transaction (bounds memory on busy chains).
+    pub commit_txs: usize,
     /// Longest time fetched blocks wait before being committed.
     pub commit_interval: Duration,
     /// How often to look at the head when no head update arrived.
@@ -65,27 +67,43 @@ impl Default for IngestOptions {
             max_reorg_depth: 64,
             batch_size: 10,
             concurrency: 4,
-            commit_blocks: 200,
+            commit_blocks: 1000,
+            commit_txs: 20_000,
             commit_interval: Duration::from_millis(250),
             poll_interval: Duration::from_millis(1000),
         }
     }
 }
 
-/// Fetches, checks links, and commits through a `BlockSink`.
+/// A commit running in the background while the next batch is fetched.
 #[derive(Debug)]
-pub struct Syncer<S> {
+struct PendingCommit<E> {
+    handle: AbortOnDropHandle<Result<(), E>>,
+    first: u64,
+    tip: u64,
+    blocks: usize,
+    started: Instant,
+}
+
+/// Fetches, checks links, and commits through a `BlockSink`.
+///
+/// Appends are pipelined: one commit may run while the next batch is fetched and checked. The
+/// in-memory window runs ahead of the store by at most that one batch, and is rolled back to
+/// the last acknowledged tip if the commit fails.
+#[derive(Debug)]
+pub struct Syncer<S: BlockSink> {
     fleet: Arc<Fleet>,
     sink: S,
     window: Window,
     opts: IngestOptions,
     progress: Option<indicatif::ProgressBar>,
+    in_flight: Option<PendingCommit<S::Error>>,
 }
 
-impl<S: BlockSink> Syncer<S> {
+impl<S: BlockSink + Clone + 'static> Syncer<S> {
     /// A syncer that continues from `window` (seeded by the composition root from the store).
     pub fn new(fleet: Arc<Fleet>, sink: S, window: Window, opts: IngestOptions) -> Self {
-        Self { fleet, sink, window, opts, progress: None }
+        Self { fleet, sink, window, opts, progress: None, in_flight: None }
     }
 
     /// Show progress on this bar (backfill on a terminal).
@@ -99,34 +117,60 @@ impl<S: BlockSink> Syncer<S> {
         self.window.tip()
     }
 
+    fn acknowledge(&self, tip: u64, blocks: usize, started: Instant) {
+        // Stable line: the crash tests read `committed tip=N` as the acknowledgement.
+        let commit_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(tip, blocks, commit_ms, "committed");
+        if let Some(p) = &self.progress {
+            p.inc(blocks as u64);
+        }
+    }
+
+    /// Wait for the background commit, if any; on failure roll the window back.
+    async fn settle(&mut self) -> Result<(), IngestError> {
+        let Some(c) = self.in_flight.take() else { return Ok(()) };
+        let res = match c.handle.await {
+            Ok(r) => r.map_err(|e| IngestError::Sink(Box::new(e))),
+            Err(join) => Err(IngestError::Sink(Box::new(join))),
+        };
+        match res {
+            Ok(()) => {
+                self.acknowledge(c.tip, c.blocks, c.started);
+                Ok(())
+            }
+            Err(e) => {
+                self.window.truncate_above(c.first.saturating_sub(1));
+                Err(e)
+            }
+        }
+    }
+
+    /// Commit synchronously (reorgs), after any background commit.
     async fn commit(&mut self, batch: CommitBatch) -> Result<(), IngestError> {
+        self.settle().await?;
         let n = batch.blocks.len();
         let tip = batch.blocks.last().map(|b| b.number);
+        let started = Instant::now();
         self.sink.commit(batch).await.map_err(|e| IngestError::Sink(Box::new(e)))?;
         if let Some(tip) = tip {
-            // Stable line: the crash tests read `committed tip=N` as the acknowledgement.
-            tracing::info!(tip, blocks = n, "committed");
-            if let Some(p) = &self.progress {
-                p.inc(n as u64);
-            }
+            self.acknowledge(tip, n, started);
         }
         Ok(())
     }
 
-    /// Commit `pending`; on failure roll the window back to what is really stored.
+    /// Start committing `pending` in the background (after the previous commit finished).
     async fn flush(&mut self, pending: &mut Vec<Block>) -> Result<(), IngestError> {
-        if pending.is_empty() {
+        self.settle().await?;
+        let (Some(first), Some(tip)) = (pending.first().map(|b| b.number), pending.last().map(|b| b.number)) else {
             return Ok(());
-        }
-        let first = pending[0].number;
+        };
         let blocks = std::mem::take(pending);
-        match self.commit(CommitBatch { reorg: None, blocks }).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.window.truncate_above(first.saturating_sub(1));
-                Err(e)
-            }
-        }
+        let n = blocks.len();
+        let sink = self.sink.clone();
+        let handle =
+            AbortOnDropHandle::new(tokio::spawn(async move { sink.commit(CommitBatch { reorg: None, blocks }).await }));
+        self.in_flight = Some(PendingCommit { handle, first, tip, blocks: n, started: Instant::now() });
+        Ok(())
     }
 
     /// Fetch and commit every height from the window's next number up to `target`.
@@ -158,11 +202,13 @@ impl<S: BlockSink> Syncer<S> {
             })
             .buffered(self.opts.concurrency.max(1));
         let mut pending: Vec<Block> = Vec::new();
+        let mut pending_txs = 0usize;
         let mut last_commit = Instant::now();
         loop {
             let next = tokio::select! {
                 () = cancel.cancelled() => {
                     self.flush(&mut pending).await?;
+                    self.settle().await?;
                     return Err(IngestError::Cancelled);
                 }
                 n = stream.next() => n,
@@ -172,10 +218,12 @@ impl<S: BlockSink> Syncer<S> {
                 Ok(Ok(blocks)) => blocks,
                 Ok(Err(e)) => {
                     self.flush(&mut pending).await?;
+                    self.settle().await?;
                     return Err(e.into());
                 }
                 Err(join) => {
                     self.flush(&mut pending).await?;
+                    self.settle().await?;
                     return Err(IngestError::Fleet(FleetError::Exhausted {
                         what: "block fetch".into(),
                         attempts: 0,
@@ -186,21 +234,28 @@ impl<S: BlockSink> Syncer<S> {
             for b in fetched {
                 if self.window.extends(b.number, b.parent_hash) {
                     self.window.push(ChainLink { number: b.number, hash: b.hash });
+                    pending_txs += b.transactions.len();
                     pending.push(b);
                 } else {
                     // The chain moved under us: commit what linked, then resolve the fork.
                     drop(stream);
                     self.flush(&mut pending).await?;
+                    self.settle().await?;
                     self.resolve_reorg(b).await?;
                     return Ok(Pass::Restart);
                 }
             }
-            if pending.len() >= self.opts.commit_blocks || last_commit.elapsed() >= self.opts.commit_interval {
+            if pending.len() >= self.opts.commit_blocks
+                || pending_txs >= self.opts.commit_txs
+                || last_commit.elapsed() >= self.opts.commit_interval
+            {
                 self.flush(&mut pending).await?;
+                pending_txs = 0;
                 last_commit = Instant::now();
             }
         }
         self.flush(&mut pending).await?;
+        self.settle().await?;
         Ok(Pass::Done)
     }
 

@@ -1,122 +1,71 @@
 //! Block commits (append and reorg, each one transaction) and the reads that seed ingest.
 
-use alloy_primitives::{B256, U256, hex};
-use serde::Serialize;
-use sqlx::Row;
+use std::collections::HashMap;
 
+use alloy_primitives::{B256, U256};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::multirow::{self, ROWS_PER_STATEMENT};
 use super::{Store, StoreError, classify};
-use crate::model::{Block, BlockSink, ChainLink, CommitBatch};
+use crate::model::{Block, BlockSink, ChainLink, CommitBatch, Transaction};
 use crate::types::{from_sql, to_sql};
 
-/// A wei amount as SQLite gets it: an integer when it fits in i64, decimal text otherwise.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Wei {
-    Int(i64),
-    Text(String),
-}
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-fn wei(v: U256) -> Wei {
-    match i64::try_from(v) {
-        Ok(i) => Wei::Int(i),
-        Err(_) => Wei::Text(v.to_string()),
+/// Bind a wei amount: an integer when it fits in i64, decimal text otherwise.
+fn bind_wei<'q>(q: SqliteQuery<'q>, v: Option<U256>) -> SqliteQuery<'q> {
+    match v {
+        None => q.bind(None::<i64>),
+        Some(v) => match i64::try_from(v) {
+            Ok(i) => q.bind(i),
+            Err(_) => q.bind(v.to_string()),
+        },
     }
 }
 
-#[derive(Serialize)]
-struct BlockRow {
-    h: String,
-    n: i64,
-    p: String,
-    t: i64,
-    m: String,
-    gu: i64,
-    gl: i64,
-    bf: Option<Wei>,
-    sr: String,
-    tr: String,
-    rr: String,
-    sz: Option<i64>,
-    tc: u32,
-    ft: u8,
-    hv: Option<u8>,
-    pid: Option<i64>,
-    fa: i64,
+fn bind_block<'q>(store: &Store, q: SqliteQuery<'q>, b: &'q Block, now: i64) -> Result<SqliteQuery<'q>, StoreError> {
+    let q = q
+        .bind(b.hash.as_slice())
+        .bind(to_sql("block number", b.number)?)
+        .bind(b.parent_hash.as_slice())
+        .bind(to_sql("timestamp", b.timestamp)?)
+        .bind(b.miner.as_slice())
+        .bind(to_sql("gas_used", b.gas_used)?)
+        .bind(to_sql("gas_limit", b.gas_limit)?);
+    let q = bind_wei(q, b.base_fee_per_gas);
+    Ok(q.bind(b.state_root.as_slice())
+        .bind(b.transactions_root.as_slice())
+        .bind(b.receipts_root.as_slice())
+        .bind(b.size.map(|s| to_sql("size", s)).transpose()?)
+        .bind(i64::from(b.tx_count))
+        .bind(i64::from(b.full_txs))
+        .bind(b.hash_verified.map(i64::from))
+        .bind(store.provider_id(b.provider))
+        .bind(now))
 }
 
-#[derive(Serialize)]
-struct TxRow<'a> {
-    b: &'a str,
-    i: u32,
-    h: String,
-    f: String,
-    to: Option<String>,
-    v: Wei,
-    n: i64,
-    g: i64,
-    gp: Option<Wei>,
-    mf: Option<Wei>,
-    mp: Option<Wei>,
-    #[serde(rename = "in")]
-    input: String,
-    ty: u8,
+fn bind_tx<'q>(q: SqliteQuery<'q>, block_id: i64, t: &'q Transaction) -> Result<SqliteQuery<'q>, StoreError> {
+    let q = q
+        .bind(block_id)
+        .bind(i64::from(t.index))
+        .bind(t.hash.as_slice())
+        .bind(t.from.as_slice())
+        .bind(t.to.as_ref().map(|a| a.as_slice()));
+    let q = bind_wei(q, Some(t.value));
+    let q = q.bind(to_sql("nonce", t.nonce)?).bind(to_sql("gas", t.gas)?);
+    let q = bind_wei(q, t.gas_price);
+    let q = bind_wei(q, t.max_fee_per_gas);
+    let q = bind_wei(q, t.max_priority_fee_per_gas);
+    Ok(q.bind(t.input.as_ref()).bind(i64::from(t.tx_type)))
 }
 
-fn block_rows(store: &Store, blocks: &[Block]) -> Result<(String, String), StoreError> {
-    let now = crate::types::now_ms();
-    let mut brows = Vec::with_capacity(blocks.len());
-    let mut hashes = Vec::with_capacity(blocks.len());
-    for b in blocks {
-        let h = hex::encode(b.hash);
-        brows.push(BlockRow {
-            h: h.clone(),
-            n: to_sql("block number", b.number)?,
-            p: hex::encode(b.parent_hash),
-            t: to_sql("timestamp", b.timestamp)?,
-            m: hex::encode(b.miner),
-            gu: to_sql("gas_used", b.gas_used)?,
-            gl: to_sql("gas_limit", b.gas_limit)?,
-            bf: b.base_fee_per_gas.map(wei),
-            sr: hex::encode(b.state_root),
-            tr: hex::encode(b.transactions_root),
-            rr: hex::encode(b.receipts_root),
-            sz: b.size.map(|s| to_sql("size", s)).transpose()?,
-            tc: b.tx_count,
-            ft: u8::from(b.full_txs),
-            hv: b.hash_verified.map(u8::from),
-            pid: store.provider_id(b.provider),
-            fa: now,
-        });
-        hashes.push(h);
-    }
-    let mut trows = Vec::new();
-    for (b, h) in blocks.iter().zip(&hashes) {
-        for t in &b.transactions {
-            trows.push(TxRow {
-                b: h,
-                i: t.index,
-                h: hex::encode(t.hash),
-                f: hex::encode(t.from),
-                to: t.to.map(hex::encode),
-                v: wei(t.value),
-                n: to_sql("nonce", t.nonce)?,
-                g: to_sql("gas", t.gas)?,
-                gp: t.gas_price.map(wei),
-                mf: t.max_fee_per_gas.map(wei),
-                mp: t.max_priority_fee_per_gas.map(wei),
-                input: hex::encode(&t.input),
-                ty: t.tx_type,
-            });
-        }
-    }
-    let encode = |e: serde_json::Error| StoreError::Corrupt(format!("encoding rows: {e}"));
-    Ok((serde_json::to_string(&brows).map_err(encode)?, serde_json::to_string(&trows).map_err(encode)?))
-}
+const INSERT_BLOCKS: &str = include_str!("../../sql/store/insert_blocks.sql");
+const INSERT_TXS: &str = include_str!("../../sql/store/insert_transactions.sql");
 
 impl Store {
     /// Apply a commit batch in one `BEGIN IMMEDIATE` transaction.
     pub async fn commit_batch(&self, batch: &CommitBatch) -> Result<(), StoreError> {
-        let (blocks_json, txs_json) = block_rows(self, &batch.blocks)?;
+        let now = crate::types::now_ms();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         if let Some(r) = &batch.reorg {
             sqlx::query(include_str!("../../sql/store/uncanonicalize_above.sql"))
@@ -139,17 +88,29 @@ impl Store {
                 .map_err(classify)?;
             crate::failpoint::hit("reorg_after_demote");
         }
-        if !batch.blocks.is_empty() {
-            sqlx::query(include_str!("../../sql/store/insert_blocks.sql"))
-                .bind(blocks_json)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            sqlx::query(include_str!("../../sql/store/insert_transactions.sql"))
-                .bind(txs_json)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+        let mut ids: HashMap<B256, i64> = HashMap::with_capacity(batch.blocks.len());
+        for chunk in batch.blocks.chunks(ROWS_PER_STATEMENT) {
+            let sql = multirow::statement(INSERT_BLOCKS, chunk.len());
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for b in chunk {
+                q = bind_block(self, q, b, now)?;
+            }
+            for row in q.fetch_all(&mut *tx).await.map_err(classify)? {
+                ids.insert(hash32(&row.try_get::<Vec<u8>, _>(1)?)?, row.try_get(0)?);
+            }
+        }
+        let mut rows: Vec<(i64, &Transaction)> = Vec::new();
+        for b in &batch.blocks {
+            let id = *ids.get(&b.hash).ok_or_else(|| StoreError::Corrupt(format!("no row id for block {}", b.hash)))?;
+            rows.extend(b.transactions.iter().map(|t| (id, t)));
+        }
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = multirow::statement(INSERT_TXS, chunk.len());
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (id, t) in chunk {
+                q = bind_tx(q, *id, t)?;
+            }
+            q.execute(&mut *tx).await.map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
         Ok(())

@@ -6,6 +6,7 @@
 
 mod blocks;
 pub mod migrate;
+mod multirow;
 mod telemetry;
 
 use std::path::{Path, PathBuf};
