@@ -12,7 +12,9 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 32;
 /// The statement text for `n` rows of `template` (which has exactly one `VALUES (...)` tuple
 /// of `?` placeholders). Texts are built once and cached.
 pub(crate) fn statement(template: &'static str, n: usize) -> Arc<str> {
-    static CACHE: OnceLock<Mutex<HashMap<(usize, usize), Arc<str>>>> = OnceLock::new();
+    /// (template address, rows) → statement text.
+    type Cache = Mutex<HashMap<(usize, usize), Arc<str>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let key = (template.as_ptr() as usize, n);
     let cache = CACHE.get_or_init(Mutex::default);
     if let Ok(g) = cache.lock()
