@@ -20,7 +20,7 @@ BENCH=target/release/examples/bench
 WORK=$(mktemp -d)
 trap 'kill $ANVIL_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-"$ANVIL_BIN" --host 127.0.0.1 --port "$PORT" --silent --gas-limit 100000000 &
+"$ANVIL_BIN" --host 127.0.0.1 --port "$PORT" --silent --accounts 40 --gas-limit 100000000 &
 ANVIL_PID=$!
 for _ in $(seq 50); do curl -sf -H 'content-type: application/json' \
   -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' "$URL" >/dev/null && break; sleep 0.1; done
@@ -30,6 +30,7 @@ timed() { # name, command...
   local name=$1; shift
   /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" >"$WORK/out" 2>&1 || { echo "$name FAILED"; tail -5 "$WORK/out"; return 0; }
   read -r wall user sys rss <"$WORK/time"
+  echo "$name|$wall|$user|$sys|$rss" | sed 's/ #[0-9]*|/|/' >>"$WORK/results"
   awk -v n="$name" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss" -v b="$BLOCKS" -v t="$TXS" 'BEGIN {
     printf "%-34s wall %6.2f s  %6.0f blocks/s  %7.0f tx/s  cpu %5.2f s  peak RSS %4.0f MiB\n",
       n, w, (b+1)/w, b*t/w, u+s, r/1024 }'
@@ -42,21 +43,34 @@ for c in "1 1" "4 10" "8 20" "16 50"; do
 done
 
 printf 'telemetry = false\n' >"$WORK/notel.toml"
-for run in 1 2 3; do
+RUNS=${RUNS:-5}
+for run in $(seq "$RUNS"); do
   timed "blockstreamer (telemetry on) #$run" "$BIN" backfill --rpc "$URL" --from 0 --to "$BLOCKS" --db "$WORK/bs$run.db"
   timed "blockstreamer (telemetry off) #$run" "$BIN" backfill --config "$WORK/notel.toml" --rpc "$URL" --from 0 --to "$BLOCKS" --db "$WORK/bsn$run.db"
 done
 sqlite3 "$WORK/bs1.db" "SELECT 'stored: ' || count(*) || ' blocks, ' || sum(tx_count) || ' txs, ' || (SELECT count(*) FROM provider_requests) || ' telemetry rows' FROM canonical_blocks"
 
 if [ -x "$CRYO_PY" ]; then
-  for run in 1 2; do
+  for run in $(seq "$RUNS"); do
     timed "cryo default #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((BLOCKS+1))'], output_dir='$WORK/cryo_d$run', no_verbose=True)"
     timed "cryo fastest (128 req, 8 chunks) #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((BLOCKS+1))'], output_dir='$WORK/cryo_f$run', max_concurrent_requests=128, max_concurrent_chunks=8, chunk_size=250, no_verbose=True)"
   done
 fi
 if [ -x "$ETL_BIN" ]; then
-  timed "ethereum-etl default" "$ETL_BIN" export_blocks_and_transactions --start-block 0 --end-block "$BLOCKS" \
+  for run in $(seq 2); do
+  timed "ethereum-etl default #$run" "$ETL_BIN" export_blocks_and_transactions --start-block 0 --end-block "$BLOCKS" \
     --provider-uri "$URL" --blocks-output "$WORK/b.csv" --transactions-output "$WORK/t.csv"
-  timed "ethereum-etl 8 workers x batch 50" "$ETL_BIN" export_blocks_and_transactions --start-block 0 --end-block "$BLOCKS" \
+  timed "ethereum-etl 8 workers x batch 50 #$run" "$ETL_BIN" export_blocks_and_transactions --start-block 0 --end-block "$BLOCKS" \
     --provider-uri "$URL" --blocks-output "$WORK/b2.csv" --transactions-output "$WORK/t2.csv" --max-workers 8 --batch-size 50
+  done
 fi
+
+echo
+echo "medians over runs:"
+sort -t'|' -k1,1 "$WORK/results" | gawk -F'|' -v b="$BLOCKS" -v t="$TXS" '
+  function flush() { if (name == "") return; n = asort(w); m = (n % 2) ? w[(n+1)/2] : (w[n/2] + w[n/2+1]) / 2;
+    asort(c); mc = (n % 2) ? c[(n+1)/2] : (c[n/2] + c[n/2+1]) / 2; asort(r); mr = r[n];
+    printf "%-36s n=%d  median wall %6.2f s  %5.0f blocks/s  median cpu %5.2f s  max RSS %4.0f MiB\n", name, n, m, (b+1)/m, mc, mr/1024;
+    delete w; delete c; delete r; k = 0 }
+  { if ($1 != name) { flush(); name = $1 } k++; w[k] = $2; c[k] = $3 + $4; r[k] = $5 }
+  END { flush() }' 

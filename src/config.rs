@@ -112,10 +112,10 @@ fn d_true() -> bool {
     true
 }
 fn d_batch_size() -> usize {
-    10
+    20
 }
 fn d_concurrency() -> usize {
-    4
+    6
 }
 
 impl Default for Config {
