@@ -271,7 +271,20 @@ impl App {
             );
             syncer = syncer.with_progress(bar);
         }
-        syncer.sync_to(to, cancel).await?;
+        // Large ranges load faster without the random-keyed tx-hash index; it is rebuilt once,
+        // sorted, at the end (or at the next start if this process dies first).
+        let bulk = to - start + 1 >= self.config.bulk_load_min_blocks && self.config.full_transactions;
+        if bulk {
+            tracing::info!(blocks = to - start + 1, "bulk load: tx-hash index is rebuilt after the backfill");
+            self.store.begin_bulk_load().await?;
+        }
+        let res = syncer.sync_to(to, cancel).await;
+        if bulk {
+            let t = std::time::Instant::now();
+            self.store.end_bulk_load().await?;
+            tracing::info!(ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX), "tx-hash index rebuilt");
+        }
+        res?;
         self.store.checkpoint().await?;
         Ok(BackfillReport { from, to, fetched: to - start + 1 })
     }

@@ -96,6 +96,9 @@ pub struct Config {
     pub batch_size: usize,
     #[serde(default = "d_concurrency")]
     pub concurrency: usize,
+    /// Backfills of at least this many blocks drop the tx-hash index and rebuild it at the end.
+    #[serde(default = "d_bulk_load_min_blocks")]
+    pub bulk_load_min_blocks: u64,
     #[serde(default)]
     pub retention: RetentionConfig,
     #[serde(default)]
@@ -110,6 +113,9 @@ fn d_poll_interval_ms() -> u64 {
 }
 fn d_true() -> bool {
     true
+}
+fn d_bulk_load_min_blocks() -> u64 {
+    5_000
 }
 fn d_batch_size() -> usize {
     20
@@ -132,6 +138,7 @@ impl Default for Config {
             synchronous_full: false,
             batch_size: d_batch_size(),
             concurrency: d_concurrency(),
+            bulk_load_min_blocks: d_bulk_load_min_blocks(),
             retention: RetentionConfig::default(),
             providers: Vec::new(),
         })

@@ -115,6 +115,11 @@ impl Store {
             let mut conn = writer.acquire().await?;
             migrate::runner().run_async(&mut migrate::SqlxMigrator(&mut conn)).await?;
         }
+        // A bulk load that was killed before it rebuilt the tx-hash index: rebuild it now.
+        sqlx::query(include_str!("../../sql/store/tx_hash_index_create.sql"))
+            .execute(&writer)
+            .await
+            .map_err(classify)?;
         let read_opts = base.read_only(true).pragma("query_only", "ON").busy_timeout(Duration::from_secs(1));
         let reader = SqlitePoolOptions::new()
             .max_connections(opts.readers.max(1))
@@ -182,6 +187,25 @@ impl Store {
             Some(r) => r.try_get::<Option<i64>, _>(0)?,
             None => None,
         })
+    }
+
+    /// Start a bulk load: drop the tx-hash index, whose random keys make every commit rewrite
+    /// pages all over it. `end_bulk_load` (or the next `open`, after a crash) rebuilds it.
+    pub async fn begin_bulk_load(&self) -> Result<(), StoreError> {
+        sqlx::query(include_str!("../../sql/store/tx_hash_index_drop.sql"))
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Rebuild the tx-hash index after a bulk load (one sorted build).
+    pub async fn end_bulk_load(&self) -> Result<(), StoreError> {
+        sqlx::query(include_str!("../../sql/store/tx_hash_index_create.sql"))
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     /// Checkpoint the WAL and truncate it (after a backfill, or when idle).

@@ -30,6 +30,7 @@ async fn backfill_300_blocks_matches_anvil() {
     let url = anvil.url();
     let mut config = config_for(&[url.clone(), url.clone(), url], &["a", "b", "c"]);
     config.batch_size = 7; // odd size: chunks straddle commit batches
+    config.bulk_load_min_blocks = 100; // exercise the bulk path: tx-hash index dropped, rebuilt
     let app = App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("start");
     let cancel = CancellationToken::new();
     let report = app.backfill(0, head, &cancel).await.expect("backfill");
@@ -41,6 +42,11 @@ async fn backfill_300_blocks_matches_anvil() {
 
     let pool = inspect(&db.path).await;
     integrity_ok(&pool).await;
+    let idx: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'transactions_hash'")
+        .fetch_one(&pool)
+        .await
+        .expect("schema");
+    assert_eq!(idx, 1, "tx-hash index rebuilt after the bulk load");
     let per_height: Vec<(i64, i64)> =
         sqlx::query_as("SELECT number, count(*) FROM blocks WHERE canonical = 1 GROUP BY number ORDER BY number")
             .fetch_all(&pool)

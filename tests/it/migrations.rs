@@ -89,3 +89,26 @@ async fn every_sql_file_prepares() {
         }
     }
 }
+
+#[tokio::test]
+async fn tx_hash_index_survives_an_interrupted_bulk_load() {
+    let db = temp_db();
+    let store = Store::open(&StoreOptions::new(&db.path)).await.expect("open");
+    let pool = inspect(&db.path).await;
+    let original: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'transactions_hash'")
+        .fetch_one(&pool)
+        .await
+        .expect("index from the migration");
+    store.begin_bulk_load().await.expect("bulk");
+    let gone = scalar_i64(&pool, "SELECT count(*) FROM sqlite_schema WHERE name = 'transactions_hash'").await;
+    assert_eq!(gone, 0);
+    // The process dies here; the next open rebuilds the index, identical to the migration's.
+    store.close().await;
+    let store = Store::open(&StoreOptions::new(&db.path)).await.expect("reopen");
+    let rebuilt: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'transactions_hash'")
+        .fetch_one(&pool)
+        .await
+        .expect("index rebuilt");
+    assert_eq!(rebuilt.replace("IF NOT EXISTS ", ""), original);
+    store.close().await;
+}
