@@ -194,13 +194,22 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             (a..=b).collect::<Vec<u64>>()
         });
         let fleet = self.fleet.clone();
+        let concurrency = self.opts.concurrency.max(1);
+        // Results are consumed in height order, but a slow chunk must not idle the others: up
+        // to 4× `concurrency` chunks are queued, and a semaphore keeps `concurrency` of them on
+        // the wire, so a finished chunk waiting behind a slow one frees its slot.
+        let on_wire = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut stream = futures::stream::iter(chunks)
             .map(move |numbers| {
                 let fleet = fleet.clone();
+                let on_wire = on_wire.clone();
                 // Spawned so fetches keep running while a commit is awaited; aborted if dropped.
-                AbortOnDropHandle::new(tokio::spawn(async move { fleet.blocks_by_number(&numbers).await }))
+                AbortOnDropHandle::new(tokio::spawn(async move {
+                    let _slot = on_wire.acquire_owned().await;
+                    fleet.blocks_by_number(&numbers).await
+                }))
             })
-            .buffered(self.opts.concurrency.max(1));
+            .buffered(concurrency * 4);
         let mut pending: Vec<Block> = Vec::new();
         let mut pending_txs = 0usize;
         let mut last_commit = Instant::now();
