@@ -44,18 +44,19 @@ done
 
 printf 'telemetry = false\n' >"$WORK/notel.toml"
 RUNS=${RUNS:-5}
+# Interleaved rounds: anvil slows down over its lifetime and the VM's speed drifts, so each
+# round measures the ceiling and every tool back to back instead of one tool after another.
 for run in $(seq "$RUNS"); do
+  timed "node ceiling 8x20 (bare client) #$run" "$BENCH" ceiling --url "$URL" --to "$BLOCKS" --concurrency 8 --batch 20
   timed "blockstreamer (telemetry on) #$run" "$BIN" backfill --rpc "$URL" --from 0 --to "$BLOCKS" --db "$WORK/bs$run.db"
   timed "blockstreamer (telemetry off) #$run" "$BIN" backfill --config "$WORK/notel.toml" --rpc "$URL" --from 0 --to "$BLOCKS" --db "$WORK/bsn$run.db"
+  if [ -x "$CRYO_PY" ]; then
+    timed "cryo default #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((BLOCKS+1))'], output_dir='$WORK/cryo_d$run', no_verbose=True)"
+    timed "cryo fastest (128 req, 8 chunks) #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((BLOCKS+1))'], output_dir='$WORK/cryo_f$run', max_concurrent_requests=128, max_concurrent_chunks=8, chunk_size=250, no_verbose=True)"
+  fi
 done
 sqlite3 "$WORK/bs1.db" "SELECT 'stored: ' || count(*) || ' blocks, ' || sum(tx_count) || ' txs, ' || (SELECT count(*) FROM provider_requests) || ' telemetry rows' FROM canonical_blocks"
 
-if [ -x "$CRYO_PY" ]; then
-  for run in $(seq "$RUNS"); do
-    timed "cryo default #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((BLOCKS+1))'], output_dir='$WORK/cryo_d$run', no_verbose=True)"
-    timed "cryo fastest (128 req, 8 chunks) #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((BLOCKS+1))'], output_dir='$WORK/cryo_f$run', max_concurrent_requests=128, max_concurrent_chunks=8, chunk_size=250, no_verbose=True)"
-  done
-fi
 if [ -x "$ETL_BIN" ]; then
   for run in $(seq 2); do
   timed "ethereum-etl default #$run" "$ETL_BIN" export_blocks_and_transactions --start-block 0 --end-block "$BLOCKS" \

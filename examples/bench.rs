@@ -157,6 +157,18 @@ async fn ceiling(
     Ok(())
 }
 
+/// A still simulated chain of `blocks` blocks with exactly `txs` transactions each.
+fn bench_chain(blocks: u64, txs: u32) -> Arc<SimChain> {
+    SimChain::new(SimOptions {
+        prefill: blocks,
+        txs_min: txs,
+        txs_max: txs,
+        reorg_probability: 0.0,
+        block_time: Duration::from_secs(3600),
+        ..SimOptions::default()
+    })
+}
+
 fn remove_db(db: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = db.as_os_str().to_owned();
@@ -175,14 +187,7 @@ async fn sim_pipeline(
     use blockstreamer::provider::wire::{DecodeOptions, Want, decode_block};
     use blockstreamer::store::{Store, StoreOptions};
     remove_db(db);
-    let chain = SimChain::new(SimOptions {
-        prefill: blocks,
-        txs_min: txs,
-        txs_max: txs,
-        reorg_probability: 0.0,
-        block_time: Duration::from_secs(3600),
-        ..SimOptions::default()
-    });
+    let chain = bench_chain(blocks, txs);
     let store = Store::open(&StoreOptions::new(db)).await?;
     store.register_providers(&[("sim".into(), "sim://".into())]).await?;
     let opts = DecodeOptions { full_transactions: true, verify_header_hash: true };
@@ -235,14 +240,7 @@ async fn sim_ingest(
 ) -> Result<(), Box<dyn std::error::Error>> {
     remove_db(db);
     let t = Instant::now();
-    let chain = SimChain::new(SimOptions {
-        prefill: blocks,
-        txs_min: txs,
-        txs_max: txs,
-        reorg_probability: 0.0,
-        block_time: Duration::from_secs(3600),
-        ..SimOptions::default()
-    });
+    let chain = bench_chain(blocks, txs);
     eprintln!("simulated chain of {blocks} blocks built in {:.1} s", t.elapsed().as_secs_f64());
     let mut urls = Vec::new();
     let mut servers = Vec::new();

@@ -313,6 +313,23 @@ impl Provider {
         self.telemetry.record(TelemetryEvent::Request(s));
     }
 
+    /// Record the sample of a call whose result was then decoded: a decode failure turns an
+    /// `ok` transport outcome into the decode error's class. `annotate` adds what a success tells.
+    fn settle<T>(
+        &self,
+        out: Result<T, ProviderError>,
+        mut s: RequestSample,
+        annotate: impl FnOnce(&T, &mut RequestSample),
+    ) -> Result<T, ProviderError> {
+        match &out {
+            Ok(v) => annotate(v, &mut s),
+            Err(e) if s.outcome == Outcome::Ok => self.fail_sample(&mut s, e),
+            Err(_) => {}
+        }
+        self.emit(s);
+        out
+    }
+
     /// `eth_chainId`.
     pub async fn chain_id(&self, ctx: CallCtx) -> Result<u64, ProviderError> {
         let (res, mut s) =
@@ -338,16 +355,10 @@ impl Provider {
         let mut params = ArrayParams::new();
         push(&mut params, "latest");
         push(&mut params, false);
-        let (res, mut s) =
+        let (res, s) =
             self.call(&self.head_client, self.spec.head_timeout, method::BLOCK_BY_NUMBER, params, None, ctx).await;
         let out = res.and_then(|raw| Ok(wire::decode_head(raw.get())?));
-        match &out {
-            Ok(h) => s.head_reported = Some(h.number),
-            Err(e) if s.outcome == Outcome::Ok => self.fail_sample(&mut s, e),
-            Err(_) => {}
-        }
-        self.emit(s);
-        out
+        self.settle(out, s, |h, s| s.head_reported = Some(h.number))
     }
 
     /// One block by number, validated.
@@ -360,17 +371,11 @@ impl Provider {
         let mut params = ArrayParams::new();
         push(&mut params, format!("{number:#x}"));
         push(&mut params, opts.full_transactions);
-        let (res, mut s) = self
+        let (res, s) = self
             .call(&self.block_client, self.spec.block_timeout, method::BLOCK_BY_NUMBER, params, Some(number), ctx)
             .await;
         let out = res.and_then(|raw| Ok(wire::decode_block(raw.get(), Want::Number(number), opts, self.index)?));
-        if let Err(e) = &out
-            && s.outcome == Outcome::Ok
-        {
-            self.fail_sample(&mut s, e);
-        }
-        self.emit(s);
-        out
+        self.settle(out, s, |_, _| {})
     }
 
     /// One block by hash, validated (the walk back through a reorg asks by hash).
@@ -378,16 +383,10 @@ impl Provider {
         let mut params = ArrayParams::new();
         push(&mut params, format!("{hash}"));
         push(&mut params, opts.full_transactions);
-        let (res, mut s) =
+        let (res, s) =
             self.call(&self.block_client, self.spec.block_timeout, method::BLOCK_BY_HASH, params, None, ctx).await;
         let out = res.and_then(|raw| Ok(wire::decode_block(raw.get(), Want::Hash(hash), opts, self.index)?));
-        match &out {
-            Ok(b) => s.block_number = Some(b.number),
-            Err(e) if s.outcome == Outcome::Ok => self.fail_sample(&mut s, e),
-            Err(_) => {}
-        }
-        self.emit(s);
-        out
+        self.settle(out, s, |b, s| s.block_number = Some(b.number))
     }
 
     /// Blocks `numbers` (consecutive or not) in one JSON-RPC batch when the provider allows it,
