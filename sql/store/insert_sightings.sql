@@ -1,6 +1,4 @@
--- ?1: JSON array of sightings; only the first report of a (provider, hash) is kept.
+-- Only the first report of a (provider, hash) is kept; the writer repeats the VALUES tuple.
 INSERT INTO block_sightings (provider_id, hash, number, first_seen_ms)
-SELECT j.value ->> 'p', unhex(j.value ->> 'h'), j.value ->> 'n', j.value ->> 's'
-FROM json_each(?1) AS j
-WHERE true
+VALUES (?, ?, ?, ?)
 ON CONFLICT DO NOTHING

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use alloy_primitives::hex;
-use serde::Serialize;
+use sqlx::AssertSqlSafe;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::multirow::{self, ROWS_PER_STATEMENT};
 use super::{Store, StoreError, classify};
 use crate::model::{RequestSample, Sighting, TelemetryEvent};
 use crate::types::to_sql;
@@ -16,31 +16,8 @@ const MAX_BATCH: usize = 2_000;
 /// How long an event may wait before it is flushed.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-#[derive(Serialize)]
-struct ReqRow<'a> {
-    ts: i64,
-    p: Option<i64>,
-    m: &'a str,
-    bn: Option<i64>,
-    l: i64,
-    o: &'a str,
-    hs: Option<u16>,
-    rc: Option<i32>,
-    by: Option<i64>,
-    hr: Option<i64>,
-    a: u32,
-    hd: u8,
-    bs: u32,
-    e: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct SightRow {
-    p: Option<i64>,
-    h: String,
-    n: i64,
-    s: i64,
-}
+const INSERT_REQUESTS: &str = include_str!("../../sql/store/insert_requests.sql");
+const INSERT_SIGHTINGS: &str = include_str!("../../sql/store/insert_sightings.sql");
 
 /// Counts kept by the writer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,59 +96,48 @@ impl TelemetryWriter {
     }
 
     async fn write(&self, events: &[TelemetryEvent]) -> Result<(u64, u64), StoreError> {
-        let mut reqs = Vec::new();
-        let mut sights = Vec::new();
+        let mut reqs: Vec<&RequestSample> = Vec::new();
+        let mut sights: Vec<&Sighting> = Vec::new();
         for ev in events {
             match ev {
-                TelemetryEvent::Request(r) => reqs.push(self.req_row(r)?),
-                TelemetryEvent::Sighting(s) => sights.push(self.sight_row(s)?),
+                TelemetryEvent::Request(r) => reqs.push(r),
+                TelemetryEvent::Sighting(s) => sights.push(s),
             }
         }
-        let encode = |e: serde_json::Error| StoreError::Corrupt(format!("encoding telemetry: {e}"));
         let mut tx = self.store.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
-        if !reqs.is_empty() {
-            sqlx::query(include_str!("../../sql/store/insert_requests.sql"))
-                .bind(serde_json::to_string(&reqs).map_err(encode)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+        for chunk in reqs.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::query(AssertSqlSafe(multirow::statement(INSERT_REQUESTS, chunk.len())));
+            for r in chunk {
+                q = q
+                    .bind(r.ts_ms)
+                    .bind(self.store.provider_id(r.provider))
+                    .bind(r.method)
+                    .bind(r.block_number.map(|n| to_sql("block number", n)).transpose()?)
+                    .bind(r.latency_us)
+                    .bind(r.outcome.as_str())
+                    .bind(r.http_status.map(i64::from))
+                    .bind(r.rpc_code.map(i64::from))
+                    .bind(r.bytes.map(|b| to_sql("bytes", b)).transpose()?)
+                    .bind(r.head_reported.map(|h| to_sql("head", h)).transpose()?)
+                    .bind(i64::from(r.attempt.max(1)))
+                    .bind(i64::from(r.hedged))
+                    .bind(i64::from(r.batch_size.max(1)))
+                    .bind(r.error.as_deref());
+            }
+            q.execute(&mut *tx).await.map_err(classify)?;
         }
-        if !sights.is_empty() {
-            sqlx::query(include_str!("../../sql/store/insert_sightings.sql"))
-                .bind(serde_json::to_string(&sights).map_err(encode)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+        for chunk in sights.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::query(AssertSqlSafe(multirow::statement(INSERT_SIGHTINGS, chunk.len())));
+            for s in chunk {
+                q = q
+                    .bind(self.store.provider_id(s.provider))
+                    .bind(s.hash.as_slice())
+                    .bind(to_sql("block number", s.number)?)
+                    .bind(s.seen_ms);
+            }
+            q.execute(&mut *tx).await.map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
         Ok((reqs.len() as u64, sights.len() as u64))
-    }
-
-    fn req_row<'a>(&self, r: &'a RequestSample) -> Result<ReqRow<'a>, StoreError> {
-        Ok(ReqRow {
-            ts: r.ts_ms,
-            p: self.store.provider_id(r.provider),
-            m: r.method,
-            bn: r.block_number.map(|n| to_sql("block number", n)).transpose()?,
-            l: r.latency_us,
-            o: r.outcome.as_str(),
-            hs: r.http_status,
-            rc: r.rpc_code,
-            by: r.bytes.map(|b| to_sql("bytes", b)).transpose()?,
-            hr: r.head_reported.map(|h| to_sql("head", h)).transpose()?,
-            a: r.attempt.max(1),
-            hd: u8::from(r.hedged),
-            bs: r.batch_size.max(1),
-            e: r.error.as_deref(),
-        })
-    }
-
-    fn sight_row(&self, s: &Sighting) -> Result<SightRow, StoreError> {
-        Ok(SightRow {
-            p: self.store.provider_id(s.provider),
-            h: hex::encode(s.hash),
-            n: to_sql("block number", s.number)?,
-            s: s.seen_ms,
-        })
     }
 }
