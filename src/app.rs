@@ -218,8 +218,9 @@ impl App {
                 h.number
             }
         };
-        let below_is_stored = false;
-        let window = Window::seed(links, cap, below_is_stored, start);
+        // `links` are the newest `cap` canonical blocks: if there are fewer, nothing is stored
+        // below the oldest, so a reorg may reach under it.
+        let window = Window::seed(links, cap, false, start);
         let mut syncer = Syncer::new(self.fleet.clone(), self.store.clone(), window, self.ingest_options());
         syncer.follow(cancel).await?;
         Ok(())
