@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Rows per statement. Fixed, so the prepared-statement cache holds few distinct texts.
-pub(crate) const ROWS_PER_STATEMENT: usize = 128;
+pub(crate) const ROWS_PER_STATEMENT: usize = 256;
 
 /// The statement text for `n` rows of `template` (which has exactly one `VALUES (...)` tuple
 /// of `?` placeholders). Texts are built once and cached.
