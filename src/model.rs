@@ -137,43 +137,31 @@ pub enum TelemetryEvent {
 pub struct TelemetrySink {
     tx: Option<mpsc::Sender<TelemetryEvent>>,
     dropped: Arc<AtomicU64>,
-    sent: Arc<AtomicU64>,
 }
 
 impl TelemetrySink {
     /// A sink over a bounded channel; the receiver belongs to the telemetry writer.
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<TelemetryEvent>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let sink = Self { tx: Some(tx), dropped: Arc::default(), sent: Arc::default() };
-        (sink, rx)
+        (Self { tx: Some(tx), dropped: Arc::default() }, rx)
     }
 
     /// A sink that records nothing (telemetry off).
     pub fn disabled() -> Self {
-        Self { tx: None, dropped: Arc::default(), sent: Arc::default() }
+        Self { tx: None, dropped: Arc::default() }
     }
 
     /// Offer an event; drops and counts it if the writer is behind.
     pub fn record(&self, event: TelemetryEvent) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(event) {
-            Ok(()) => {
-                self.sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if tx.try_send(event).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Events dropped because the channel was full or closed.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Events accepted into the channel.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
     }
 }
 

@@ -162,16 +162,6 @@ impl SimChain {
         let opts = &self.opts;
         self.write(|s| reorg(s, opts, depth));
     }
-
-    /// Mine `n` blocks at once (test hook).
-    pub fn mine(&self, n: u64) {
-        let opts = &self.opts;
-        self.write(|s| {
-            for _ in 0..n {
-                extend(s, opts);
-            }
-        });
-    }
 }
 
 fn reorg(s: &mut State, opts: &SimOptions, depth: u64) {

@@ -150,15 +150,6 @@ impl Store {
             }
         }
     }
-
-    /// Hash of the canonical block at `number`, if stored.
-    pub async fn canonical_at(&self, number: u64) -> Result<Option<B256>, StoreError> {
-        let row = sqlx::query(include_str!("../../sql/store/canonical_at.sql"))
-            .bind(to_sql("block number", number)?)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| hash32(&r.try_get::<Vec<u8>, _>(0)?)).transpose()
-    }
 }
 
 fn hash32(bytes: &[u8]) -> Result<B256, StoreError> {

@@ -37,13 +37,6 @@ pub enum StoreError {
     Full,
 }
 
-impl StoreError {
-    /// True for SQLITE_FULL: the caller should pause and retry, not give up.
-    pub fn is_full(&self) -> bool {
-        matches!(self, Self::Full)
-    }
-}
-
 /// Map sqlx errors, keeping SQLITE_FULL (13) recognisable.
 pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e

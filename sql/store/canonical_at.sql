@@ -1,1 +1,0 @@
-SELECT hash FROM blocks WHERE canonical = 1 AND number = ?1
