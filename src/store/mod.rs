@@ -108,6 +108,31 @@ impl Store {
             let mut conn = writer.acquire().await?;
             migrate::runner().run_async(&mut migrate::SqlxMigrator(&mut conn)).await?;
         }
+        // The previous process did not close the file (crash, kill -9, power loss): SQLite has
+        // already rolled the WAL forward or back; check the pages before trusting them.
+        let clean: Option<i64> = sqlx::query_scalar(include_str!("../../sql/store/meta_get.sql"))
+            .bind("clean_shutdown")
+            .fetch_optional(&writer)
+            .await?
+            .flatten();
+        if clean == Some(0) {
+            let started = std::time::Instant::now();
+            let verdict: String = sqlx::query_scalar("PRAGMA quick_check").fetch_one(&writer).await?;
+            if verdict != "ok" {
+                return Err(StoreError::Corrupt(format!(
+                    "{} failed PRAGMA quick_check after an unclean shutdown: {verdict}",
+                    opts.path.display()
+                )));
+            }
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(ms, "unclean shutdown detected; quick_check ok");
+        }
+        sqlx::query(include_str!("../../sql/store/meta_set.sql"))
+            .bind("clean_shutdown")
+            .bind(0i64)
+            .execute(&writer)
+            .await
+            .map_err(classify)?;
         // A bulk load that was killed before it rebuilt the tx-hash index: rebuild it now.
         sqlx::query(include_str!("../../sql/store/tx_hash_index_create.sql"))
             .execute(&writer)
@@ -219,9 +244,13 @@ impl Store {
         })
     }
 
-    /// Close both pools, waiting for in-flight statements.
+    /// Close both pools, waiting for in-flight statements, and mark the file cleanly closed
+    /// (so the next open skips the quick_check).
     pub async fn close(&self) {
         self.reader.close().await;
+        if let Err(e) = self.set_meta("clean_shutdown", 1).await {
+            tracing::warn!(error = %e, "could not mark the database cleanly closed");
+        }
         self.writer.close().await;
     }
 }

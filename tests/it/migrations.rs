@@ -112,3 +112,19 @@ async fn tx_hash_index_survives_an_interrupted_bulk_load() {
     assert_eq!(rebuilt.replace("IF NOT EXISTS ", ""), original);
     store.close().await;
 }
+
+#[tokio::test]
+async fn unclean_shutdown_is_detected_and_checked() {
+    let db = temp_db();
+    let store = Store::open(&StoreOptions::new(&db.path)).await.expect("open");
+    assert_eq!(store.meta("clean_shutdown").await.expect("meta"), Some(0), "open marks the file in use");
+    store.close().await;
+    let pool = inspect(&db.path).await;
+    assert_eq!(scalar_i64(&pool, "SELECT value FROM meta WHERE key = 'clean_shutdown'").await, 1);
+    // Open and "crash" (never close): the next open sees 0 and runs quick_check before use.
+    let crashed = Store::open(&StoreOptions::new(&db.path)).await.expect("open");
+    drop(crashed);
+    assert_eq!(scalar_i64(&pool, "SELECT value FROM meta WHERE key = 'clean_shutdown'").await, 0);
+    let store = Store::open(&StoreOptions::new(&db.path)).await.expect("reopen after unclean shutdown");
+    store.close().await;
+}
