@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Anvil, inspect, integrity_ok, scalar_i64, temp_db};
 
-/// Start the binary; a thread records the highest `committed tip=N` it printed.
-fn spawn(args: &[String], acked: Arc<AtomicU64>) -> (Child, std::thread::JoinHandle<()>) {
+/// Start the binary; a thread records the highest `committed tip=N` it printed (in `acked`,
+/// across runs, and in `this_run`, for this process only).
+fn spawn(args: &[String], acked: Arc<AtomicU64>, this_run: Arc<AtomicU64>) -> (Child, std::thread::JoinHandle<()>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
         .args(args)
         .env("RUST_LOG", "info")
@@ -27,6 +28,7 @@ fn spawn(args: &[String], acked: Arc<AtomicU64>) -> (Child, std::thread::JoinHan
                 let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
                 if let Ok(n) = n.parse::<u64>() {
                     acked.fetch_max(n + 1, Ordering::SeqCst); // +1 so height 0 counts as acked
+                    this_run.fetch_max(n + 1, Ordering::SeqCst);
                 }
             }
         }
@@ -103,9 +105,30 @@ async fn kill9_loop_loses_nothing() {
     let mut maxes = Vec::new();
     let mut behind_at_kill = Vec::new();
     for round in 0..rounds {
-        let (mut child, reader) = spawn(&args, acked.clone());
-        let wait = Duration::from_millis(rng.u64(200..=2000));
-        tokio::time::sleep(wait).await;
+        let this_run = Arc::new(AtomicU64::new(0));
+        if round % 2 == 0 {
+            // Catching up: give the process a backlog, then kill it 30–300 ms after its first
+            // acknowledged commit (so start-up is over and most of the backlog is still ahead).
+            anvil.mine(300).await;
+        }
+        let head_at_start = anvil.head().await;
+        let (mut child, reader) = spawn(&args, acked.clone(), this_run.clone());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        if round % 2 == 0 {
+            while this_run.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "round {round}: no commit within 120 s");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.u64(30..=300))).await;
+        } else {
+            // Following: wait until it has caught up with the head it started behind, then kill
+            // at a random moment 0.2–2 s later.
+            while this_run.load(Ordering::SeqCst) < head_at_start {
+                assert!(Instant::now() < deadline, "round {round}: did not catch up within 120 s");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.u64(200..=2000))).await;
+        }
         child.kill().expect("SIGKILL");
         let head_at_kill = anvil.head().await;
         let _ = child.wait();
@@ -118,7 +141,7 @@ async fn kill9_loop_loses_nothing() {
     let _ = miner.await;
     // Restart once more and let it catch up to anvil's head: no hole remains.
     let head = anvil.head().await;
-    let (mut child, reader) = spawn(&args, acked.clone());
+    let (mut child, reader) = spawn(&args, acked.clone(), Arc::new(AtomicU64::new(0)));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let pool = inspect(&db.path).await;
