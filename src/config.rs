@@ -52,96 +52,56 @@ pub struct ProviderConfig {
 
 /// Retention of telemetry (used by maintenance; validated here).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
-    #[serde(default = "d_raw_days")]
     pub raw_days: u32,
-    #[serde(default = "d_rollup_days")]
     pub rollup_days: u32,
-}
-
-fn d_raw_days() -> u32 {
-    7
-}
-fn d_rollup_days() -> u32 {
-    90
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { raw_days: d_raw_days(), rollup_days: d_rollup_days() }
+        Self { raw_days: 7, rollup_days: 90 }
     }
 }
 
-/// The whole file. Every field has a default, so an empty file is valid.
+/// The whole file. Every field has a default (`Config::default`, the one place they are
+/// written down), so an empty file is valid.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub chain_id: Option<u64>,
-    #[serde(default)]
     pub confirmations: u64,
-    #[serde(default = "d_max_reorg_depth")]
     pub max_reorg_depth: u64,
-    #[serde(default = "d_poll_interval_ms")]
     pub poll_interval_ms: u64,
-    #[serde(default = "d_true")]
     pub full_transactions: bool,
-    #[serde(default = "d_true")]
     pub verify_header_hash: bool,
-    #[serde(default = "d_true")]
     pub telemetry: bool,
-    #[serde(default)]
     pub synchronous_full: bool,
-    #[serde(default = "d_batch_size")]
     pub batch_size: usize,
-    #[serde(default = "d_concurrency")]
     pub concurrency: usize,
     /// Backfills of at least this many blocks drop the tx-hash index and rebuild it at the end.
-    #[serde(default = "d_bulk_load_min_blocks")]
     pub bulk_load_min_blocks: u64,
-    #[serde(default)]
     pub retention: RetentionConfig,
-    #[serde(default)]
     pub providers: Vec<ProviderConfig>,
-}
-
-fn d_max_reorg_depth() -> u64 {
-    64
-}
-fn d_poll_interval_ms() -> u64 {
-    1000
-}
-fn d_true() -> bool {
-    true
-}
-fn d_bulk_load_min_blocks() -> u64 {
-    5_000
-}
-fn d_batch_size() -> usize {
-    20
-}
-fn d_concurrency() -> usize {
-    6
 }
 
 impl Default for Config {
     fn default() -> Self {
-        // An empty document always deserialises; fall back to literal defaults regardless.
-        toml::from_str("").unwrap_or_else(|_| Self {
+        Self {
             chain_id: None,
             confirmations: 0,
-            max_reorg_depth: d_max_reorg_depth(),
-            poll_interval_ms: d_poll_interval_ms(),
+            max_reorg_depth: 64,
+            poll_interval_ms: 1000,
             full_transactions: true,
             verify_header_hash: true,
             telemetry: true,
             synchronous_full: false,
-            batch_size: d_batch_size(),
-            concurrency: d_concurrency(),
-            bulk_load_min_blocks: d_bulk_load_min_blocks(),
+            batch_size: 20,
+            concurrency: 6,
+            bulk_load_min_blocks: 5_000,
             retention: RetentionConfig::default(),
             providers: Vec::new(),
-        })
+        }
     }
 }
 
@@ -275,6 +235,14 @@ mod tests {
         assert_eq!(r[0], ("alchemy".into(), "https://x.io/v2/s3cret".into()));
         assert_eq!(r[1].0, "127.0.0.1:1");
         assert_eq!(r[2].0, "127.0.0.1:1-2");
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        let c = Config::from_toml("", "c.toml").unwrap_or_else(|_| Config { max_reorg_depth: 0, ..Config::default() });
+        assert_eq!(c.max_reorg_depth, 64);
+        assert_eq!((c.batch_size, c.concurrency, c.retention.raw_days), (20, 6, 7));
+        assert!(c.full_transactions && c.verify_header_hash && c.telemetry);
     }
 
     #[test]

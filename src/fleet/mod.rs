@@ -147,19 +147,7 @@ impl Fleet {
         let mut any_ok = false;
         for (i, a) in answers.iter().enumerate() {
             match a {
-                Ok(id) if *id == chain => {
-                    any_ok = true;
-                    self.with_state(i, |s| s.chain_ok = Some(true));
-                }
-                Ok(id) => {
-                    tracing::error!(
-                        provider = self.providers[i].name(),
-                        chain_id = id,
-                        expected = chain,
-                        "provider is on the wrong chain; excluded"
-                    );
-                    self.with_state(i, |s| s.chain_ok = Some(false));
-                }
+                Ok(id) => any_ok |= self.judge_chain(i, *id, chain),
                 Err(e) => {
                     tracing::warn!(provider = self.providers[i].name(), error = %e, "chain id not checked yet");
                 }
@@ -173,6 +161,22 @@ impl Fleet {
             *g = Some(chain);
         }
         Ok(chain)
+    }
+
+    /// Record whether provider `i`, which answered `id`, is on chain `expected`; a provider on
+    /// another chain is excluded for good, loudly. Returns whether it may be used.
+    fn judge_chain(&self, i: usize, id: u64, expected: u64) -> bool {
+        let ok = id == expected;
+        if !ok {
+            tracing::error!(
+                provider = self.providers[i].name(),
+                chain_id = id,
+                expected,
+                "provider is on the wrong chain; excluded"
+            );
+        }
+        self.with_state(i, |s| s.chain_ok = Some(ok));
+        ok
     }
 
     /// Poll every provider's head every `interval` until cancelled, publishing the fleet head.
@@ -196,19 +200,10 @@ impl Fleet {
             }
             if self.with_state(i, |s| s.chain_ok.is_none()) {
                 let want = self.chain_id.lock().ok().and_then(|g| *g);
-                match (p.chain_id(CallCtx { attempt: 1, hedged: false }).await, want) {
-                    (Ok(id), Some(w)) if id != w => {
-                        tracing::error!(
-                            provider = p.name(),
-                            chain_id = id,
-                            expected = w,
-                            "provider is on the wrong chain; excluded"
-                        );
-                        self.with_state(i, |s| s.chain_ok = Some(false));
-                        return;
-                    }
-                    (Ok(_), _) => self.with_state(i, |s| s.chain_ok = Some(true)),
-                    (Err(_), _) => return,
+                match p.chain_id(CallCtx { attempt: 1, hedged: false }).await {
+                    Ok(id) if !self.judge_chain(i, id, want.unwrap_or(id)) => return,
+                    Ok(_) => {}
+                    Err(_) => return,
                 }
             }
             match p.head(CallCtx { attempt: 1, hedged: false }).await {

@@ -32,6 +32,10 @@ pub enum IngestError {
     DeepReorg { limit: u64, number: u64, hash: alloy_primitives::B256 },
     #[error("the genesis block differs from the stored one: wrong chain or wrong database")]
     GenesisMismatch,
+    #[error("a fetch task failed: {0}")]
+    Task(String),
+    #[error("the parent of block {child} came back as block {got}; the provider is inconsistent")]
+    BadParent { child: u64, got: u64 },
     #[error("cancelled")]
     Cancelled,
 }
@@ -233,11 +237,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
                 Err(join) => {
                     self.flush(&mut pending).await?;
                     self.settle().await?;
-                    return Err(IngestError::Fleet(FleetError::Exhausted {
-                        what: "block fetch".into(),
-                        attempts: 0,
-                        last: join.to_string(),
-                    }));
+                    return Err(IngestError::Task(join.to_string()));
                 }
             };
             for b in fetched {
@@ -302,11 +302,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             }
             let parent = self.fleet.block_by_hash(parent_hash).await?;
             if parent.number != parent_number {
-                return Err(IngestError::Fleet(FleetError::Exhausted {
-                    what: format!("parent of block {}", b.number),
-                    attempts: 1,
-                    last: format!("parent claims number {}", parent.number),
-                }));
+                return Err(IngestError::BadParent { child: b.number, got: parent.number });
             }
             branch.push(parent);
         };

@@ -1,7 +1,7 @@
 //! Backfill from a real anvil through three provider entries; every stored value equals anvil's.
 
 use blockstreamer::app::{App, AppOptions};
-use blockstreamer::config::{Config, ProviderConfig};
+use blockstreamer::config::Config;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
@@ -15,8 +15,6 @@ pub fn config_for(urls: &[String], names: &[&str]) -> Config {
     }
     c
 }
-
-fn _assert_provider_config_is_public(_: ProviderConfig) {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_300_blocks_matches_anvil() {

@@ -9,7 +9,7 @@ use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::anvil_backfill::config_for;
-use crate::helpers::{Anvil, canonical_hashes, init_tracing, inspect, integrity_ok, temp_db};
+use crate::helpers::{Anvil, canonical_hashes, init_tracing, inspect, integrity_ok, spawn_follow, temp_db};
 
 const POLL_MS: u64 = 250;
 
@@ -47,11 +47,7 @@ async fn follow_mirrors_reorgs_of_depth_1_3_12() {
     config.poll_interval_ms = POLL_MS;
     let app = Arc::new(App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("start"));
     let cancel = CancellationToken::new();
-    let follower = {
-        let app = app.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move { app.follow(Some(0), &cancel).await })
-    };
+    let follower = spawn_follow(&app, &cancel);
     let pool = inspect(&db.path).await;
     assert!(wait_converged(&anvil, &pool, Duration::from_secs(20)).await.is_some(), "initial sync");
 

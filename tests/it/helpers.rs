@@ -200,3 +200,13 @@ pub async fn canonical_hashes(pool: &SqlitePool, from: u64, to: u64) -> Vec<(u64
         .expect("canonical");
     rows.iter().map(|r| (u64::try_from(r.get::<i64, _>(0)).expect("u64"), r.get::<String, _>(1))).collect()
 }
+
+/// Run `app.follow(Some(0))` in a task until `cancel`.
+pub fn spawn_follow(
+    app: &std::sync::Arc<blockstreamer::app::App>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), blockstreamer::app::AppError>> {
+    let app = app.clone();
+    let cancel = cancel.clone();
+    tokio::spawn(async move { app.follow(Some(0), &cancel).await })
+}

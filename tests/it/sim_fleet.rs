@@ -10,7 +10,7 @@ use blockstreamer::sim::{self, SimChain, SimOptions, SimProvider, SimProviderOpt
 use tokio_util::sync::CancellationToken;
 
 use crate::anvil_backfill::config_for;
-use crate::helpers::{init_tracing, inspect, integrity_ok, scalar_i64, temp_db};
+use crate::helpers::{init_tracing, inspect, integrity_ok, scalar_i64, spawn_follow, temp_db};
 
 async fn fleet(chain: &Arc<SimChain>, n: usize) -> Vec<SimProvider> {
     let mut out = Vec::new();
@@ -77,11 +77,7 @@ async fn deep_reorg_stops_ingest_loudly() {
     config.max_reorg_depth = 5;
     let app = Arc::new(App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("start"));
     let cancel = CancellationToken::new();
-    let task = {
-        let app = app.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move { app.follow(Some(0), &cancel).await })
-    };
+    let task = spawn_follow(&app, &cancel);
     let pool = inspect(&db.path).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while scalar_i64(&pool, "SELECT coalesce(max(number), -1) FROM canonical_blocks").await < 50 {
@@ -138,16 +134,14 @@ async fn follows_a_reorging_simulated_chain() {
     config.poll_interval_ms = 30;
     let app = Arc::new(App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("start"));
     let cancel = CancellationToken::new();
-    let clock = tokio::spawn(sim::run_clock(chain.clone(), cancel.clone()));
-    let task = {
-        let app = app.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move { app.follow(Some(0), &cancel).await })
-    };
+    // The clock has its own token: stopping the chain must not stop ingest.
+    let clock_stop = CancellationToken::new();
+    let clock = tokio::spawn(sim::run_clock(chain.clone(), clock_stop.clone()));
+    let task = spawn_follow(&app, &cancel);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let clock_stop = cancel.child_token();
-    drop(clock_stop);
     // Stop the chain, let ingest settle, then compare with the truth.
+    clock_stop.cancel();
+    let _ = clock.await;
     let truth_head = chain.head_number();
     let pool = inspect(&db.path).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -174,12 +168,8 @@ async fn follows_a_reorging_simulated_chain() {
         }
         assert!(Instant::now() < deadline, "DB converges to the simulated chain");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if Instant::now() + Duration::from_secs(8) > deadline {
-            cancel.cancel(); // stop the clock so the chain holds still
-        }
     }
     cancel.cancel();
-    let _ = clock.await;
     task.await.expect("join").expect("follow ok");
     assert!(chain.reorgs() >= 3, "the chain reorganised ({} times)", chain.reorgs());
     let recorded = scalar_i64(&pool, "SELECT count(*) FROM reorgs").await;
