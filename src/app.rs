@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
-use crate::fleet::{Fleet, FleetError, FleetOptions};
+use crate::fleet::{Fleet, FleetError, FleetOptions, ProviderPolicy};
 use crate::ingest::{IngestError, IngestOptions, Syncer, Window};
 use crate::model::TelemetrySink;
 use crate::provider::wire::DecodeOptions;
-use crate::provider::{Provider, ProviderError, ProviderSpec, SecretUrl};
+use crate::provider::{CreditPrices, Provider, ProviderError, ProviderSpec, SecretUrl};
 use crate::store::{Store, StoreError, StoreOptions, TelemetryWriter};
 
 /// Anything that stops the application.
@@ -84,12 +84,25 @@ impl App {
         for (i, (name, url)) in providers.into_iter().enumerate() {
             let index = u16::try_from(i).map_err(|_| AppError::Other("more than 65535 providers".into()))?;
             let mut spec = ProviderSpec::new(name.clone(), SecretUrl::new(url));
-            if let Some(ms) = config.providers.get(i).and_then(|p| p.timeout_ms) {
+            let pc = config.providers.get(i);
+            if let Some(ms) = pc.and_then(|p| p.timeout_ms) {
                 spec.block_timeout = Duration::from_millis(ms);
                 spec.head_timeout = Duration::from_millis(ms).min(spec.head_timeout);
             }
+            let mut policy = ProviderPolicy::default();
+            if let Some(p) = pc {
+                spec.credits = CreditPrices::new(p.credits.clone());
+                policy.tier = p.tier;
+                policy.weight = p.weight.unwrap_or(policy.weight);
+                policy.max_rps = p.max_rps;
+                policy.burst = p.burst.unwrap_or_else(|| burst_for(p.max_rps));
+                policy.max_concurrency = p.max_concurrency.unwrap_or(policy.max_concurrency);
+                policy.price_per_million = p.price_per_million_credits.unwrap_or(0.0);
+                policy.daily_credit_budget = p.daily_credit_budget;
+                policy.monthly_credit_budget = p.monthly_credit_budget;
+            }
             names.push((name, spec.url.redacted()));
-            built.push(Arc::new(Provider::new(index, spec, telemetry.clone())?));
+            built.push((Arc::new(Provider::new(index, spec, telemetry.clone())?), policy));
         }
         store.register_providers(&names).await?;
         let writer_tasks = TaskTracker::new();
@@ -102,13 +115,13 @@ impl App {
                 tracing::debug!(?stats, "telemetry writer stopped");
             });
         }
-        let fleet_opts = FleetOptions {
-            decode: DecodeOptions {
+        let fleet_opts = FleetOptions::from_routing(
+            &config.routing,
+            DecodeOptions {
                 full_transactions: config.full_transactions,
                 verify_header_hash: config.verify_header_hash,
             },
-            ..FleetOptions::default()
-        };
+        );
         let fleet = Arc::new(Fleet::new(built, fleet_opts, telemetry.clone()));
         for p in fleet.providers() {
             tracing::info!(provider = p.name(), url = %p.url_redacted(), "provider configured");
@@ -380,4 +393,15 @@ fn provider_entry(url: String) -> crate::config::ProviderConfig {
     let mut c = Config::default();
     c.add_rpc_urls(&[url]);
     c.providers.remove(0)
+}
+
+/// Default burst for a rate: one second's worth, at least 1.
+fn burst_for(max_rps: Option<f64>) -> u32 {
+    max_rps.map_or(10, |r| {
+        let mut b = 1u32;
+        while f64::from(b) < r && b < 10_000 {
+            b += 1;
+        }
+        b
+    })
 }

@@ -31,6 +31,82 @@ pub enum Tier {
     Fallback,
 }
 
+/// How the fleet orders eligible providers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Highest score first, primaries before fallbacks, with a sticky primary.
+    #[default]
+    Best,
+    /// Lowest price per call first (free tiers first), then score; budget pace respected.
+    Cheapest,
+    /// Rotate through eligible providers.
+    RoundRobin,
+    /// Configuration order, primaries before fallbacks.
+    Priority,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Best => "best",
+            Self::Cheapest => "cheapest",
+            Self::RoundRobin => "round-robin",
+            Self::Priority => "priority",
+        }
+    }
+}
+
+/// The `[routing]` table: selection, breakers, cooldowns, hedging. These defaults are the
+/// fleet's defaults too (`FleetOptions::default` reads them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    pub strategy: Strategy,
+    /// Hedge single-block tip fetches after the primary's p95.
+    pub hedge: bool,
+    pub hedge_max_ms: u64,
+    /// Blocks behind the fleet head before a provider is excluded (kept as a last resort).
+    pub max_lag_blocks: u64,
+    /// Consecutive failures that open a provider's breaker.
+    pub breaker_failures: u32,
+    /// Error rate over the window (after `breaker_min_samples`) that opens the breaker.
+    pub breaker_error_rate: f64,
+    pub breaker_min_samples: usize,
+    /// Open breaker → one probe after this long.
+    pub breaker_cooldown_ms: u64,
+    /// Rolling window of latency and error figures.
+    pub window_secs: u64,
+    /// Cooldown after a 429 without `Retry-After`.
+    pub throttle_cooldown_ms: u64,
+    /// Clamp for any `Retry-After`.
+    pub max_retry_after_ms: u64,
+    /// A single request gives up after this long (ingest then retries the step).
+    pub request_deadline_ms: u64,
+    /// The sticky primary changes at most this often (unless excluded).
+    pub switch_min_interval_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Best,
+            hedge: true,
+            hedge_max_ms: 1000,
+            max_lag_blocks: 3,
+            breaker_failures: 5,
+            breaker_error_rate: 0.5,
+            breaker_min_samples: 20,
+            breaker_cooldown_ms: 5000,
+            window_secs: 60,
+            throttle_cooldown_ms: 10_000,
+            max_retry_after_ms: 300_000,
+            request_deadline_ms: 20_000,
+            switch_min_interval_ms: 10_000,
+        }
+    }
+}
+
 /// One `[[providers]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,13 +116,20 @@ pub struct ProviderConfig {
     pub url: String,
     #[serde(default)]
     pub tier: Tier,
+    /// Token bucket rate (requests per second) and its burst.
     pub max_rps: Option<f64>,
+    pub burst: Option<u32>,
     pub max_concurrency: Option<u32>,
     pub timeout_ms: Option<u64>,
+    /// Multiplies the score (> 1 prefers this provider).
     pub weight: Option<f64>,
     pub daily_credit_budget: Option<u64>,
+    pub monthly_credit_budget: Option<u64>,
+    /// USD per million credits; 0 (the default) for a free tier or your own node.
+    pub price_per_million_credits: Option<f64>,
+    /// Credits per method, overriding the default table (Alchemy-style compute units).
     #[serde(default)]
-    pub credits: std::collections::BTreeMap<String, u64>,
+    pub credits: std::collections::BTreeMap<String, u32>,
     pub chain_id: Option<u64>,
 }
 
@@ -82,6 +165,7 @@ pub struct Config {
     /// Backfills of at least this many blocks drop the tx-hash index and rebuild it at the end.
     pub bulk_load_min_blocks: u64,
     pub retention: RetentionConfig,
+    pub routing: RoutingConfig,
     pub providers: Vec<ProviderConfig>,
 }
 
@@ -100,6 +184,7 @@ impl Default for Config {
             concurrency: 6,
             bulk_load_min_blocks: 5_000,
             retention: RetentionConfig::default(),
+            routing: RoutingConfig::default(),
             providers: Vec::new(),
         }
     }
@@ -126,10 +211,13 @@ impl Config {
                 url: u.clone(),
                 tier: Tier::Primary,
                 max_rps: None,
+                burst: None,
                 max_concurrency: None,
                 timeout_ms: None,
                 weight: None,
                 daily_credit_budget: None,
+                monthly_credit_budget: None,
+                price_per_million_credits: None,
                 credits: Default::default(),
                 chain_id: None,
             });
@@ -153,6 +241,16 @@ impl Config {
         if self.concurrency == 0 || self.concurrency > 256 {
             return Err(invalid("concurrency", "must be between 1 and 256"));
         }
+        let r = &self.routing;
+        if !(r.breaker_error_rate > 0.0 && r.breaker_error_rate <= 1.0) {
+            return Err(invalid("routing.breaker_error_rate", "must be within (0, 1]"));
+        }
+        if r.breaker_failures == 0 {
+            return Err(invalid("routing.breaker_failures", "must be at least 1"));
+        }
+        if r.window_secs == 0 || r.request_deadline_ms == 0 {
+            return Err(invalid("routing.window_secs/request_deadline_ms", "must be positive"));
+        }
         let mut out: Vec<(String, String)> = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
             let field = format!("providers[{i}].url");
@@ -174,6 +272,19 @@ impl Config {
                 && !(r > 0.0 && r.is_finite())
             {
                 return Err(invalid(format!("providers[{i}].max_rps"), "must be a positive number"));
+            }
+            if let Some(w) = p.weight
+                && !(w > 0.0 && w.is_finite())
+            {
+                return Err(invalid(format!("providers[{i}].weight"), "must be a positive number"));
+            }
+            if let Some(x) = p.price_per_million_credits
+                && !(x >= 0.0 && x.is_finite())
+            {
+                return Err(invalid(format!("providers[{i}].price_per_million_credits"), "must be 0 or more"));
+            }
+            if p.max_concurrency == Some(0) || p.burst == Some(0) {
+                return Err(invalid(format!("providers[{i}].max_concurrency/burst"), "must be at least 1"));
             }
             let base = match &p.name {
                 Some(n) if n.trim().is_empty() => {

@@ -8,11 +8,13 @@
 //! - [`ingest`]: follow the head, validate parent links, walk back through reorgs, backfill ranges.
 //! - [`store`]: SQLite — migrations, one writer, batched commits, the telemetry writer.
 //! - [`sim`]: a simulated chain served by jsonrpsee servers on loopback (demo and tests).
+//! - [`fault`]: a scriptable fault-injecting JSON-RPC proxy (tests, demo, `faultproxy` command).
 //! - [`app`]: the composition root that wires them together.
 
 pub mod app;
 pub mod config;
 pub mod failpoint;
+pub mod fault;
 pub mod fleet;
 pub mod ingest;
 pub mod model;

@@ -61,6 +61,25 @@ enum Command {
         #[arg(long)]
         to: u64,
     },
+    /// A fault-injecting JSON-RPC proxy in front of any node, to test your own setup.
+    ///
+    /// Every call is forwarded to --upstream unless a rule of the script takes it. Swap the
+    /// script at run time with `curl -X POST --data @script.json http://LISTEN/__fault/script`;
+    /// read every call seen with `curl http://LISTEN/__fault/log`.
+    Faultproxy {
+        /// The node to forward to (http or https).
+        #[arg(long)]
+        upstream: String,
+        /// Where to listen (loopback by default).
+        #[arg(long, default_value = "127.0.0.1:8546")]
+        listen: std::net::SocketAddr,
+        /// Fault script, TOML or JSON (see README "Fault scripts"); none = forward everything.
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        run_for: Option<u64>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +180,24 @@ async fn main() -> anyhow::Result<()> {
                 blocks_per_sec = format!("{:.0}", report.fetched as f64 / secs.max(1e-9)),
                 "backfill done"
             );
+        }
+        Command::Faultproxy { upstream, listen, script, run_for } => {
+            let script = match script {
+                Some(p) => blockstreamer::fault::Script::load(&p)?,
+                None => blockstreamer::fault::Script::default(),
+            };
+            let rules = script.rules.len();
+            let cancel = shutdown_token(run_for);
+            let proxy = blockstreamer::fault::FaultProxy::start(&upstream, listen, script).await?;
+            let shown_upstream = blockstreamer::provider::SecretUrl::new(upstream).redacted();
+            tracing::info!(listen = %proxy.addr(), upstream = %shown_upstream, rules, "fault proxy listening");
+            // Printed plainly so scripts can wait for it.
+            println!("listening on {}", proxy.url());
+            cancel.cancelled().await;
+            proxy.stop().await;
+            let log = proxy.log();
+            let faulted = log.iter().filter(|c| c.fault.is_some()).count();
+            tracing::info!(calls = log.len(), faulted, "fault proxy stopped");
         }
     }
     Ok(())

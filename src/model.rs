@@ -113,6 +113,8 @@ pub struct RequestSample {
     pub hedged: bool,
     pub batch_size: u32,
     pub error: Option<String>,
+    /// Provider credits (compute units) the call cost, by the configured price list.
+    pub credits: u32,
 }
 
 /// A (height, hash) first reported by a provider.
@@ -124,11 +126,22 @@ pub struct Sighting {
     pub seen_ms: i64,
 }
 
+/// A routing decision about one provider (breaker, cooldown, exclusion, primary switch…):
+/// becomes one `provider_events` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderEvent {
+    pub ts_ms: i64,
+    pub provider: u16,
+    pub kind: &'static str,
+    pub reason: String,
+}
+
 /// Everything the telemetry writer persists.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TelemetryEvent {
     Request(RequestSample),
     Sighting(Sighting),
+    Provider(ProviderEvent),
 }
 
 /// The sending side of the telemetry channel. Never blocks: when the channel is full the event
@@ -198,4 +211,59 @@ pub trait BlockSink: Send + Sync {
 
     /// Apply the batch in one transaction: all of it, or none of it.
     fn commit(&self, batch: CommitBatch) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// What a gap scan found below the stored head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GapScan {
+    /// Lowest and highest canonical height stored.
+    pub floor: Option<u64>,
+    pub tip: Option<u64>,
+    /// Missing canonical ranges, inclusive, lowest first.
+    pub missing: Vec<(u64, u64)>,
+    /// Heights whose canonical block's parent hash is not the canonical hash just below.
+    pub broken_links: Vec<u64>,
+}
+
+/// The result of trying to splice a fetched range into the stored chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairOutcome {
+    /// Stored: `inserted` heights were missing, `replaced` held another block (now non-canonical).
+    Repaired { inserted: usize, replaced: usize },
+    /// The stored block below the range is not the fetched range's parent; nothing written.
+    BelowMismatch,
+    /// The stored block above the range does not name the range's last block as parent;
+    /// nothing written.
+    AboveMismatch,
+}
+
+/// One repair attempt: becomes a `gap_repairs` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairRecord {
+    pub detected_at_ms: i64,
+    pub attempted_at_ms: i64,
+    pub from: u64,
+    pub to: u64,
+    /// `missing` or `broken_link`.
+    pub reason: &'static str,
+    pub provider: Option<u16>,
+    /// `repaired`, `failed` or `link_mismatch`.
+    pub outcome: &'static str,
+    pub blocks: u64,
+    pub error: Option<String>,
+}
+
+/// Where the gap-repair worker reads holes and writes repairs. The store implements it.
+pub trait RepairSink: Send + Sync {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Find holes and broken parent links among the canonical blocks.
+    fn scan_gaps(&self) -> impl Future<Output = Result<GapScan, Self::Error>> + Send;
+
+    /// Splice `blocks` (contiguous, ascending, linked) into the canonical chain in one
+    /// transaction, only if they link to the stored neighbours on both sides.
+    fn repair(&self, blocks: Vec<Block>) -> impl Future<Output = Result<RepairOutcome, Self::Error>> + Send;
+
+    /// Log one attempt.
+    fn record_repair(&self, r: RepairRecord) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }

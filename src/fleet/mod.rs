@@ -1,22 +1,37 @@
-//! The fleet: many providers behind one interface — head polling, selection, failover, retries.
+//! The fleet: many providers behind one interface — head polling, scoring and selection,
+//! failover with backoff, hedged tip fetches, rate limits, circuit breakers and budgets.
 //!
-//! Selection here is deliberately simple and predictable: rotate through providers that are
-//! on the right chain, not cooling down, and whose reported head covers the height asked for;
-//! on failure move to the next one, with capped exponential backoff between full passes.
+//! Each request picks the best eligible provider for the configured strategy
+//! ([`select`]); a provider is eligible when it is on the right chain, its breaker lets a request
+//! through, it is not cooling down (`Retry-After`, bad key, 402), its budget is not spent, it has
+//! a free concurrency slot and a token in its bucket, and it has reported a head at least as high
+//! as the height asked for. Lagging providers are used only when nobody else can serve.
 
+mod health;
+mod limits;
+pub mod select;
+
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::B256;
 use futures::future::join_all;
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{Block, Head, Sighting, TelemetryEvent, TelemetrySink};
+use health::Health;
+pub use health::{Breaker, HealthOptions, WindowStats};
+use limits::{LimitWait, Limits};
+use select::Candidate;
+pub use select::{ScoreParts, Strategy};
+
+use crate::config::{RoutingConfig, Tier};
+use crate::model::{Block, Head, ProviderEvent, Sighting, TelemetryEvent, TelemetrySink};
 use crate::provider::wire::DecodeOptions;
-use crate::provider::{CallCtx, Provider, ProviderError};
+use crate::provider::{CallCtx, Provider, ProviderError, method};
 use crate::types::now_ms;
 
 /// Why the fleet could not answer.
@@ -32,35 +47,108 @@ pub enum FleetError {
     Cancelled,
 }
 
-/// Tunables for retries and cooldowns.
+/// How the fleet may use one provider (from its `[[providers]]` entry).
+#[derive(Debug, Clone)]
+pub struct ProviderPolicy {
+    pub tier: Tier,
+    /// Multiplies the score (> 1 prefers the provider).
+    pub weight: f64,
+    /// Token bucket rate; `None` = no configured limit (AIMD still learns one from 429s).
+    pub max_rps: Option<f64>,
+    pub burst: u32,
+    pub max_concurrency: u32,
+    /// USD per million credits (0 = free tier / own node).
+    pub price_per_million: f64,
+    pub daily_credit_budget: Option<u64>,
+    pub monthly_credit_budget: Option<u64>,
+}
+
+impl Default for ProviderPolicy {
+    fn default() -> Self {
+        Self {
+            tier: Tier::Primary,
+            weight: 1.0,
+            max_rps: None,
+            burst: 10,
+            max_concurrency: 16,
+            price_per_million: 0.0,
+            daily_credit_budget: None,
+            monthly_credit_budget: None,
+        }
+    }
+}
+
+/// Fleet-wide tunables (defaults documented in the README).
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
     pub decode: DecodeOptions,
+    pub strategy: Strategy,
+    pub health: HealthOptions,
     /// Attempts per request across all providers.
     pub max_attempts: u32,
-    /// First backoff after a full pass of failures; doubles up to `backoff_max`.
+    /// A request gives up after this long, whatever the attempts.
+    pub request_deadline: Duration,
+    /// First backoff after a full pass of failures; doubles up to `backoff_max`, full jitter.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// Consecutive failures before a provider is parked.
-    pub park_after_failures: u32,
-    /// Cooldown after a 429 that did not say how long (dshackle parks for 60 s; we start lower
-    /// and grow with repeats).
-    pub default_throttle_cooldown: Duration,
-    /// Upper clamp for `Retry-After` (alloy clamps at 5 min).
-    pub max_retry_after: Duration,
+    /// Hedge single-block tip fetches after the primary's p95, clamped to this range.
+    pub hedge: bool,
+    pub hedge_min: Duration,
+    pub hedge_max: Duration,
+    /// A provider more than this many blocks behind the fleet head is excluded (used only as a
+    /// last resort).
+    pub max_lag_blocks: u64,
+    /// A head more than this far above every other provider's is not believed.
+    pub max_head_lead: u64,
+    /// The sticky primary changes only for a score better by this fraction…
+    pub switch_margin: f64,
+    /// …and at most this often (an excluded primary is replaced at once).
+    pub switch_min_interval: Duration,
+    /// Share of a budget kept in reserve: spending above the day's pace plus this is "over pace".
+    pub budget_headroom: f64,
+}
+
+impl FleetOptions {
+    /// Options from the `[routing]` table (the one place the defaults are written down).
+    pub fn from_routing(r: &RoutingConfig, decode: DecodeOptions) -> Self {
+        let ms = Duration::from_millis;
+        Self {
+            decode,
+            strategy: r.strategy,
+            health: HealthOptions {
+                window: Duration::from_secs(r.window_secs),
+                breaker_failures: r.breaker_failures,
+                breaker_error_rate: r.breaker_error_rate,
+                breaker_min_samples: r.breaker_min_samples,
+                breaker_cooldown: ms(r.breaker_cooldown_ms),
+                breaker_close_successes: 2,
+                default_throttle_cooldown: ms(r.throttle_cooldown_ms),
+                max_retry_after: ms(r.max_retry_after_ms),
+                auth_cooldown: ms(r.max_retry_after_ms),
+                integrity_strikes: 3,
+            },
+            max_attempts: 8,
+            request_deadline: ms(r.request_deadline_ms),
+            backoff_base: ms(100),
+            backoff_max: Duration::from_secs(5),
+            hedge: r.hedge,
+            hedge_min: ms(50),
+            hedge_max: ms(r.hedge_max_ms),
+            max_lag_blocks: r.max_lag_blocks,
+            max_head_lead: 64,
+            switch_margin: 0.2,
+            switch_min_interval: ms(r.switch_min_interval_ms),
+            budget_headroom: 0.1,
+        }
+    }
 }
 
 impl Default for FleetOptions {
     fn default() -> Self {
-        Self {
-            decode: DecodeOptions { full_transactions: true, verify_header_hash: true },
-            max_attempts: 8,
-            backoff_base: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
-            park_after_failures: 3,
-            default_throttle_cooldown: Duration::from_secs(1),
-            max_retry_after: Duration::from_secs(300),
-        }
+        Self::from_routing(
+            &RoutingConfig::default(),
+            DecodeOptions { full_transactions: true, verify_header_hash: true },
+        )
     }
 }
 
@@ -73,35 +161,194 @@ pub struct FleetHead {
     pub provider: u16,
 }
 
+/// Credits spent against daily and monthly budgets (UTC days; 30-day months).
 #[derive(Debug, Default)]
-struct ProviderState {
+struct Spend {
+    day: i64,
+    today: u64,
+    month: i64,
+    this_month: u64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Spend {
+    fn roll(&mut self, now_ms: i64) {
+        let (day, month) = (now_ms / DAY_MS, now_ms / (30 * DAY_MS));
+        if day != self.day {
+            self.day = day;
+            self.today = 0;
+        }
+        if month != self.month {
+            self.month = month;
+            self.this_month = 0;
+        }
+    }
+
+    fn add(&mut self, now_ms: i64, credits: u64) {
+        self.roll(now_ms);
+        self.today = self.today.saturating_add(credits);
+        self.this_month = self.this_month.saturating_add(credits);
+    }
+
+    /// (exhausted, over pace) against the policy's budgets.
+    #[allow(clippy::cast_precision_loss)]
+    fn judge(&self, p: &ProviderPolicy, now_ms: i64, headroom: f64) -> (bool, bool) {
+        let mut exhausted = false;
+        let mut over = false;
+        let mut check = |budget: Option<u64>, spent: u64, period_ms: i64| {
+            let Some(b) = budget else { return };
+            if spent >= b {
+                exhausted = true;
+            }
+            let elapsed = (now_ms.rem_euclid(period_ms)) as f64 / period_ms as f64;
+            if (spent as f64) > (b as f64) * (elapsed + headroom).min(1.0 - headroom) {
+                over = true;
+            }
+        };
+        check(p.daily_credit_budget, if self.day == now_ms / DAY_MS { self.today } else { 0 }, DAY_MS);
+        check(
+            p.monthly_credit_budget,
+            if self.month == now_ms / (30 * DAY_MS) { self.this_month } else { 0 },
+            30 * DAY_MS,
+        );
+        (exhausted, over)
+    }
+}
+
+/// Mutable state of one provider, behind one lock.
+#[derive(Debug)]
+struct SlotState {
+    health: Health,
     head: Option<Head>,
-    head_seen: Option<Instant>,
-    consecutive_failures: u32,
-    parked_until: Option<Instant>,
-    /// `Some(false)`: on the wrong chain, never used. `None`: not yet checked.
-    chain_ok: Option<bool>,
+    head_at: Option<Instant>,
     last_sighting: Option<B256>,
+    lag_blocks: u64,
+    lagging: bool,
+    spend: Spend,
+    budget_out: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    provider: Arc<Provider>,
+    policy: ProviderPolicy,
+    limits: Limits,
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // A poisoned lock only means another task panicked mid-update of plain counters.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// What `/v1/providers` and the tests see of one provider.
+#[derive(Debug, Clone)]
+pub struct ProviderStatus {
+    pub index: usize,
+    pub name: String,
+    pub tier: Tier,
+    /// healthy | degraded | down | excluded
+    pub state: &'static str,
+    /// Why it is not healthy (empty when it is).
+    pub reason: String,
+    pub breaker: Breaker,
+    pub primary: bool,
+    pub head: Option<u64>,
+    pub lag_blocks: u64,
+    pub lag_secs: f64,
+    pub window: WindowStats,
+    pub parts: ScoreParts,
+    pub score: f64,
+    pub credits_today: u64,
+    pub daily_credit_budget: Option<u64>,
+    pub rps_limit: Option<f64>,
+    pub cooldown_ms: u64,
+}
+
+#[derive(Debug)]
+struct Leader {
+    index: Option<usize>,
+    since: Instant,
 }
 
 /// Many providers, one interface.
 #[derive(Debug)]
 pub struct Fleet {
+    slots: Vec<Slot>,
     providers: Vec<Arc<Provider>>,
-    state: Vec<Mutex<ProviderState>>,
     opts: FleetOptions,
-    rr: AtomicUsize,
+    rotation: AtomicUsize,
     head_tx: watch::Sender<Option<FleetHead>>,
     telemetry: TelemetrySink,
     chain_id: Mutex<Option<u64>>,
+    leader: Mutex<Leader>,
+    /// When each recent fleet-head height was first reported (for lag in seconds).
+    first_seen: Mutex<BTreeMap<u64, Instant>>,
+}
+
+/// A provider picked for one request: holds its concurrency slot; frees a half-open probe
+/// slot if dropped unfinished (a hedge loser, a cancelled call).
+#[derive(Debug)]
+struct Lease<'a> {
+    slot: &'a Slot,
+    index: usize,
+    probe: bool,
+    done: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            self.slot.lock().health.release_probe();
+        }
+    }
+}
+
+enum Pick<'a> {
+    Got(Lease<'a>),
+    Wait(Duration),
+    Nothing,
 }
 
 impl Fleet {
-    /// A fleet over `providers` (their `index()` must equal their position).
-    pub fn new(providers: Vec<Arc<Provider>>, opts: FleetOptions, telemetry: TelemetrySink) -> Self {
-        let state = providers.iter().map(|_| Mutex::new(ProviderState::default())).collect();
+    /// A fleet over `providers` (their `index()` must equal their position) and their policies.
+    pub fn new(providers: Vec<(Arc<Provider>, ProviderPolicy)>, opts: FleetOptions, telemetry: TelemetrySink) -> Self {
+        let now = Instant::now();
+        let slots: Vec<Slot> = providers
+            .into_iter()
+            .map(|(provider, policy)| Slot {
+                limits: Limits::new(policy.max_rps, policy.burst, policy.max_concurrency),
+                state: Mutex::new(SlotState {
+                    health: Health::new(opts.health.clone(), now),
+                    head: None,
+                    head_at: None,
+                    last_sighting: None,
+                    lag_blocks: 0,
+                    lagging: false,
+                    spend: Spend::default(),
+                    budget_out: false,
+                }),
+                provider,
+                policy,
+            })
+            .collect();
+        let providers = slots.iter().map(|s| s.provider.clone()).collect();
         let (head_tx, _) = watch::channel(None);
-        Self { providers, state, opts, rr: AtomicUsize::new(0), head_tx, telemetry, chain_id: Mutex::new(None) }
+        Self {
+            slots,
+            providers,
+            opts,
+            rotation: AtomicUsize::new(0),
+            head_tx,
+            telemetry,
+            chain_id: Mutex::new(None),
+            leader: Mutex::new(Leader { index: None, since: now }),
+            first_seen: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// The providers, in fleet order.
@@ -119,13 +366,26 @@ impl Fleet {
         self.head_tx.subscribe()
     }
 
-    fn with_state<R>(&self, i: usize, f: impl FnOnce(&mut ProviderState) -> R) -> R {
-        // A poisoned lock only means another task panicked mid-update of plain counters.
-        let mut g = match self.state[i].lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&mut g)
+    fn emit(&self, index: usize, kind: &'static str, reason: String) {
+        let name = self.slots[index].provider.name();
+        match kind {
+            "breaker_open" | "wrong_chain" | "integrity_penalty" | "budget_exhausted" | "excluded" => {
+                tracing::warn!(provider = name, event = kind, %reason, "provider event");
+            }
+            _ => tracing::info!(provider = name, event = kind, %reason, "provider event"),
+        }
+        self.telemetry.record(TelemetryEvent::Provider(ProviderEvent {
+            ts_ms: now_ms(),
+            provider: self.slots[index].provider.index(),
+            kind,
+            reason,
+        }));
+    }
+
+    fn drain_events(&self, index: usize, st: &mut SlotState) {
+        for (kind, reason) in st.health.take_events() {
+            self.emit(index, kind, reason);
+        }
     }
 
     /// Check every provider's `eth_chainId` against `expected` (or the majority when `None`).
@@ -167,15 +427,13 @@ impl Fleet {
     /// another chain is excluded for good, loudly. Returns whether it may be used.
     fn judge_chain(&self, i: usize, id: u64, expected: u64) -> bool {
         let ok = id == expected;
-        if !ok {
-            tracing::error!(
-                provider = self.providers[i].name(),
-                chain_id = id,
-                expected,
-                "provider is on the wrong chain; excluded"
-            );
+        let mut st = self.slots[i].lock();
+        if ok {
+            st.health.chain_ok = Some(true);
+        } else {
+            st.health.wrong_chain(format!("eth_chainId says {id}, the fleet follows {expected}; never used"));
         }
-        self.with_state(i, |s| s.chain_ok = Some(ok));
+        self.drain_events(i, &mut st);
         ok
     }
 
@@ -192,40 +450,47 @@ impl Fleet {
         }
     }
 
-    /// One round of head polls (also used by tests to step deterministically).
+    /// One round of head polls (also used by tests to step deterministically). Head polls obey
+    /// the same breaker, cooldown and rate limits as block fetches; an open breaker's probe is
+    /// usually a head poll.
     pub async fn poll_heads_once(&self) {
-        let polls = self.providers.iter().enumerate().map(|(i, p)| async move {
-            if self.with_state(i, |s| s.chain_ok) == Some(false) {
+        let polls = self.slots.iter().enumerate().map(|(i, slot)| async move {
+            let chain_ok = slot.lock().health.chain_ok;
+            if chain_ok == Some(false) {
                 return;
             }
-            if self.with_state(i, |s| s.chain_ok.is_none()) {
+            if chain_ok.is_none() {
                 let want = self.chain_id.lock().ok().and_then(|g| *g);
-                match p.chain_id(CallCtx { attempt: 1, hedged: false }).await {
+                let Some(lease) = self.lease(i, Instant::now()) else { return };
+                let started = Instant::now();
+                let r = slot.provider.chain_id(CallCtx { attempt: 1, hedged: false }).await;
+                self.settle(lease, method::CHAIN_ID, 1, started, r.as_ref().map(|_| ()));
+                match r {
                     Ok(id) if !self.judge_chain(i, id, want.unwrap_or(id)) => return,
                     Ok(_) => {}
                     Err(_) => return,
                 }
             }
-            match p.head(CallCtx { attempt: 1, hedged: false }).await {
-                Ok(h) => {
-                    let new_hash = self.with_state(i, |s| {
-                        s.head = Some(h);
-                        s.head_seen = Some(Instant::now());
-                        let new = s.last_sighting != Some(h.hash);
-                        s.last_sighting = Some(h.hash);
-                        new
-                    });
-                    if new_hash {
-                        self.telemetry.record(TelemetryEvent::Sighting(Sighting {
-                            provider: p.index(),
-                            number: h.number,
-                            hash: h.hash,
-                            seen_ms: now_ms(),
-                        }));
-                    }
-                }
-                Err(e) => {
-                    self.note_failure(i, &e);
+            let Some(lease) = self.lease(i, Instant::now()) else { return };
+            let started = Instant::now();
+            let r = slot.provider.head(CallCtx { attempt: 1, hedged: false }).await;
+            self.settle(lease, "eth_getBlockByNumber", 1, started, r.as_ref().map(|_| ()));
+            if let Ok(h) = r {
+                let new_hash = {
+                    let mut st = slot.lock();
+                    st.head = Some(h);
+                    st.head_at = Some(Instant::now());
+                    let new = st.last_sighting != Some(h.hash);
+                    st.last_sighting = Some(h.hash);
+                    new
+                };
+                if new_hash {
+                    self.telemetry.record(TelemetryEvent::Sighting(Sighting {
+                        provider: slot.provider.index(),
+                        number: h.number,
+                        hash: h.hash,
+                        seen_ms: now_ms(),
+                    }));
                 }
             }
         });
@@ -233,14 +498,110 @@ impl Fleet {
         self.publish_head();
     }
 
+    /// Take provider `i` for one request if its health and limits allow it now.
+    fn lease(&self, i: usize, now: Instant) -> Option<Lease<'_>> {
+        let slot = &self.slots[i];
+        if !slot.lock().health.admissible(now) {
+            return None;
+        }
+        let permit = slot.limits.try_acquire().ok()?;
+        let mut st = slot.lock();
+        let probe = st.health.admit(now);
+        self.drain_events(i, &mut st);
+        let probe = probe.ok()?;
+        Some(Lease { slot, index: i, probe, done: false, _permit: permit })
+    }
+
+    /// Judge the end of a leased call: health, AIMD, credits, events.
+    fn settle(&self, mut lease: Lease<'_>, method: &str, calls: u64, started: Instant, r: Result<(), &ProviderError>) {
+        lease.done = true;
+        let now = Instant::now();
+        let slot = lease.slot;
+        let i = lease.index;
+        let credits = u64::from(slot.provider.credits(method)).saturating_mul(calls);
+        let mut rate_note = None;
+        {
+            let mut st = slot.lock();
+            st.spend.add(now_ms(), credits);
+            match r {
+                Ok(()) => {
+                    st.health.on_success(now, started.elapsed(), lease.probe);
+                    rate_note = slot.limits.on_success(now);
+                }
+                Err(e) => {
+                    st.health.on_failure(now, e, lease.probe);
+                    if e.outcome() == crate::model::Outcome::RateLimited {
+                        rate_note = slot.limits.on_throttle(now, st.health.recent_rate(now));
+                    }
+                }
+            }
+            let (exhausted, _) = st.spend.judge(&slot.policy, now_ms(), self.opts.budget_headroom);
+            if exhausted && !st.budget_out {
+                st.budget_out = true;
+                self.emit(i, "budget_exhausted", format!("{} credits spent today; budget reached", st.spend.today));
+            }
+            self.drain_events(i, &mut st);
+        }
+        if let Some(note) = rate_note {
+            self.emit(i, "rate_adjusted", note);
+        }
+    }
+
     fn publish_head(&self) {
-        let mut best: Option<FleetHead> = None;
-        for i in 0..self.providers.len() {
-            let h = self.with_state(i, |s| if s.chain_ok == Some(false) { None } else { s.head });
-            if let Some(h) = h
-                && best.is_none_or(|b| h.number > b.number)
-            {
-                best = Some(FleetHead { number: h.number, hash: h.hash, provider: self.providers[i].index() });
+        let mut heads: Vec<(u64, B256, usize)> = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let st = slot.lock();
+            if st.health.chain_ok == Some(false) {
+                continue;
+            }
+            if let Some(h) = st.head {
+                heads.push((h.number, h.hash, i));
+            }
+        }
+        heads.sort_by_key(|h| std::cmp::Reverse(h.0));
+        // One provider far ahead of every other is more likely lying or on another network
+        // than a lone honest node: believe the runner-up.
+        let best = match (heads.first(), heads.get(1)) {
+            (Some(a), Some(b)) if a.0 > b.0.saturating_add(self.opts.max_head_lead) => {
+                tracing::warn!(
+                    provider = self.slots[a.2].provider.name(),
+                    head = a.0,
+                    next = b.0,
+                    "head far ahead of every other provider; not believed"
+                );
+                Some(*b)
+            }
+            (a, _) => a.copied(),
+        };
+        let best = best.map(|(number, hash, i)| FleetHead { number, hash, provider: self.slots[i].provider.index() });
+        if let Some(b) = best {
+            let now = Instant::now();
+            if let Ok(mut seen) = self.first_seen.lock() {
+                seen.entry(b.number).or_insert(now);
+                while seen.len() > 1024 {
+                    seen.pop_first();
+                }
+            }
+            for (i, slot) in self.slots.iter().enumerate() {
+                let mut st = slot.lock();
+                let own = st.head.map_or(0, |h| h.number);
+                st.lag_blocks = b.number.saturating_sub(own);
+                let lagging = st.lag_blocks > self.opts.max_lag_blocks;
+                if lagging != st.lagging {
+                    st.lagging = lagging;
+                    let (kind, reason) = if lagging {
+                        (
+                            "excluded",
+                            format!(
+                                "lagging {} blocks behind the fleet head (max {})",
+                                st.lag_blocks, self.opts.max_lag_blocks
+                            ),
+                        )
+                    } else {
+                        ("readmitted", format!("caught up: {} blocks behind", st.lag_blocks))
+                    };
+                    self.emit(i, kind, reason);
+                }
             }
         }
         self.head_tx.send_if_modified(|cur| {
@@ -253,68 +614,6 @@ impl Fleet {
         });
     }
 
-    fn note_failure(&self, i: usize, e: &ProviderError) {
-        let opts = &self.opts;
-        self.with_state(i, |s| {
-            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
-            let throttled = e.outcome() == crate::model::Outcome::RateLimited;
-            let park = if let Some(ra) = e.retry_after() {
-                Some(ra.min(opts.max_retry_after))
-            } else if throttled {
-                Some(opts.default_throttle_cooldown)
-            } else if s.consecutive_failures >= opts.park_after_failures {
-                let exp = s.consecutive_failures - opts.park_after_failures;
-                Some(Duration::from_millis(500u64.saturating_mul(1 << exp.min(6))).min(Duration::from_secs(30)))
-            } else {
-                None
-            };
-            if let Some(d) = park {
-                s.parked_until = Some(Instant::now() + d);
-            }
-        });
-    }
-
-    fn note_success(&self, i: usize) {
-        self.with_state(i, |s| {
-            s.consecutive_failures = 0;
-            s.parked_until = None;
-        });
-    }
-
-    /// Providers worth asking for height `need` (None: any height), best first, rotating.
-    fn candidates(&self, need: Option<u64>, exclude: &[usize]) -> Vec<usize> {
-        let n = self.providers.len();
-        let start = self.rr.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let mut ready = Vec::new();
-        let mut parked = Vec::new();
-        for k in 0..n {
-            let i = (start + k) % n;
-            if exclude.contains(&i) {
-                continue;
-            }
-            let (ok, head, parked_until, fails) =
-                self.with_state(i, |s| (s.chain_ok != Some(false), s.head, s.parked_until, s.consecutive_failures));
-            if !ok {
-                continue;
-            }
-            // Never ask a provider for a height above the head it reported.
-            if let (Some(need), Some(h)) = (need, head)
-                && h.number < need
-            {
-                continue;
-            }
-            if parked_until.is_some_and(|t| t > now) {
-                parked.push((parked_until, i));
-            } else {
-                ready.push((fails, i));
-            }
-        }
-        ready.sort_by_key(|(f, _)| *f);
-        parked.sort();
-        ready.into_iter().map(|(_, i)| i).chain(parked.into_iter().map(|(_, i)| i)).collect()
-    }
-
     fn backoff(&self, pass: u32) -> Duration {
         let base = self.opts.backoff_base.saturating_mul(1 << pass.min(10));
         let capped = base.min(self.opts.backoff_max);
@@ -322,61 +621,254 @@ impl Fleet {
         capped.mul_f64(0.5 + fastrand::f64() * 0.5)
     }
 
-    /// Run `op` on providers in selection order until one succeeds.
+    /// Pick the provider for one request: eligible ones in strategy order (lagging ones last),
+    /// the first with a free slot and a token wins.
+    fn pick(&self, method: &str, need: Option<u64>, skip: &[usize]) -> Pick<'_> {
+        let now = Instant::now();
+        let ms = now_ms();
+        let mut cands = Vec::new();
+        let mut laggards = Vec::new();
+        let mut healthy_but_short = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if skip.contains(&i) {
+                continue;
+            }
+            let st = slot.lock();
+            if !st.health.admissible(now) {
+                continue;
+            }
+            let (exhausted, over_pace) = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom);
+            if exhausted {
+                continue;
+            }
+            // Never ask a provider for a height above the head it reported.
+            if let Some(n) = need
+                && st.head.is_none_or(|h| h.number < n)
+            {
+                healthy_but_short.push(i);
+                continue;
+            }
+            let w = st.health.stats(now);
+            let parts = select::parts(
+                slot.policy.weight,
+                w.p95_ms,
+                w.error_rate,
+                w.throttle_rate,
+                st.lag_blocks,
+                st.health.breaker() == Breaker::HalfOpen,
+                over_pace,
+            );
+            let price = f64::from(slot.provider.credits(method)) * slot.policy.price_per_million / 1e6;
+            let c = Candidate { index: i, tier: slot.policy.tier, parts, price, over_pace };
+            if st.lagging { laggards.push(c) } else { cands.push(c) }
+        }
+        let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let mut order = select::order(self.opts.strategy, cands, rotation);
+        if self.opts.strategy == Strategy::Best {
+            self.keep_sticky(&mut order, &healthy_but_short, now);
+        }
+        order.extend(select::order(self.opts.strategy, laggards, rotation));
+        let mut wait: Option<Duration> = None;
+        for c in order {
+            match self.slots[c.index].limits.try_acquire() {
+                Ok(permit) => {
+                    let slot = &self.slots[c.index];
+                    let mut st = slot.lock();
+                    let admitted = st.health.admit(now);
+                    self.drain_events(c.index, &mut st);
+                    if let Ok(probe) = admitted {
+                        return Pick::Got(Lease { slot, index: c.index, probe, done: false, _permit: permit });
+                    }
+                }
+                Err(LimitWait::Rate(d)) => wait = Some(wait.map_or(d, |w| w.min(d))),
+                Err(LimitWait::Busy) => {
+                    let d = Duration::from_millis(5);
+                    wait = Some(wait.map_or(d, |w| w.min(d)));
+                }
+            }
+        }
+        wait.map_or(Pick::Nothing, Pick::Wait)
+    }
+
+    /// Best strategy: keep the current primary first unless a candidate is clearly better (and
+    /// the primary has held for a while) or the primary is no longer eligible at all.
+    fn keep_sticky(&self, order: &mut [Candidate], short: &[usize], now: Instant) {
+        let Some(best) = order.first().copied() else { return };
+        let mut l = self.leader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let switch = match l.index {
+            Some(cur) if cur == best.index => None,
+            Some(cur) => match order.iter().position(|c| c.index == cur) {
+                Some(pos) => {
+                    let cur_c = order[pos];
+                    let clearly = best.parts.score() > cur_c.parts.score() * (1.0 + self.opts.switch_margin)
+                        && now.saturating_duration_since(l.since) >= self.opts.switch_min_interval;
+                    if clearly {
+                        Some(format!(
+                            "score {:.3} beats primary {}'s {:.3} by more than {:.0}%",
+                            best.parts.score(),
+                            self.slots[cur].provider.name(),
+                            cur_c.parts.score(),
+                            self.opts.switch_margin * 100.0
+                        ))
+                    } else {
+                        order[..=pos].rotate_right(1);
+                        None
+                    }
+                }
+                // Still healthy, just has not seen this height yet: serve elsewhere, stay primary.
+                None if short.contains(&cur) => None,
+                None => Some(format!("primary {} is no longer eligible", self.slots[cur].provider.name())),
+            },
+            None => Some("first primary".into()),
+        };
+        if let Some(reason) = switch {
+            l.index = Some(best.index);
+            l.since = now;
+            drop(l);
+            self.emit(best.index, "primary_switch", reason);
+        }
+    }
+
+    /// The wait before hedging: the primary's p95 (or the best p95 known), clamped.
+    fn hedge_delay(&self) -> Duration {
+        let now = Instant::now();
+        let leader = self.leader.lock().ok().and_then(|l| l.index);
+        let p95 = |i: usize| self.slots[i].lock().health.stats(now).p95_ms;
+        let ms =
+            leader.and_then(p95).or_else(|| (0..self.slots.len()).filter_map(p95).reduce(f64::min)).unwrap_or(250.0);
+        Duration::try_from_secs_f64(ms / 1000.0)
+            .unwrap_or(self.opts.hedge_max)
+            .clamp(self.opts.hedge_min, self.opts.hedge_max)
+    }
+
+    /// Run `op` on one leased provider and judge the result.
+    async fn attempt<T, Fut>(
+        &self,
+        lease: Lease<'_>,
+        method: &str,
+        calls: u64,
+        fut: Fut,
+    ) -> Result<T, (usize, ProviderError)>
+    where
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let i = lease.index;
+        let started = Instant::now();
+        let r = fut.await;
+        self.settle(lease, method, calls, started, r.as_ref().map(|_| ()));
+        r.map_err(|e| (i, e))
+    }
+
+    /// Start on `first`; if it has not answered after the hedge delay, also ask the next best
+    /// provider. The first success wins; the loser is dropped (recorded as `cancelled`, not as
+    /// an error, and its health is not judged).
+    async fn hedged<'a, T, F, Fut>(
+        &'a self,
+        first: Lease<'a>,
+        method: &'static str,
+        need: Option<u64>,
+        op: &F,
+        attempt: u32,
+    ) -> Result<T, (usize, ProviderError)>
+    where
+        F: Fn(Arc<Provider>, CallCtx) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let i1 = first.index;
+        let p1 = self.slots[i1].provider.clone();
+        let f1 = self.attempt(first, method, 1, op(p1, CallCtx { attempt, hedged: false }));
+        tokio::pin!(f1);
+        tokio::select! {
+            r = &mut f1 => return r,
+            () = tokio::time::sleep(self.hedge_delay()) => {}
+        }
+        let Pick::Got(second) = self.pick(method, need, &[i1]) else { return f1.await };
+        let p2 = second.slot.provider.clone();
+        let f2 = self.attempt(second, method, 1, op(p2, CallCtx { attempt: attempt + 1, hedged: true }));
+        tokio::pin!(f2);
+        tokio::select! {
+            r = &mut f1 => match r {
+                Ok(v) => Ok(v),
+                Err(_) => f2.await,
+            },
+            r = &mut f2 => match r {
+                Ok(v) => Ok(v),
+                Err(_) => f1.await,
+            },
+        }
+    }
+
+    /// Run `op` on providers in selection order until one succeeds, within the attempt budget
+    /// and the request deadline.
     async fn with_failover<T, F, Fut>(
         &self,
         what: impl Fn() -> String,
+        method: &'static str,
         need: Option<u64>,
+        hedge: bool,
         op: F,
     ) -> Result<T, FleetError>
     where
         F: Fn(Arc<Provider>, CallCtx) -> Fut,
-        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+        Fut: Future<Output = Result<T, ProviderError>>,
     {
+        let deadline = Instant::now() + self.opts.request_deadline;
+        let mut skip: Vec<usize> = Vec::new();
         let mut attempt = 0u32;
         let mut pass = 0u32;
-        let mut last = String::from("no provider has reported a head that high yet");
+        let mut last =
+            String::from("no provider is eligible (none has reported a head that high, or all are excluded)");
         loop {
-            let order = self.candidates(need, &[]);
-            if order.is_empty() {
-                // Nobody covers this height yet: wait for head polls to catch up.
-                attempt += 1;
-                if attempt >= self.opts.max_attempts {
-                    return Err(FleetError::Exhausted { what: what(), attempts: attempt, last });
-                }
-                tokio::time::sleep(self.backoff(pass)).await;
-                pass += 1;
-                continue;
-            }
-            for i in order {
-                attempt += 1;
-                let p = self.providers[i].clone();
-                match op(p, CallCtx { attempt, hedged: false }).await {
-                    Ok(v) => {
-                        self.note_success(i);
-                        return Ok(v);
+            match self.pick(method, need, &skip) {
+                Pick::Got(lease) => {
+                    attempt += 1;
+                    let r = if hedge {
+                        self.hedged(lease, method, need, &op, attempt).await
+                    } else {
+                        let p = lease.slot.provider.clone();
+                        self.attempt(lease, method, 1, op(p, CallCtx { attempt, hedged: false })).await
+                    };
+                    match r {
+                        Ok(v) => return Ok(v),
+                        Err((i, e)) => {
+                            tracing::debug!(provider = self.providers[i].name(), error = %e, what = %what(), "attempt failed");
+                            last = format!("{}: {e}", self.providers[i].name());
+                            skip.push(i);
+                        }
                     }
-                    Err(e) => {
-                        tracing::debug!(provider = self.providers[i].name(), error = %e, what = %what(), "attempt failed");
-                        self.note_failure(i, &e);
-                        last = format!("{}: {e}", self.providers[i].name());
+                    if attempt >= self.opts.max_attempts {
+                        return Err(FleetError::Exhausted { what: what(), attempts: attempt, last });
                     }
                 }
-                if attempt >= self.opts.max_attempts {
-                    return Err(FleetError::Exhausted { what: what(), attempts: attempt, last });
+                Pick::Wait(d) => {
+                    tokio::time::sleep(d.clamp(Duration::from_millis(1), Duration::from_millis(100))).await
+                }
+                Pick::Nothing => {
+                    if Instant::now() >= deadline {
+                        return Err(FleetError::Exhausted { what: what(), attempts: attempt, last });
+                    }
+                    skip.clear();
+                    tokio::time::sleep(self.backoff(pass)).await;
+                    pass += 1;
                 }
             }
-            tokio::time::sleep(self.backoff(pass)).await;
-            pass += 1;
         }
     }
 
-    /// One block by number, from whichever provider serves it first.
+    /// Is `n` at the tip (worth hedging)?
+    fn at_tip(&self, n: u64) -> bool {
+        self.head_tx.borrow().is_some_and(|h| n + 2 >= h.number)
+    }
+
+    /// One block by number, from whichever provider serves it first (hedged at the tip).
     pub async fn block_by_number(&self, number: u64) -> Result<Block, FleetError> {
         let opts = self.opts.decode;
+        let hedge = self.opts.hedge && self.at_tip(number);
         self.with_failover(
             || format!("block {number}"),
+            method::BLOCK_BY_NUMBER,
             Some(number),
+            hedge,
             |p, ctx| async move { p.block_by_number(number, opts, ctx).await },
         )
         .await
@@ -387,7 +879,9 @@ impl Fleet {
         let opts = self.opts.decode;
         self.with_failover(
             || format!("block {hash}"),
+            method::BLOCK_BY_HASH,
             None,
+            false,
             |p, ctx| async move { p.block_by_hash(hash, opts, ctx).await },
         )
         .await
@@ -396,53 +890,184 @@ impl Fleet {
     /// Blocks `numbers` (ascending), batched per provider; heights a provider failed are asked of
     /// the next one. Returns them in order, or the error for the first height nobody served.
     pub async fn blocks_by_number(&self, numbers: &[u64]) -> Result<Vec<Block>, FleetError> {
+        if let [n] = numbers {
+            return self.block_by_number(*n).await.map(|b| vec![b]);
+        }
+        self.blocks_by_number_avoiding(numbers, &[]).await
+    }
+
+    /// Like [`blocks_by_number`](Self::blocks_by_number), but asks the providers in `avoid`
+    /// (fleet indexes) only after every other one failed or was ineligible.
+    pub async fn blocks_by_number_avoiding(&self, numbers: &[u64], avoid: &[u16]) -> Result<Vec<Block>, FleetError> {
         let opts = self.opts.decode;
+        let deadline = Instant::now() + self.opts.request_deadline;
         let mut got: Vec<Option<Block>> = vec![None; numbers.len()];
+        let mut skip: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| avoid.contains(&s.provider.index()))
+            .map(|(i, _)| i)
+            .collect();
         let mut attempt = 0u32;
         let mut pass = 0u32;
-        let mut last = String::from("no provider has reported a head that high yet");
+        let mut last =
+            String::from("no provider is eligible (none has reported a head that high, or all are excluded)");
         loop {
             let missing: Vec<usize> = (0..numbers.len()).filter(|&k| got[k].is_none()).collect();
             let Some(&first_missing) = missing.first() else {
                 return Ok(got.into_iter().flatten().collect());
             };
             let need = missing.iter().map(|&k| numbers[k]).max();
-            let order = self.candidates(need, &[]);
-            if let Some(&i) = order.first() {
-                attempt += 1;
-                let want: Vec<u64> = missing.iter().map(|&k| numbers[k]).collect();
-                let results = self.providers[i].blocks_by_number(&want, opts, CallCtx { attempt, hedged: false }).await;
-                let mut any_err = None;
-                for (k, r) in missing.iter().zip(results) {
-                    match r {
-                        Ok(b) => got[*k] = Some(b),
-                        Err(e) => any_err = Some(e),
+            let exhausted = |attempts: u32, last: &str| FleetError::Exhausted {
+                what: format!("block {}", numbers[first_missing]),
+                attempts,
+                last: last.to_string(),
+            };
+            match self.pick(method::BLOCK_BY_NUMBER, need, &skip) {
+                Pick::Got(lease) => {
+                    attempt += 1;
+                    let i = lease.index;
+                    let want: Vec<u64> = missing.iter().map(|&k| numbers[k]).collect();
+                    let started = Instant::now();
+                    let results =
+                        lease.slot.provider.blocks_by_number(&want, opts, CallCtx { attempt, hedged: false }).await;
+                    let mut first_err = None;
+                    for (k, r) in missing.iter().zip(results) {
+                        match r {
+                            Ok(b) => got[*k] = Some(b),
+                            Err(e) => {
+                                first_err.get_or_insert(e);
+                            }
+                        }
                     }
-                }
-                match any_err {
-                    None => self.note_success(i),
-                    Some(e) => {
-                        self.note_failure(i, &e);
+                    self.settle(
+                        lease,
+                        method::BLOCK_BY_NUMBER,
+                        want.len() as u64,
+                        started,
+                        first_err.as_ref().map_or(Ok(()), Err),
+                    );
+                    if let Some(e) = first_err {
                         last = format!("{}: {e}", self.providers[i].name());
+                        skip.push(i);
+                        if attempt >= self.opts.max_attempts {
+                            return Err(exhausted(attempt, &last));
+                        }
                     }
                 }
-            } else {
-                attempt += 1;
-            }
-            if got.iter().all(Option::is_some) {
-                return Ok(got.into_iter().flatten().collect());
-            }
-            if attempt >= self.opts.max_attempts {
-                return Err(FleetError::Exhausted {
-                    what: format!("block {}", numbers[first_missing]),
-                    attempts: attempt,
-                    last,
-                });
-            }
-            if order.len() <= 1 || attempt.is_multiple_of(u32::try_from(order.len()).unwrap_or(1)) {
-                tokio::time::sleep(self.backoff(pass)).await;
-                pass += 1;
+                Pick::Wait(d) => {
+                    tokio::time::sleep(d.clamp(Duration::from_millis(1), Duration::from_millis(100))).await
+                }
+                Pick::Nothing => {
+                    if Instant::now() >= deadline {
+                        return Err(exhausted(attempt, &last));
+                    }
+                    skip.clear();
+                    tokio::time::sleep(self.backoff(pass)).await;
+                    pass += 1;
+                }
             }
         }
+    }
+
+    /// Every provider's state, score and figures now.
+    pub fn status(&self) -> Vec<ProviderStatus> {
+        let now = Instant::now();
+        let ms = now_ms();
+        let leader = self.leader.lock().ok().and_then(|l| l.index);
+        let fleet_head = *self.head_tx.borrow();
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let st = slot.lock();
+                let w = st.health.stats(now);
+                let (exhausted, over_pace) = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom);
+                let breaker = st.health.breaker();
+                let parts = select::parts(
+                    slot.policy.weight,
+                    w.p95_ms,
+                    w.error_rate,
+                    w.throttle_rate,
+                    st.lag_blocks,
+                    breaker == Breaker::HalfOpen,
+                    over_pace,
+                );
+                let cooldown = st.health.cooldown_until(now);
+                let lag_secs = match (fleet_head, st.head) {
+                    (Some(f), Some(h)) if h.number < f.number => self
+                        .first_seen
+                        .lock()
+                        .ok()
+                        .and_then(|m| m.get(&(h.number + 1)).map(|t| now.saturating_duration_since(*t).as_secs_f64()))
+                        .unwrap_or(0.0),
+                    _ => 0.0,
+                };
+                let (state, reason) = if st.health.chain_ok == Some(false) {
+                    ("excluded", "wrong chain".to_string())
+                } else if exhausted {
+                    ("excluded", "credit budget spent".to_string())
+                } else if breaker == Breaker::Open {
+                    ("down", "circuit breaker open".to_string())
+                } else if let Some(t) = cooldown {
+                    ("excluded", format!("cooling down for {} ms", t.saturating_duration_since(now).as_millis()))
+                } else if st.lagging {
+                    ("excluded", format!("lagging {} blocks", st.lag_blocks))
+                } else if breaker == Breaker::HalfOpen || w.error_rate > 0.05 || w.throttle_rate > 0.05 {
+                    (
+                        "degraded",
+                        format!(
+                            "error rate {:.1}%, throttle rate {:.1}%",
+                            w.error_rate * 100.0,
+                            w.throttle_rate * 100.0
+                        ),
+                    )
+                } else {
+                    ("healthy", String::new())
+                };
+                ProviderStatus {
+                    index: i,
+                    name: slot.provider.name().to_string(),
+                    tier: slot.policy.tier,
+                    state,
+                    reason,
+                    breaker,
+                    primary: leader == Some(i),
+                    head: st.head.map(|h| h.number),
+                    lag_blocks: st.lag_blocks,
+                    lag_secs,
+                    window: w,
+                    parts,
+                    score: parts.score(),
+                    credits_today: if st.spend.day == ms / DAY_MS { st.spend.today } else { 0 },
+                    daily_credit_budget: slot.policy.daily_credit_budget,
+                    rps_limit: slot.limits.current_rps(),
+                    cooldown_ms: cooldown
+                        .map_or(0, |t| u64::try_from(t.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX)),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_exhaust_and_pace() {
+        let p = ProviderPolicy { daily_credit_budget: Some(1000), ..ProviderPolicy::default() };
+        let mut s = Spend::default();
+        // six hours into a day: pace allows 25% + 10% headroom
+        let t = 100 * DAY_MS + DAY_MS / 4;
+        s.add(t, 300);
+        assert_eq!(s.judge(&p, t, 0.1), (false, false));
+        s.add(t, 100);
+        assert_eq!(s.judge(&p, t, 0.1), (false, true));
+        s.add(t, 600);
+        assert_eq!(s.judge(&p, t, 0.1), (true, true));
+        // a new day starts from zero
+        assert_eq!(s.judge(&p, t + DAY_MS, 0.1), (false, false));
     }
 }

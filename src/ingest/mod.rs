@@ -1,6 +1,7 @@
 //! Ingest: follow the fleet head, append blocks only onto their parents, walk back through
 //! reorgs to the fork point, and backfill ranges with pipelined, batched fetches.
 
+pub mod repair;
 mod window;
 
 use std::sync::Arc;

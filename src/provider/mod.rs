@@ -80,6 +80,35 @@ pub struct ProviderSpec {
     pub head_max_bytes: u32,
     /// Largest response body accepted for block fetches.
     pub block_max_bytes: u32,
+    /// What each method costs in the provider's credits (compute units).
+    pub credits: CreditPrices,
+}
+
+/// Credits (compute units) a provider charges per JSON-RPC method: the configured overrides, else
+/// a default table modelled on Alchemy's compute units (the most common pricing shape).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreditPrices {
+    overrides: std::collections::BTreeMap<String, u32>,
+}
+
+impl CreditPrices {
+    /// Prices with `overrides` taking precedence over the default table.
+    pub fn new(overrides: std::collections::BTreeMap<String, u32>) -> Self {
+        Self { overrides }
+    }
+
+    /// Credits one call of `method` costs.
+    pub fn cost(&self, method: &str) -> u32 {
+        if let Some(c) = self.overrides.get(method) {
+            return *c;
+        }
+        match method {
+            method::CHAIN_ID => 0,
+            "eth_blockNumber" => 10,
+            method::BLOCK_BY_NUMBER | method::BLOCK_BY_HASH => 16,
+            _ => 10,
+        }
+    }
 }
 
 impl ProviderSpec {
@@ -92,6 +121,7 @@ impl ProviderSpec {
             block_timeout: Duration::from_secs(10),
             head_max_bytes: 1 << 20,
             block_max_bytes: 64 << 20,
+            credits: CreditPrices::default(),
         }
     }
 }
@@ -154,8 +184,33 @@ impl ProviderError {
 fn is_rate_limit(code: i32, message: &str) -> bool {
     matches!(code, 429 | -32005 | -32007 | -32016 | -32012 | 1008 | -32090) || {
         let m = message.to_ascii_lowercase();
-        m.contains("rate limit") || m.contains("too many requests") || m.contains("exceeded")
+        m.contains("rate limit")
+            || m.contains("too many requests")
+            || m.contains("exceeded")
+            || m.contains("limit reached")
+            || retry_hint(&m).is_some()
     }
+}
+
+/// A wait hint inside an error message, as providers write it: "try again in 400ms", "retry in
+/// 2s", "try again in 1.5 seconds".
+pub fn retry_hint(message: &str) -> Option<Duration> {
+    let m = message.to_ascii_lowercase();
+    let at = ["try again in ", "retry in ", "retry after "].iter().find_map(|k| m.find(k).map(|i| i + k.len()))?;
+    let rest = &m[at..];
+    let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let value: f64 = rest[..num_end].parse().ok()?;
+    let unit = rest[num_end..].trim_start();
+    let secs = if unit.starts_with("ms") || unit.starts_with("millisecond") {
+        value / 1000.0
+    } else if unit.starts_with('s') {
+        value
+    } else if unit.starts_with('m') {
+        value * 60.0
+    } else {
+        return None;
+    };
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Per-call context the fleet passes down, recorded in telemetry.
@@ -212,6 +267,11 @@ impl Provider {
         self.index
     }
 
+    /// Credits one call of `method` costs at this provider.
+    pub fn credits(&self, method: &str) -> u32 {
+        self.spec.credits.cost(method)
+    }
+
     /// Configured name.
     pub fn name(&self) -> &str {
         &self.spec.name
@@ -238,6 +298,7 @@ impl Provider {
             hedged: ctx.hedged,
             batch_size: 1,
             error: None,
+            credits: self.spec.credits.cost(method),
         }
     }
 
@@ -286,7 +347,7 @@ impl Provider {
             ClientError::Call(obj) => ProviderError::Rpc {
                 code: obj.code(),
                 message: obj.message().chars().take(200).collect(),
-                retry_after: meta.retry_after,
+                retry_after: meta.retry_after.or_else(|| retry_hint(obj.message())),
             },
             ClientError::ParseError(p) => ProviderError::Invalid(format!("unparseable body: {p}")),
             ClientError::InvalidRequestId(id) => ProviderError::Invalid(format!("wrong response id: {id}")),
@@ -484,7 +545,7 @@ impl Provider {
                         Some(Err(obj)) => Err(ProviderError::Rpc {
                             code: obj.code(),
                             message: obj.message().chars().take(200).collect(),
-                            retry_after: meta.retry_after,
+                            retry_after: meta.retry_after.or_else(|| retry_hint(obj.message())),
                         }),
                         None => Err(ProviderError::Invalid("batch response is missing an item".into())),
                     };
@@ -586,5 +647,14 @@ mod tests {
         assert_eq!(rpc(-32000, "header not found").outcome(), Outcome::RpcError);
         assert_eq!(rpc(-32000, "Rate limit reached").outcome(), Outcome::RateLimited);
         assert_eq!(ProviderError::Null.outcome(), Outcome::NullResult);
+    }
+
+    #[test]
+    fn retry_hints_in_messages() {
+        assert_eq!(retry_hint("rate limited, try again in 400ms"), Some(Duration::from_millis(400)));
+        assert_eq!(retry_hint("Please retry in 2s"), Some(Duration::from_secs(2)));
+        assert_eq!(retry_hint("try again in 1.5 seconds"), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_hint("try again later"), None);
+        assert_eq!(retry_hint("header not found"), None);
     }
 }

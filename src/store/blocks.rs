@@ -88,30 +88,7 @@ impl Store {
                 .map_err(classify)?;
             crate::failpoint::hit("reorg_after_demote");
         }
-        let mut ids: HashMap<B256, i64> = HashMap::with_capacity(batch.blocks.len());
-        for chunk in batch.blocks.chunks(ROWS_PER_STATEMENT) {
-            let sql = multirow::statement(INSERT_BLOCKS, chunk.len());
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for b in chunk {
-                q = bind_block(self, q, b, now)?;
-            }
-            for row in q.fetch_all(&mut *tx).await.map_err(classify)? {
-                ids.insert(hash32(&row.try_get::<Vec<u8>, _>(1)?)?, row.try_get(0)?);
-            }
-        }
-        let mut rows: Vec<(i64, &Transaction)> = Vec::new();
-        for b in &batch.blocks {
-            let id = *ids.get(&b.hash).ok_or_else(|| StoreError::Corrupt(format!("no row id for block {}", b.hash)))?;
-            rows.extend(b.transactions.iter().map(|t| (id, t)));
-        }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = multirow::statement(INSERT_TXS, chunk.len());
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (id, t) in chunk {
-                q = bind_tx(q, *id, t)?;
-            }
-            q.execute(&mut *tx).await.map_err(classify)?;
-        }
+        insert_blocks(self, &mut tx, &batch.blocks, now).await?;
         tx.commit().await.map_err(classify)?;
         Ok(())
     }
@@ -152,7 +129,41 @@ impl Store {
     }
 }
 
-fn hash32(bytes: &[u8]) -> Result<B256, StoreError> {
+/// Insert blocks (or re-promote ones already stored by hash) and their transactions.
+pub(super) async fn insert_blocks(
+    store: &Store,
+    tx: &mut sqlx::SqliteConnection,
+    blocks: &[Block],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut ids: HashMap<B256, i64> = HashMap::with_capacity(blocks.len());
+    for chunk in blocks.chunks(ROWS_PER_STATEMENT) {
+        let sql = multirow::statement(INSERT_BLOCKS, chunk.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in chunk {
+            q = bind_block(store, q, b, now)?;
+        }
+        for row in q.fetch_all(&mut *tx).await.map_err(classify)? {
+            ids.insert(hash32(&row.try_get::<Vec<u8>, _>(1)?)?, row.try_get(0)?);
+        }
+    }
+    let mut rows: Vec<(i64, &Transaction)> = Vec::new();
+    for b in blocks {
+        let id = *ids.get(&b.hash).ok_or_else(|| StoreError::Corrupt(format!("no row id for block {}", b.hash)))?;
+        rows.extend(b.transactions.iter().map(|t| (id, t)));
+    }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = multirow::statement(INSERT_TXS, chunk.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (id, t) in chunk {
+            q = bind_tx(q, *id, t)?;
+        }
+        q.execute(&mut *tx).await.map_err(classify)?;
+    }
+    Ok(())
+}
+
+pub(super) fn hash32(bytes: &[u8]) -> Result<B256, StoreError> {
     B256::try_from(bytes).map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", bytes.len())))
 }
 

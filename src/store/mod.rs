@@ -7,6 +7,7 @@
 mod blocks;
 pub mod migrate;
 mod multirow;
+mod repair;
 mod telemetry;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, Sq
 use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
+pub use repair::RepairRow;
 pub use telemetry::{TelemetryWriter, TelemetryWriterStats};
 
 use crate::types::OutOfRange;

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::multirow::{self, ROWS_PER_STATEMENT};
 use super::{Store, StoreError, classify};
-use crate::model::{RequestSample, Sighting, TelemetryEvent};
+use crate::model::{ProviderEvent, RequestSample, Sighting, TelemetryEvent};
 use crate::types::to_sql;
 
 /// Most events written in one transaction.
@@ -18,12 +18,14 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 const INSERT_REQUESTS: &str = include_str!("../../sql/store/insert_requests.sql");
 const INSERT_SIGHTINGS: &str = include_str!("../../sql/store/insert_sightings.sql");
+const INSERT_EVENTS: &str = include_str!("../../sql/store/insert_events.sql");
 
 /// Counts kept by the writer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TelemetryWriterStats {
     pub requests_written: u64,
     pub sightings_written: u64,
+    pub events_written: u64,
     pub failed_batches: u64,
 }
 
@@ -83,9 +85,10 @@ impl TelemetryWriter {
             return;
         }
         match self.write(buf).await {
-            Ok((r, s)) => {
+            Ok((r, s, e)) => {
                 self.stats.requests_written += r;
                 self.stats.sightings_written += s;
+                self.stats.events_written += e;
             }
             Err(e) => {
                 self.stats.failed_batches += 1;
@@ -95,13 +98,15 @@ impl TelemetryWriter {
         buf.clear();
     }
 
-    async fn write(&self, events: &[TelemetryEvent]) -> Result<(u64, u64), StoreError> {
+    async fn write(&self, events: &[TelemetryEvent]) -> Result<(u64, u64, u64), StoreError> {
         let mut reqs: Vec<&RequestSample> = Vec::new();
         let mut sights: Vec<&Sighting> = Vec::new();
+        let mut decisions: Vec<&ProviderEvent> = Vec::new();
         for ev in events {
             match ev {
                 TelemetryEvent::Request(r) => reqs.push(r),
                 TelemetryEvent::Sighting(s) => sights.push(s),
+                TelemetryEvent::Provider(e) => decisions.push(e),
             }
         }
         let mut tx = self.store.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
@@ -122,7 +127,8 @@ impl TelemetryWriter {
                     .bind(i64::from(r.attempt.max(1)))
                     .bind(i64::from(r.hedged))
                     .bind(i64::from(r.batch_size.max(1)))
-                    .bind(r.error.as_deref());
+                    .bind(r.error.as_deref())
+                    .bind(i64::from(r.credits));
             }
             q.execute(&mut *tx).await.map_err(classify)?;
         }
@@ -137,7 +143,14 @@ impl TelemetryWriter {
             }
             q.execute(&mut *tx).await.map_err(classify)?;
         }
+        for chunk in decisions.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::query(AssertSqlSafe(multirow::statement(INSERT_EVENTS, chunk.len())));
+            for e in chunk {
+                q = q.bind(e.ts_ms).bind(self.store.provider_id(e.provider)).bind(e.kind).bind(e.reason.as_str());
+            }
+            q.execute(&mut *tx).await.map_err(classify)?;
+        }
         tx.commit().await.map_err(classify)?;
-        Ok((reqs.len() as u64, sights.len() as u64))
+        Ok((reqs.len() as u64, sights.len() as u64, decisions.len() as u64))
     }
 }

@@ -1,0 +1,206 @@
+//! The gap-repair worker: finds missing canonical heights and broken parent links in the store,
+//! refetches them (preferring a provider other than the one whose answer failed), splices them
+//! in, and logs every attempt. It works in small chunks, one at a time, so head following always
+//! gets the writer and the providers first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::fleet::Fleet;
+use crate::model::{Block, RepairOutcome, RepairRecord, RepairSink};
+use crate::types::now_ms;
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct RepairOptions {
+    /// Time between scans when nothing is open.
+    pub interval: Duration,
+    /// Most heights fetched and spliced per step.
+    pub chunk: u64,
+    /// Heights this close to the stored tip belong to reorg handling, not to repair.
+    pub protect_top: u64,
+    /// Furthest a broken link is widened (each side) before it is reported as failed.
+    pub max_window: u64,
+}
+
+impl Default for RepairOptions {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(2), chunk: 50, protect_top: 64, max_window: 64 }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepairPass {
+    pub open: usize,
+    pub repaired: usize,
+    pub failed: usize,
+}
+
+/// The worker.
+#[derive(Debug)]
+pub struct GapRepairer<S> {
+    fleet: Arc<Fleet>,
+    sink: S,
+    opts: RepairOptions,
+    /// When each open problem (keyed by its first height) was first seen.
+    detected: HashMap<u64, i64>,
+    /// Provider whose answer failed last for a problem: asked last next time.
+    avoid: HashMap<u64, u16>,
+    /// Current half-width of the window around each broken link.
+    widths: HashMap<u64, u64>,
+}
+
+impl<S: RepairSink> GapRepairer<S> {
+    pub fn new(fleet: Arc<Fleet>, sink: S, opts: RepairOptions) -> Self {
+        Self { fleet, sink, opts, detected: HashMap::new(), avoid: HashMap::new(), widths: HashMap::new() }
+    }
+
+    /// Scan and repair until cancelled.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            let pass = tokio::select! {
+                () = cancel.cancelled() => return,
+                p = self.repair_once() => p,
+            };
+            let wait = match pass {
+                Ok(p) if p.open > 0 => {
+                    tracing::info!(open = p.open, repaired = p.repaired, failed = p.failed, "gap repair pass");
+                    // Something is still open: come back soon, but let ingest breathe.
+                    Duration::from_millis(200)
+                }
+                Ok(_) => self.opts.interval,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gap scan failed");
+                    self.opts.interval
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One scan and one step of repair for each open problem.
+    pub async fn repair_once(&mut self) -> Result<RepairPass, S::Error> {
+        let scan = self.sink.scan_gaps().await?;
+        let (Some(floor), Some(tip)) = (scan.floor, scan.tip) else { return Ok(RepairPass::default()) };
+        let now = now_ms();
+        let keys: Vec<u64> = scan.missing.iter().map(|(a, _)| *a).chain(scan.broken_links.iter().copied()).collect();
+        self.detected.retain(|k, _| keys.contains(k));
+        self.widths.retain(|k, _| scan.broken_links.contains(k));
+        let mut pass = RepairPass { open: keys.len(), ..RepairPass::default() };
+        for &(lo, hi) in &scan.missing {
+            let detected = *self.detected.entry(lo).or_insert(now);
+            let to = hi.min(lo + self.opts.chunk - 1);
+            let fixed = self.attempt(lo, lo, to, "missing", detected).await?;
+            if fixed { pass.repaired += 1 } else { pass.failed += 1 }
+        }
+        let top = tip.saturating_sub(self.opts.protect_top);
+        for &n in &scan.broken_links {
+            if n > top {
+                // Near the tip a broken link is a reorg in progress: ingest owns it.
+                continue;
+            }
+            let detected = *self.detected.entry(n).or_insert(now);
+            let w = *self.widths.entry(n).or_insert(2);
+            let lo = n.saturating_sub(w).max(floor);
+            let hi = (n + w).min(top);
+            let fixed = self.attempt(n, lo, hi, "broken_link", detected).await?;
+            if fixed {
+                pass.repaired += 1;
+            } else {
+                pass.failed += 1;
+                let w = self.widths.entry(n).or_insert(2);
+                *w = (*w * 2).min(self.opts.max_window);
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Fetch `lo..=hi` and splice it in; log the attempt. Returns whether it was repaired.
+    async fn attempt(
+        &mut self,
+        key: u64,
+        lo: u64,
+        hi: u64,
+        reason: &'static str,
+        detected: i64,
+    ) -> Result<bool, S::Error> {
+        let numbers: Vec<u64> = (lo..=hi).collect();
+        let avoid: Vec<u16> = self.avoid.get(&key).copied().into_iter().collect();
+        let mut rec = RepairRecord {
+            detected_at_ms: detected,
+            attempted_at_ms: now_ms(),
+            from: lo,
+            to: hi,
+            reason,
+            provider: None,
+            outcome: "failed",
+            blocks: 0,
+            error: None,
+        };
+        let fetched = self.fleet.blocks_by_number_avoiding(&numbers, &avoid).await;
+        let fixed = match fetched {
+            Err(e) => {
+                rec.error = Some(e.to_string());
+                false
+            }
+            Ok(blocks) => {
+                rec.provider = blocks.first().map(|b| b.provider);
+                if let Some(bad) = unlinked(&blocks) {
+                    // Providers disagreed inside the range (a reorg while fetching, or a liar).
+                    rec.error = Some(format!("fetched blocks do not link at {bad}"));
+                    if let Some(b) = blocks.iter().find(|b| b.number == bad) {
+                        self.avoid.insert(key, b.provider);
+                    }
+                    false
+                } else {
+                    match self.sink.repair(blocks).await? {
+                        RepairOutcome::Repaired { inserted, replaced } => {
+                            rec.outcome = "repaired";
+                            rec.blocks = (inserted + replaced) as u64;
+                            self.avoid.remove(&key);
+                            true
+                        }
+                        RepairOutcome::BelowMismatch => {
+                            rec.outcome = "link_mismatch";
+                            rec.error = Some(format!(
+                                "stored block {} is not the parent of the fetched range",
+                                lo.saturating_sub(1)
+                            ));
+                            false
+                        }
+                        RepairOutcome::AboveMismatch => {
+                            rec.outcome = "link_mismatch";
+                            rec.error = Some(format!("stored block {} does not link to the fetched range", hi + 1));
+                            false
+                        }
+                    }
+                }
+            }
+        };
+        if !fixed && let Some(p) = rec.provider {
+            self.avoid.insert(key, p);
+        }
+        tracing::info!(
+            from = lo,
+            to = hi,
+            reason,
+            outcome = rec.outcome,
+            error = rec.error.as_deref(),
+            "gap repair attempt"
+        );
+        self.sink.record_repair(rec).await?;
+        Ok(fixed)
+    }
+}
+
+/// The first height in `blocks` that does not link to the one before, if any.
+fn unlinked(blocks: &[Block]) -> Option<u64> {
+    blocks.windows(2).find(|w| w[1].parent_hash != w[0].hash || w[1].number != w[0].number + 1).map(|w| w[1].number)
+}
