@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
 use crate::fleet::{Fleet, FleetError, FleetOptions, ProviderPolicy};
+use crate::ingest::repair::{GapRepairer, RepairOptions};
 use crate::ingest::{IngestError, IngestOptions, Syncer, Window};
 use crate::model::TelemetrySink;
 use crate::provider::wire::DecodeOptions;
@@ -180,6 +181,13 @@ impl App {
         self.workers.spawn(fleet.run_head_poller(interval, c));
     }
 
+    /// Start the gap-repair worker in the background (stopped with the head poller).
+    pub fn start_gap_repair(&self) {
+        let opts = RepairOptions { protect_top: self.config.max_reorg_depth, ..RepairOptions::default() };
+        let worker = GapRepairer::new(self.fleet.clone(), self.store.clone(), opts);
+        self.workers.spawn(worker.run(self.poll_cancel.clone()));
+    }
+
     fn ingest_options(&self) -> IngestOptions {
         IngestOptions {
             max_reorg_depth: self.config.max_reorg_depth,
@@ -234,6 +242,9 @@ impl App {
         // `links` are the newest `cap` canonical blocks: if there are fewer, nothing is stored
         // below the oldest, so a reorg may reach under it.
         let window = Window::seed(links, cap, false, start);
+        if self.config.gap_repair {
+            self.start_gap_repair();
+        }
         let mut syncer = Syncer::new(self.fleet.clone(), self.store.clone(), window, self.ingest_options());
         syncer.follow(cancel).await?;
         Ok(())

@@ -164,6 +164,8 @@ pub struct Config {
     pub concurrency: usize,
     /// Backfills of at least this many blocks drop the tx-hash index and rebuild it at the end.
     pub bulk_load_min_blocks: u64,
+    /// Run the gap-repair worker while following.
+    pub gap_repair: bool,
     pub retention: RetentionConfig,
     pub routing: RoutingConfig,
     pub providers: Vec<ProviderConfig>,
@@ -183,6 +185,7 @@ impl Default for Config {
             batch_size: 20,
             concurrency: 6,
             bulk_load_min_blocks: 5_000,
+            gap_repair: true,
             retention: RetentionConfig::default(),
             routing: RoutingConfig::default(),
             providers: Vec::new(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use blockstreamer::app::{self, App, AppOptions, DemoOptions};
 use blockstreamer::config::Config;
+use blockstreamer::store::{Store, StoreOptions};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,15 @@ enum Command {
         from: u64,
         #[arg(long)]
         to: u64,
+    },
+    /// List open gaps (missing heights, broken parent links) and recent repair attempts.
+    Gaps {
+        /// Database file.
+        #[arg(long, default_value = "./blockstreamer.db")]
+        db: PathBuf,
+        /// How many recent repairs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
     },
     /// A fault-injecting JSON-RPC proxy in front of any node, to test your own setup.
     ///
@@ -180,6 +190,42 @@ async fn main() -> anyhow::Result<()> {
                 blocks_per_sec = format!("{:.0}", report.fetched as f64 / secs.max(1e-9)),
                 "backfill done"
             );
+        }
+        Command::Gaps { db, limit } => {
+            if !db.exists() {
+                anyhow::bail!("no database at {}", db.display());
+            }
+            let store = Store::open(&StoreOptions::new(&db)).await.context("cannot open the database")?;
+            let scan = store.scan_gaps().await?;
+            let repairs = store.recent_repairs(limit).await?;
+            store.close().await;
+            match (scan.floor, scan.tip) {
+                (Some(lo), Some(hi)) => println!("canonical blocks stored: {lo}..={hi}"),
+                _ => println!("no blocks stored"),
+            }
+            if scan.missing.is_empty() && scan.broken_links.is_empty() {
+                println!("open gaps: none");
+            }
+            for (a, b) in &scan.missing {
+                println!("open gap: missing {a}..={b} ({} blocks)", b - a + 1);
+            }
+            for n in &scan.broken_links {
+                println!("open gap: broken parent link at {n}");
+            }
+            println!("recent repairs ({}):", repairs.len());
+            for r in &repairs {
+                println!(
+                    "  #{} {}..={} {} via {} → {} ({} blocks){}",
+                    r.id,
+                    r.from,
+                    r.to,
+                    r.reason,
+                    r.provider.as_deref().unwrap_or("-"),
+                    r.outcome,
+                    r.blocks,
+                    r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                );
+            }
         }
         Command::Faultproxy { upstream, listen, script, run_for } => {
             let script = match script {

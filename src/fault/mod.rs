@@ -87,6 +87,10 @@ impl Engine {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     pub(crate) fn set_script(&self, script: Script) {
         let mut g = self.lock();
         g.rules = script.rules.iter().map(|_| RuleState::default()).collect();
@@ -105,6 +109,29 @@ impl Engine {
 
     pub(crate) fn clear_log(&self) {
         self.lock().log.clear();
+    }
+
+    /// Label log entries `idx` with `label`: every call of an HTTP exchange a transport fault
+    /// took down carries it, so per-call counts match what the client saw.
+    pub(crate) fn relabel(&self, idx: &[usize], label: &str) {
+        let mut g = self.lock();
+        for &i in idx {
+            if let Some(c) = g.log.get_mut(i) {
+                c.fault = Some(label.to_string());
+            }
+        }
+    }
+
+    /// Decide for one call and log it; also returns the log index (if logged).
+    pub(crate) fn decide_logged(
+        &self,
+        method: &str,
+        height: Option<u64>,
+        batch: bool,
+    ) -> (Option<Decision>, Option<usize>) {
+        let d = self.decide(method, height, batch);
+        let len = self.lock().log.len();
+        (d, len.checked_sub(1))
     }
 
     /// Decide for one call and log it.

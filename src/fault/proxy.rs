@@ -114,6 +114,11 @@ impl FaultProxy {
         self.inner.engine.set_script(script);
     }
 
+    /// Milliseconds since the proxy started (the clock of [`LoggedCall::at_ms`]).
+    pub fn now_ms(&self) -> u64 {
+        self.inner.engine.now_ms()
+    }
+
     /// Every call seen so far.
     pub fn log(&self) -> Vec<LoggedCall> {
         self.inner.engine.log()
@@ -356,6 +361,7 @@ enum Post {
     None,
     Forge,
     Mutate(String, Value),
+    Remove(String),
     WrongId,
     /// Null the block if it is above this served head.
     CapHead(u64),
@@ -401,8 +407,8 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
             };
         }
     };
-    let decisions: Vec<Option<Decision>> =
-        calls.iter().map(|c| inner.engine.decide(call_method(c), call_height(c), batch)).collect();
+    let (decisions, logged): (Vec<Option<Decision>>, Vec<Option<usize>>) =
+        calls.iter().map(|c| inner.engine.decide_logged(call_method(c), call_height(c), batch)).unzip();
 
     let delay = decisions
         .iter()
@@ -413,6 +419,10 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let transport = decisions.iter().flatten().find(|d| d.fault.is_transport()).map(|d| d.fault.clone());
+    if let Some(d) = decisions.iter().flatten().find(|d| d.fault.is_transport()) {
+        let idx: Vec<usize> = logged.iter().flatten().copied().collect();
+        inner.engine.relabel(&idx, &format!("{}:{}", d.rule, d.fault.kind()));
+    }
     // Faults that never reach the upstream.
     match &transport {
         Some(Fault::Http { status, headers, body }) => {
@@ -458,6 +468,8 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
                 answers[i] = Some(error_answer(&id, *code, message, data.as_ref()))
             }
             Fault::NullResult => answers[i] = Some(answer(&id, &Value::Null)),
+            Fault::Result { value } => answers[i] = Some(answer(&id, value)),
+            Fault::Remove { field } => posts[i] = Post::Remove(field.clone()),
             Fault::ForgedHash => posts[i] = Post::Forge,
             Fault::Mutate { field, value } => posts[i] = Post::Mutate(field.clone(), value.clone()),
             Fault::WrongId => posts[i] = Post::WrongId,
@@ -527,7 +539,24 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
             }
             Post::Mutate(field, value) => {
                 if let Some(r) = a.get_mut("result").filter(|r| r.is_object()) {
-                    r[field.as_str()] = value.clone();
+                    if field.starts_with('/') {
+                        if let Some(slot) = r.pointer_mut(field) {
+                            *slot = value.clone();
+                        }
+                    } else {
+                        r[field.as_str()] = value.clone();
+                    }
+                }
+            }
+            Post::Remove(field) => {
+                if let Some(r) = a.get_mut("result") {
+                    let (parent, key) = match field.rsplit_once('/') {
+                        Some((p, k)) if field.starts_with('/') => (r.pointer_mut(p), k.to_string()),
+                        _ => (Some(r), field.clone()),
+                    };
+                    if let Some(obj) = parent.and_then(Value::as_object_mut) {
+                        obj.remove(&key);
+                    }
                 }
             }
             Post::WrongId => {

@@ -114,6 +114,8 @@ pub enum Fault {
     WrongId,
     /// `"result": null`.
     NullResult,
+    /// Replace the result with `value` (a wrong chain id, a string instead of a block…).
+    Result { value: Value },
     /// Report and serve the chain `blocks` behind the upstream head.
     HeadLag { blocks: u64 },
     /// Report and serve the head as it was when this rule first applied.
@@ -124,8 +126,11 @@ pub enum Fault {
     WrongHeight { offset: i64 },
     /// Replace the block's `hash` with a made-up one.
     ForgedHash,
-    /// Set one field of the result object (for example `stateRoot`) to `value`.
+    /// Set one field of the result to `value`: a top-level key (`stateRoot`) or a JSON pointer
+    /// (`/transactions/0/blockHash`). `value = null` is how to send a field as missing-ish.
     Mutate { field: String, value: Value },
+    /// Delete one field of the result (key or JSON pointer).
+    Remove { field: String },
     /// Pad the answer to at least `bytes` bytes (a valid JSON body).
     Oversize { bytes: usize },
     /// HTTP 200 with a chunked body that never ends.
@@ -157,6 +162,8 @@ impl Fault {
             Self::TrailingGarbage => "trailing_garbage",
             Self::WrongId => "wrong_id",
             Self::NullResult => "null_result",
+            Self::Result { .. } => "result",
+            Self::Remove { .. } => "remove",
             Self::HeadLag { .. } => "head_lag",
             Self::FreezeHead => "freeze_head",
             Self::HeadBackwards { .. } => "head_backwards",

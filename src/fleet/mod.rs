@@ -172,6 +172,9 @@ struct Spend {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// A head older than this does not count as a witness against another provider's head.
+const FRESH_HEAD: Duration = Duration::from_secs(5);
+
 impl Spend {
     fn roll(&mut self, now_ms: i64) {
         let (day, month) = (now_ms / DAY_MS, now_ms / (30 * DAY_MS));
@@ -548,30 +551,38 @@ impl Fleet {
     }
 
     fn publish_head(&self) {
-        let mut heads: Vec<(u64, B256, usize)> = Vec::new();
+        // Heads reported in the last few seconds by providers whose breaker is not open: only
+        // these may out-vote a head (a dead provider's last head is just old news).
+        let now = Instant::now();
+        let mut heads: Vec<(u64, B256, usize, bool)> = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             let st = slot.lock();
             if st.health.chain_ok == Some(false) {
                 continue;
             }
             if let Some(h) = st.head {
-                heads.push((h.number, h.hash, i));
+                let fresh = st.health.breaker() != Breaker::Open
+                    && st.head_at.is_some_and(|t| now.saturating_duration_since(t) <= FRESH_HEAD);
+                heads.push((h.number, h.hash, i, fresh));
             }
         }
         heads.sort_by_key(|h| std::cmp::Reverse(h.0));
-        // One provider far ahead of every other is more likely lying or on another network
-        // than a lone honest node: believe the runner-up.
-        let best = match (heads.first(), heads.get(1)) {
-            (Some(a), Some(b)) if a.0 > b.0.saturating_add(self.opts.max_head_lead) => {
-                tracing::warn!(
-                    provider = self.slots[a.2].provider.name(),
-                    head = a.0,
-                    next = b.0,
-                    "head far ahead of every other provider; not believed"
-                );
-                Some(*b)
-            }
-            (a, _) => a.copied(),
+        // One provider far ahead of every other fresh one is more likely lying or on another
+        // network than a lone honest node: believe the runner-up.
+        let best = match heads.first() {
+            Some(a) => match heads.iter().skip(1).find(|h| h.3) {
+                Some(b) if a.0 > b.0.saturating_add(self.opts.max_head_lead) => {
+                    tracing::warn!(
+                        provider = self.slots[a.2].provider.name(),
+                        head = a.0,
+                        next = b.0,
+                        "head far ahead of every other provider; not believed"
+                    );
+                    Some((b.0, b.1, b.2))
+                }
+                _ => Some((a.0, a.1, a.2)),
+            },
+            None => None,
         };
         let best = best.map(|(number, hash, i)| FleetHead { number, hash, provider: self.slots[i].provider.index() });
         if let Some(b) = best {

@@ -159,7 +159,7 @@ impl RepairSink for Store {
     type Error = StoreError;
 
     async fn scan_gaps(&self) -> Result<GapScan, StoreError> {
-        Store::scan_gaps(self).await
+        Self::scan_gaps(self).await
     }
 
     async fn repair(&self, blocks: Vec<Block>) -> Result<RepairOutcome, StoreError> {
@@ -167,6 +167,6 @@ impl RepairSink for Store {
     }
 
     async fn record_repair(&self, r: RepairRecord) -> Result<(), StoreError> {
-        Store::record_repair(self, &r).await
+        Self::record_repair(self, &r).await
     }
 }

@@ -3,6 +3,7 @@
 // Test helpers are `pub` for sibling modules; the lint is about library APIs.
 #![allow(unreachable_pub)]
 
+mod bed;
 mod helpers;
 
 mod anvil_backfill;
@@ -10,4 +11,5 @@ mod anvil_follow;
 mod cli;
 mod kill9;
 mod migrations;
+mod rpc_faults;
 mod sim_fleet;
