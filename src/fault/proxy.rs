@@ -554,8 +554,18 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
                         Some((p, k)) if field.starts_with('/') => (r.pointer_mut(p), k.to_string()),
                         _ => (Some(r), field.clone()),
                     };
-                    if let Some(obj) = parent.and_then(Value::as_object_mut) {
-                        obj.remove(&key);
+                    match parent {
+                        Some(Value::Object(obj)) => {
+                            obj.remove(&key);
+                        }
+                        Some(Value::Array(arr)) => {
+                            if let Ok(i) = key.parse::<usize>()
+                                && i < arr.len()
+                            {
+                                arr.remove(i);
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }

@@ -112,7 +112,7 @@ impl CreditPrices {
 }
 
 impl ProviderSpec {
-    /// A spec with the default limits (head 2 s / 1 MiB, blocks 10 s / 64 MiB).
+    /// A spec with the default limits (head 2 s / 1 MiB, blocks 10 s / 16 MiB).
     pub fn new(name: impl Into<String>, url: SecretUrl) -> Self {
         Self {
             name: name.into(),
@@ -120,7 +120,7 @@ impl ProviderSpec {
             head_timeout: Duration::from_secs(2),
             block_timeout: Duration::from_secs(10),
             head_max_bytes: 1 << 20,
-            block_max_bytes: 64 << 20,
+            block_max_bytes: 16 << 20,
             credits: CreditPrices::default(),
         }
     }

@@ -32,6 +32,9 @@ pub enum Reject {
     TooBig(&'static str),
 }
 
+/// Headers stored unverified because they carried unknown fields (process-wide count).
+pub static UNVERIFIED_HEADERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn malformed(field: &'static str, why: impl Into<String>) -> Reject {
     Reject::Malformed { field, why: why.into() }
 }
@@ -201,7 +204,9 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: u16) -
     let receipts_root = hash("receiptsRoot", f.str("receiptsRoot")?)?;
     let size = f.opt_str("size")?.map(|s| quantity("size", s)).transpose()?;
 
-    let hash_verified = if opts.verify_header_hash && f.all_known() {
+    let hash_verified = if !opts.verify_header_hash {
+        None
+    } else if f.all_known() {
         let header = header_of(&f, number, parent_hash, timestamp, miner, gas_used, gas_limit)?;
         let computed = header.hash_slow();
         if computed != block_hash {
@@ -209,7 +214,11 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: u16) -
         }
         Some(true)
     } else {
-        None
+        // A field this build does not know (a new fork, a non-standard chain): the hash cannot
+        // be recomputed, which is not evidence of forgery. Store it, flagged, and count it.
+        UNVERIFIED_HEADERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(number, "header has fields this build does not know; hash not verified");
+        Some(false)
     };
 
     let txs_raw = f.0.get("transactions").ok_or(Reject::Missing("transactions"))?;

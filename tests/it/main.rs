@@ -13,3 +13,4 @@ mod kill9;
 mod migrations;
 mod rpc_faults;
 mod sim_fleet;
+mod val_faults;
