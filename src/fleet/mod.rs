@@ -441,64 +441,78 @@ impl Fleet {
     }
 
     /// Poll every provider's head every `interval` until cancelled, publishing the fleet head.
+    /// Each provider is polled on its own clock, so one slow provider never delays the others.
     pub async fn run_head_poller(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            self.poll_heads_once().await;
-        }
-    }
-
-    /// One round of head polls (also used by tests to step deterministically). Head polls obey
-    /// the same breaker, cooldown and rate limits as block fetches; an open breaker's probe is
-    /// usually a head poll.
-    pub async fn poll_heads_once(&self) {
-        let polls = self.slots.iter().enumerate().map(|(i, slot)| async move {
-            let chain_ok = slot.lock().health.chain_ok;
-            if chain_ok == Some(false) {
-                return;
-            }
-            if chain_ok.is_none() {
-                let want = self.chain_id.lock().ok().and_then(|g| *g);
-                let Some(lease) = self.lease(i, Instant::now()) else { return };
-                let started = Instant::now();
-                let r = slot.provider.chain_id(CallCtx { attempt: 1, hedged: false }).await;
-                self.settle(lease, method::CHAIN_ID, 1, started, r.as_ref().map(|_| ()));
-                match r {
-                    Ok(id) if !self.judge_chain(i, id, want.unwrap_or(id)) => return,
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-            let Some(lease) = self.lease(i, Instant::now()) else { return };
-            let started = Instant::now();
-            let r = slot.provider.head(CallCtx { attempt: 1, hedged: false }).await;
-            self.settle(lease, "eth_getBlockByNumber", 1, started, r.as_ref().map(|_| ()));
-            if let Ok(h) = r {
-                let new_hash = {
-                    let mut st = slot.lock();
-                    st.head = Some(h);
-                    st.head_at = Some(Instant::now());
-                    let new = st.last_sighting != Some(h.hash);
-                    st.last_sighting = Some(h.hash);
-                    new
-                };
-                if new_hash {
-                    self.telemetry.record(TelemetryEvent::Sighting(Sighting {
-                        provider: slot.provider.index(),
-                        number: h.number,
-                        hash: h.hash,
-                        seen_ms: now_ms(),
-                    }));
+        let loops = (0..self.slots.len()).map(|i| {
+            let fleet = self.clone();
+            let cancel = cancel.clone();
+            async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = fleet.poll_one(i) => {}
+                    }
+                    fleet.publish_head();
                 }
             }
         });
-        join_all(polls).await;
+        join_all(loops).await;
+    }
+
+    /// One round of head polls (also used by tests to step deterministically).
+    pub async fn poll_heads_once(&self) {
+        join_all((0..self.slots.len()).map(|i| self.poll_one(i))).await;
         self.publish_head();
+    }
+
+    /// Poll provider `i`'s head. Head polls obey the same breaker, cooldown and rate limits as
+    /// block fetches; an open breaker's probe is usually a head poll.
+    async fn poll_one(&self, i: usize) {
+        let slot = &self.slots[i];
+        let chain_ok = slot.lock().health.chain_ok;
+        if chain_ok == Some(false) {
+            return;
+        }
+        if chain_ok.is_none() {
+            let want = self.chain_id.lock().ok().and_then(|g| *g);
+            let Some(lease) = self.lease(i, Instant::now()) else { return };
+            let started = Instant::now();
+            let r = slot.provider.chain_id(CallCtx { attempt: 1, hedged: false }).await;
+            self.settle(lease, method::CHAIN_ID, 1, started, r.as_ref().map(|_| ()));
+            match r {
+                Ok(id) if !self.judge_chain(i, id, want.unwrap_or(id)) => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+        let Some(lease) = self.lease(i, Instant::now()) else { return };
+        let started = Instant::now();
+        let r = slot.provider.head(CallCtx { attempt: 1, hedged: false }).await;
+        self.settle(lease, method::BLOCK_BY_NUMBER, 1, started, r.as_ref().map(|_| ()));
+        if let Ok(h) = r {
+            let new_hash = {
+                let mut st = slot.lock();
+                st.head = Some(h);
+                st.head_at = Some(Instant::now());
+                let new = st.last_sighting != Some(h.hash);
+                st.last_sighting = Some(h.hash);
+                new
+            };
+            if new_hash {
+                self.telemetry.record(TelemetryEvent::Sighting(Sighting {
+                    provider: slot.provider.index(),
+                    number: h.number,
+                    hash: h.hash,
+                    seen_ms: now_ms(),
+                }));
+            }
+        }
     }
 
     /// Take provider `i` for one request if its health and limits allow it now.
@@ -595,7 +609,8 @@ impl Fleet {
             }
             for (i, slot) in self.slots.iter().enumerate() {
                 let mut st = slot.lock();
-                let own = st.head.map_or(0, |h| h.number);
+                // No head reported yet: unknown, not lagging (start-up would flap otherwise).
+                let Some(own) = st.head.map(|h| h.number) else { continue };
                 st.lag_blocks = b.number.saturating_sub(own);
                 let lagging = st.lag_blocks > self.opts.max_lag_blocks;
                 if lagging != st.lagging {

@@ -357,7 +357,7 @@ impl Provider {
                 }
                 Some(_) => {
                     let text = t.to_string();
-                    if text.contains("too large") || text.contains("TooLarge") || text.contains("exceeded") {
+                    if ["too large", "too big", "TooLarge", "exceeded"].iter().any(|k| text.contains(k)) {
                         ProviderError::TooLarge(self.spec.block_max_bytes)
                     } else {
                         // The status line came but the body broke: truncated or reset mid-body.

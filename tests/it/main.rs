@@ -11,6 +11,7 @@ mod anvil_follow;
 mod cli;
 mod kill9;
 mod migrations;
+mod net_faults;
 mod rpc_faults;
 mod sim_fleet;
 mod val_faults;
