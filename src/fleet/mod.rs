@@ -172,6 +172,9 @@ struct Spend {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// How long a provider may be more than `max_lag_blocks` behind before it counts as lagging.
+const LAG_GRACE: Duration = Duration::from_secs(1);
+
 /// A head older than this does not count as a witness against another provider's head.
 const FRESH_HEAD: Duration = Duration::from_secs(5);
 
@@ -612,7 +615,18 @@ impl Fleet {
                 // No head reported yet: unknown, not lagging (start-up would flap otherwise).
                 let Some(own) = st.head.map(|h| h.number) else { continue };
                 st.lag_blocks = b.number.saturating_sub(own);
-                let lagging = st.lag_blocks > self.opts.max_lag_blocks;
+                // Lagging means behind by more than the limit for longer than a grace period:
+                // heads are polled one provider at a time, so right after one provider sees a
+                // burst of new blocks the others are "behind" only until their next poll.
+                let first_beyond = own.saturating_add(self.opts.max_lag_blocks).saturating_add(1);
+                let behind_long = self.first_seen.lock().ok().is_some_and(|m| {
+                    m.range(first_beyond..).next().is_some_and(|(_, t)| now.saturating_duration_since(*t) >= LAG_GRACE)
+                });
+                let lagging = if st.lagging {
+                    st.lag_blocks > self.opts.max_lag_blocks
+                } else {
+                    st.lag_blocks > self.opts.max_lag_blocks && behind_long
+                };
                 if lagging != st.lagging {
                     st.lagging = lagging;
                     let (kind, reason) = if lagging {

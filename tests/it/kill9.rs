@@ -1,5 +1,7 @@
-//! kill -9 loop: the real binary, killed at random moments during backfill and following;
-//! after every restart the file is intact, has no hole, and holds every acknowledged height.
+//! CRASH-01, the kill -9 loop: the real binary with three providers (one through the fault
+//! proxy), killed at random moments during backfill and following while anvil reorganises every
+//! ~40 blocks; after every restart the file is intact, has no hole, holds every acknowledged
+//! height, and at the end equals anvil's chain.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -9,10 +11,20 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Anvil, inspect, integrity_ok, scalar_i64, temp_db};
+use blockstreamer::fault::{FaultProxy, Script};
+
+use crate::helpers::{Anvil, canonical_hashes, inspect, integrity_ok, scalar_i64, temp_db};
 
 /// Start the binary; a thread records the highest `committed tip=N` it printed (in `acked`,
 /// across runs, and in `this_run`, for this process only).
+static LAST_LINES: std::sync::Mutex<std::collections::VecDeque<String>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// The child's last log lines (for failure messages).
+fn last_lines() -> String {
+    LAST_LINES.lock().map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default()
+}
+
 fn spawn(args: &[String], acked: Arc<AtomicU64>, this_run: Arc<AtomicU64>) -> (Child, std::thread::JoinHandle<()>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
         .args(args)
@@ -24,6 +36,12 @@ fn spawn(args: &[String], acked: Arc<AtomicU64>, this_run: Arc<AtomicU64>) -> (C
     let out = child.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(mut l) = LAST_LINES.lock() {
+                l.push_back(line.clone());
+                if l.len() > 150 {
+                    l.pop_front();
+                }
+            }
             if let Some(rest) = line.split("committed tip=").nth(1) {
                 let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
                 if let Ok(n) = n.parse::<u64>() {
@@ -63,7 +81,9 @@ async fn kill9_loop_loses_nothing() {
     // anvil mines ever slower as its chain grows (seconds per 1,000 blocks), so keep it short
     // and make the backfill slow instead.
     anvil.mine(1_000).await;
-    anvil.mine(1_000).await;
+    // The third provider is the fault proxy (no faults) in front of the same anvil.
+    let proxy =
+        FaultProxy::start(&anvil.url(), "127.0.0.1:0".parse().expect("addr"), Script::default()).await.expect("proxy");
     let db = temp_db();
     let cfg = db.dir.path().join("c.toml");
     // Small batches and one fetch in flight stretch the backfill so that kills land inside it.
@@ -76,6 +96,8 @@ async fn kill9_loop_loses_nothing() {
         anvil.url(),
         "--rpc".into(),
         format!("{}/", anvil.url()),
+        "--rpc".into(),
+        proxy.url(),
         "--db".into(),
         db.path.display().to_string(),
         "--from-block".into(),
@@ -83,17 +105,33 @@ async fn kill9_loop_loses_nothing() {
     ];
     // Keep mining while the binary follows, so kills land in backfill and in following.
     let stop = CancellationToken::new();
+    let accts = anvil.accounts().await;
+    let (from, to) = (accts[3].clone(), accts[4].clone());
+    // anvil must not mine and reorganise at the same time (it can lose a block that way), so
+    // every change to its chain takes this lock.
+    let chain_lock = Arc::new(tokio::sync::Mutex::new(()));
     let miner = {
         let stop = stop.clone();
         let client = anvil.client.clone();
+        let chain_lock = chain_lock.clone();
         tokio::spawn(async move {
             use jsonrpsee::core::client::ClientT;
             let mut i = 0u64;
+            let mut rng = fastrand::Rng::with_seed(11);
             while !stop.is_cancelled() {
                 // Mostly one block per 100 ms; now and then a burst of 60 that a restarted
-                // process has to backfill.
+                // process has to backfill, and every ~40 blocks a reorg of depth 1-3.
                 let n = if i % 15 == 7 { "0x3c" } else { "0x1" };
+                let guard = chain_lock.lock().await;
                 let _ = client.request::<serde_json::Value, _>("anvil_mine", jsonrpsee::rpc_params![n]).await;
+                if i % 40 == 20 {
+                    let depth = rng.u64(1..=3);
+                    let tx = serde_json::json!({"from": from, "to": to, "value": format!("{:#x}", 1_000 + i)});
+                    let _ = client
+                        .request::<serde_json::Value, _>("anvil_reorg", jsonrpsee::rpc_params![depth, vec![(tx, 0u64)]])
+                        .await;
+                }
+                drop(guard);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 i += 1;
             }
@@ -101,7 +139,7 @@ async fn kill9_loop_loses_nothing() {
     };
     let acked = Arc::new(AtomicU64::new(0));
     let mut rng = fastrand::Rng::with_seed(std::env::var("KILL9_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7));
-    let rounds: usize = std::env::var("KILL9_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let rounds: usize = std::env::var("KILL9_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
     let mut maxes = Vec::new();
     let mut behind_at_kill = Vec::new();
     for round in 0..rounds {
@@ -109,7 +147,8 @@ async fn kill9_loop_loses_nothing() {
         if round % 2 == 0 {
             // Catching up: give the process a backlog, then kill it 30–300 ms after its first
             // acknowledged commit (so start-up is over and most of the backlog is still ahead).
-            anvil.mine(300).await;
+            let _guard = chain_lock.lock().await;
+            anvil.mine(120).await;
         }
         let head_at_start = anvil.head().await;
         let (mut child, reader) = spawn(&args, acked.clone(), this_run.clone());
@@ -124,7 +163,7 @@ async fn kill9_loop_loses_nothing() {
             // Following: wait until it has caught up with the head it started behind, then kill
             // at a random moment 0.2–2 s later.
             while this_run.load(Ordering::SeqCst) < head_at_start {
-                assert!(Instant::now() < deadline, "round {round}: did not catch up within 120 s");
+                assert!(Instant::now() < deadline, "round {round}: did not catch up within 120 s:\n{}", last_lines());
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             tokio::time::sleep(Duration::from_millis(rng.u64(200..=2000))).await;
@@ -143,11 +182,13 @@ async fn kill9_loop_loses_nothing() {
     let head = anvil.head().await;
     let (mut child, reader) = spawn(&args, acked.clone(), Arc::new(AtomicU64::new(0)));
     let deadline = Instant::now() + Duration::from_secs(120);
+    let head_hash = anvil.block(head, false).await["hash"].as_str().map(str::to_string);
     loop {
         let pool = inspect(&db.path).await;
         let max = scalar_i64(&pool, "SELECT coalesce(max(number), -1) FROM blocks WHERE canonical = 1").await;
+        let tip = canonical_hashes(&pool, head, head).await;
         pool.close().await;
-        if max >= i64::try_from(head).expect("i64") {
+        if max >= i64::try_from(head).expect("i64") && tip.first().map(|(_, h)| h.clone()) == head_hash {
             break;
         }
         assert!(Instant::now() < deadline, "caught up to {head} within 120 s (at {max})");
@@ -160,6 +201,12 @@ async fn kill9_loop_loses_nothing() {
     let pool = inspect(&db.path).await;
     let heights = scalar_i64(&pool, "SELECT count(*) FROM blocks WHERE canonical = 1").await;
     assert_eq!(heights, max + 1, "every height 0..={max} stored exactly once");
+    // mismatch = 0: the stored canonical chain is anvil's (the reorgs were all followed)
+    let stored = canonical_hashes(&pool, 0, u64::try_from(max).expect("u64")).await;
+    for (n, h) in stored.iter().rev().take(300) {
+        let truth = anvil.block(*n, false).await;
+        assert_eq!(Some(h.as_str()), truth["hash"].as_str(), "height {n} differs from anvil after the kill loop");
+    }
     eprintln!(
         "kill9: stored max after each kill: {maxes:?}; blocks behind anvil at each kill: {behind_at_kill:?}; final {max}"
     );

@@ -12,6 +12,7 @@ mod cli;
 mod kill9;
 mod migrations;
 mod net_faults;
+mod repair_crash;
 mod rpc_faults;
 mod sim_fleet;
 mod val_faults;
