@@ -589,8 +589,14 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
             }
         }
     }
+    let duplicate = decisions.iter().flatten().any(|d| d.fault == Fault::Duplicate);
     let out = if batch {
-        Value::Array(answers.into_iter().flatten().collect())
+        let items: Vec<Value> = answers.into_iter().flatten().collect();
+        if duplicate {
+            Value::Array(items.iter().flat_map(|a| [a.clone(), a.clone()]).collect())
+        } else {
+            Value::Array(items)
+        }
     } else {
         answers.into_iter().next().flatten().unwrap_or(Value::Null)
     };

@@ -135,6 +135,8 @@ pub enum Fault {
     Oversize { bytes: usize },
     /// HTTP 200 with a chunked body that never ends.
     Endless,
+    /// Answer a batch with every answer twice (same id): a duplicated delivery.
+    Duplicate,
 }
 
 fn one_usize() -> usize {
@@ -172,6 +174,7 @@ impl Fault {
             Self::Mutate { .. } => "mutate",
             Self::Oversize { .. } => "oversize",
             Self::Endless => "endless",
+            Self::Duplicate => "duplicate",
         }
     }
 

@@ -1,10 +1,13 @@
-//! Follow mode against a mining anvil: reorgs of depth 1, 3 and 12 are mirrored in the DB
-//! within two poll intervals, the old branch kept but non-canonical, one reorg row each.
+//! REORG-01, follow mode against a mining anvil (one provider through the fault proxy): reorgs of
+//! depth 1, 2, 3, 6 and 12 are mirrored in the DB within two poll intervals, exactly k blocks
+//! become non-canonical (kept), one reorg row each, and no link break or duplicate is ever
+//! visible to a reader sampling every 50 ms.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blockstreamer::app::{App, AppOptions};
+use blockstreamer::fault::{FaultProxy, Script};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
@@ -38,22 +41,44 @@ async fn wait_converged(anvil: &Anvil, pool: &sqlx::SqlitePool, limit: Duration)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follow_mirrors_reorgs_of_depth_1_3_12() {
+async fn reorg01_follow_mirrors_shallow_reorgs() {
     init_tracing();
     let anvil = Anvil::start(&[]).await;
     anvil.mine_with_txs(20, 2).await;
+    let proxy = FaultProxy::start(&anvil.url(), "127.0.0.1:0".parse().expect("addr"), Script::default())
+        .await
+        .expect("proxy");
     let db = temp_db();
-    let mut config = config_for(&[anvil.url(), anvil.url(), anvil.url()], &["p1", "p2", "p3"]);
+    let mut config = config_for(&[anvil.url(), anvil.url(), proxy.url()], &["p1", "p2", "p3"]);
     config.poll_interval_ms = POLL_MS;
     let app = Arc::new(App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("start"));
     let cancel = CancellationToken::new();
     let follower = spawn_follow(&app, &cancel);
     let pool = inspect(&db.path).await;
     assert!(wait_converged(&anvil, &pool, Duration::from_secs(20)).await.is_some(), "initial sync");
+    let sampler = {
+        let pool = pool.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut bad = Vec::new();
+            while !cancel.is_cancelled() {
+                let (_, _, dups, breaks, _): (i64, i64, i64, i64, i64) =
+                    sqlx::query_as(include_str!("../../sql/checks/chain_invariants.sql"))
+                        .fetch_one(&pool)
+                        .await
+                        .expect("invariants");
+                if dups != 0 || breaks != 0 {
+                    bad.push((dups, breaks));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            bad
+        })
+    };
 
     let mut expected_reorgs = 0;
     let mut times = Vec::new();
-    for depth in [1u64, 3, 12] {
+    for depth in [1u64, 2, 3, 6, 12] {
         anvil.mine_with_txs(14, 2).await;
         assert!(
             wait_converged(&anvil, &pool, Duration::from_secs(10)).await.is_some(),
@@ -62,11 +87,16 @@ async fn follow_mirrors_reorgs_of_depth_1_3_12() {
         let head = anvil.head().await;
         let old = canonical_hashes(&pool, head + 1 - depth, head).await;
         assert_eq!(old.len() as u64, depth);
+        let orphans_before: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM blocks WHERE canonical = 0").fetch_one(&pool).await.expect("count");
         anvil.reorg(depth).await;
         assert_eq!(anvil.head().await, head, "anvil_reorg keeps the height");
         let took = wait_converged(&anvil, &pool, Duration::from_secs(10)).await.expect("converged after reorg");
         times.push((depth, took));
         expected_reorgs += 1;
+        let orphans: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM blocks WHERE canonical = 0").fetch_one(&pool).await.expect("count");
+        assert_eq!(orphans - orphans_before, i64::try_from(depth).expect("i64"), "exactly {depth} blocks demoted");
         // The old branch is kept, non-canonical, and its transactions are out of the view.
         for (n, h) in &old {
             let canonical: i64 = sqlx::query_scalar("SELECT canonical FROM blocks WHERE hash = unhex(substr(?1, 3))")
@@ -94,6 +124,8 @@ async fn follow_mirrors_reorgs_of_depth_1_3_12() {
     }
     cancel.cancel();
     follower.await.expect("join").expect("follow ends cleanly");
+    let bad = sampler.await.expect("sampler");
+    assert!(bad.is_empty(), "a reader saw dups or link breaks: {bad:?}");
     let app = Arc::try_unwrap(app).expect("sole owner");
     let inv = app.store.chain_invariants().await.expect("invariants");
     app.shutdown().await;

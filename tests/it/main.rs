@@ -12,6 +12,7 @@ mod cli;
 mod kill9;
 mod migrations;
 mod net_faults;
+mod reorg_faults;
 mod repair_crash;
 mod rpc_faults;
 mod sim_fleet;
