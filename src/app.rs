@@ -73,6 +73,7 @@ impl App {
         let providers = config.resolve(|k| std::env::var(k).ok())?;
         let mut store_opts = StoreOptions::new(&opts.db);
         store_opts.synchronous_full = config.synchronous_full;
+        store_opts.max_size_bytes = config.max_db_size_mb.map(|mb| mb.saturating_mul(1 << 20));
         let store = Store::open(&store_opts).await?;
         let (telemetry, rx) = if config.telemetry {
             let (s, rx) = TelemetrySink::new(1 << 16);
@@ -181,6 +182,24 @@ impl App {
         self.workers.spawn(fleet.run_head_poller(interval, c));
     }
 
+    /// Keep the WAL small: every 2 s, if it passed 1 MiB, try a TRUNCATE checkpoint that never
+    /// waits (a long reader just makes it try again later).
+    pub fn start_wal_trimmer(&self) {
+        let store = self.store.clone();
+        let cancel = self.poll_cancel.clone();
+        self.workers.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                if let Err(e) = store.trim_wal(1 << 20).await {
+                    tracing::debug!(error = %e, "WAL checkpoint skipped");
+                }
+            }
+        });
+    }
+
     /// Start the gap-repair worker in the background (stopped with the head poller).
     pub fn start_gap_repair(&self) {
         let opts = RepairOptions { protect_top: self.config.max_reorg_depth, ..RepairOptions::default() };
@@ -245,6 +264,7 @@ impl App {
         if self.config.gap_repair {
             self.start_gap_repair();
         }
+        self.start_wal_trimmer();
         let mut syncer = Syncer::new(self.fleet.clone(), self.store.clone(), window, self.ingest_options());
         syncer.follow(cancel).await?;
         Ok(())

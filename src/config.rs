@@ -166,6 +166,8 @@ pub struct Config {
     pub bulk_load_min_blocks: u64,
     /// Run the gap-repair worker while following.
     pub gap_repair: bool,
+    /// Cap on the database file (MiB); past it ingest pauses with "storage full".
+    pub max_db_size_mb: Option<u64>,
     pub retention: RetentionConfig,
     pub routing: RoutingConfig,
     pub providers: Vec<ProviderConfig>,
@@ -186,6 +188,7 @@ impl Default for Config {
             concurrency: 6,
             bulk_load_min_blocks: 5_000,
             gap_repair: true,
+            max_db_size_mb: None,
             retention: RetentionConfig::default(),
             routing: RoutingConfig::default(),
             providers: Vec::new(),

@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
 
 pub use repair::RepairRow;
@@ -39,6 +39,11 @@ pub enum StoreError {
     Full,
 }
 
+/// `max_page_count` for a size cap (4 KiB pages); SQLite's own maximum when uncapped.
+fn max_pages(bytes: Option<u64>) -> u64 {
+    bytes.map_or(4_294_967_294, |b| (b / 4096).max(16))
+}
+
 /// Map sqlx errors, keeping SQLITE_FULL (13) recognisable.
 pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
@@ -57,12 +62,15 @@ pub struct StoreOptions {
     pub synchronous_full: bool,
     /// Read-only connections in the reader pool.
     pub readers: u32,
+    /// Cap on the database file size (`PRAGMA max_page_count`); writes past it fail with
+    /// `StoreError::Full` and ingest pauses instead of filling the disk.
+    pub max_size_bytes: Option<u64>,
 }
 
 impl StoreOptions {
     /// Defaults for a file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), synchronous_full: false, readers: 4 }
+        Self { path: path.into(), synchronous_full: false, readers: 4, max_size_bytes: None }
     }
 }
 
@@ -96,7 +104,8 @@ impl Store {
             // pwrite per page touched. In memory it costs a few MiB at most.
             .pragma("temp_store", "MEMORY")
             .pragma("cache_size", "-32768")
-            .optimize_on_close(true, Some(400));
+            .optimize_on_close(true, Some(400))
+            .pragma("max_page_count", max_pages(opts.max_size_bytes).to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -232,6 +241,38 @@ impl Store {
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await?;
         Ok(())
+    }
+
+    /// Change the size cap at run time (None: no cap beyond SQLite's own).
+    pub async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+        let sql = format!("PRAGMA max_page_count = {}", max_pages(bytes));
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.writer).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Size of the `-wal` file now (0 when absent).
+    pub fn wal_bytes(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
+    }
+
+    /// If the WAL has grown past `threshold` bytes, try a TRUNCATE checkpoint on a connection of
+    /// its own that never waits: while a long reader pins an old snapshot the checkpoint cannot
+    /// finish, and waiting for it would stall the writer. Returns whether it truncated.
+    pub async fn trim_wal(&self, threshold: u64) -> Result<bool, StoreError> {
+        if self.wal_bytes() <= threshold {
+            return Ok(false);
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite:")?.filename(&self.path).busy_timeout(Duration::ZERO);
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut conn).await;
+        let _ = conn.close().await;
+        match row {
+            // (busy, log pages, checkpointed pages); busy = 1 means a reader or writer was in the way
+            Ok(r) => Ok(r.try_get::<i64, _>(0)? == 0),
+            Err(_) => Ok(false),
+        }
     }
 
     /// Run the chain invariant checks (`sql/checks/chain_invariants.sql`).

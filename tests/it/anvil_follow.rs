@@ -45,9 +45,8 @@ async fn reorg01_follow_mirrors_shallow_reorgs() {
     init_tracing();
     let anvil = Anvil::start(&[]).await;
     anvil.mine_with_txs(20, 2).await;
-    let proxy = FaultProxy::start(&anvil.url(), "127.0.0.1:0".parse().expect("addr"), Script::default())
-        .await
-        .expect("proxy");
+    let proxy =
+        FaultProxy::start(&anvil.url(), "127.0.0.1:0".parse().expect("addr"), Script::default()).await.expect("proxy");
     let db = temp_db();
     let mut config = config_for(&[anvil.url(), anvil.url(), proxy.url()], &["p1", "p2", "p3"]);
     config.poll_interval_ms = POLL_MS;
@@ -87,15 +86,19 @@ async fn reorg01_follow_mirrors_shallow_reorgs() {
         let head = anvil.head().await;
         let old = canonical_hashes(&pool, head + 1 - depth, head).await;
         assert_eq!(old.len() as u64, depth);
-        let orphans_before: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM blocks WHERE canonical = 0").fetch_one(&pool).await.expect("count");
+        let orphans_before: i64 = sqlx::query_scalar("SELECT count(*) FROM blocks WHERE canonical = 0")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
         anvil.reorg(depth).await;
         assert_eq!(anvil.head().await, head, "anvil_reorg keeps the height");
         let took = wait_converged(&anvil, &pool, Duration::from_secs(10)).await.expect("converged after reorg");
         times.push((depth, took));
         expected_reorgs += 1;
-        let orphans: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM blocks WHERE canonical = 0").fetch_one(&pool).await.expect("count");
+        let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM blocks WHERE canonical = 0")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
         assert_eq!(orphans - orphans_before, i64::try_from(depth).expect("i64"), "exactly {depth} blocks demoted");
         // The old branch is kept, non-canonical, and its transactions are out of the view.
         for (n, h) in &old {

@@ -9,6 +9,7 @@ mod helpers;
 mod anvil_backfill;
 mod anvil_follow;
 mod cli;
+mod db_faults;
 mod kill9;
 mod migrations;
 mod net_faults;

@@ -41,7 +41,10 @@ async fn reorg04_out_of_order_and_duplicates() {
     bed.settle(Duration::from_secs(10)).await;
     let samples = bed.all_samples();
     assert!(samples.len() >= 5, "sampled {} times", samples.len());
-    assert!(samples.iter().all(|s| s.link_breaks == 0 && s.dups == 0 && s.missing == 0), "a reader saw a hole, dup or link break");
+    assert!(
+        samples.iter().all(|s| s.link_breaks == 0 && s.dups == 0 && s.missing == 0),
+        "a reader saw a hole, dup or link break"
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (bed, res) = bed.stop().await;
     res.expect("follow ended cleanly");
