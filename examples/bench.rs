@@ -1,5 +1,6 @@
 //! Benchmark helpers (run with `cargo run --release --example bench -- <cmd>`): fill an anvil
-//! chain, measure a node's own serving ceiling, and measure raw ingest from the simulated chain.
+//! chain, measure a node's own serving ceiling, measure raw ingest from the simulated chain, and
+//! measure routing (tip latency with a slow provider, requests per block, credits by strategy).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +62,17 @@ enum Cmd {
         #[arg(long, default_value = "/tmp/bs-sim-ingest.db")]
         db: std::path::PathBuf,
     },
+    /// Routing figures on the simulated chain behind fault proxies: tip latency with one slow
+    /// provider (hedging on/off), requests per block (healthy and RPC-01 faults), head polls per
+    /// minute, and credits spent by `best` vs `cheapest` with mixed prices.
+    Routing {
+        /// Blocks per scenario.
+        #[arg(long, default_value_t = 300)]
+        blocks: u64,
+        /// Block time in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        block_ms: u64,
+    },
     /// The pipeline without HTTP: decode + verify + commit the simulated chain's JSON, with
     /// decoding of the next batch overlapping the commit of the previous one.
     SimPipeline {
@@ -87,6 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             sim_ingest(blocks, txs, batch, concurrency, telemetry, &db).await
         }
         Cmd::SimPipeline { blocks, txs, commit_blocks, db } => sim_pipeline(blocks, txs, commit_blocks, &db).await,
+        Cmd::Routing { blocks, block_ms } => routing(blocks, Duration::from_millis(block_ms)).await,
     }
 }
 
@@ -263,5 +276,252 @@ async fn sim_ingest(
         report.fetched as f64 / secs,
         report.fetched as f64 * f64::from(txs) / secs
     );
+    Ok(())
+}
+
+/// What one routing scenario measured.
+#[derive(Debug, Default)]
+struct RouteReport {
+    lat_ms: Vec<i64>,
+    block_fetches: i64,
+    head_polls_per_min: Vec<(String, f64)>,
+    usd: f64,
+    credits: i64,
+    per_provider: Vec<(String, i64)>,
+}
+
+struct Scenario {
+    providers: usize,
+    tune: Box<dyn Fn(&mut Config)>,
+    scripts: Vec<blockstreamer::fault::Script>,
+    blocks: u64,
+    block_time: Duration,
+    /// (provider index, price per million credits)
+    prices: Vec<f64>,
+}
+
+async fn run_scenario(sc: Scenario) -> Result<RouteReport, Box<dyn std::error::Error>> {
+    use blockstreamer::fault::{FaultProxy, Script};
+    let chain = SimChain::new(SimOptions {
+        prefill: 10,
+        seed: 9,
+        reorg_probability: 0.0,
+        block_time: Duration::from_secs(3600),
+        ..SimOptions::default()
+    });
+    let mut servers = Vec::new();
+    let mut proxies = Vec::new();
+    for i in 0..sc.providers {
+        let s = sim::serve(chain.clone(), SimProviderOptions { name: format!("s{i}"), lag: 0 }).await?;
+        let script = sc.scripts.get(i).cloned().unwrap_or_else(Script::default);
+        proxies.push(FaultProxy::start(&s.url(), "127.0.0.1:0".parse()?, script).await?);
+        servers.push(s);
+    }
+    let db = std::env::temp_dir().join(format!("bs-routing-{}.db", std::process::id()));
+    remove_db(&db);
+    let mut config = Config { poll_interval_ms: 100, ..Config::default() };
+    config.add_rpc_urls(&proxies.iter().map(FaultProxy::url).collect::<Vec<_>>());
+    for (i, p) in config.providers.iter_mut().enumerate() {
+        p.name = Some(format!("p{}", i + 1));
+        p.price_per_million_credits = sc.prices.get(i).copied();
+    }
+    (sc.tune)(&mut config);
+    let app = Arc::new(App::start(AppOptions { db: db.clone(), config, progress: false }).await?);
+    let cancel = CancellationToken::new();
+    let follower = {
+        let (app, cancel) = (app.clone(), cancel.clone());
+        tokio::spawn(async move { app.follow(Some(0), &cancel).await })
+    };
+    let wait_stored = |n: u64| {
+        let app = app.clone();
+        async move {
+            let end = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < end {
+                if app.store.recent_canonical(1).await.ok().and_then(|v| v.last().map(|l| l.number)) >= Some(n) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            false
+        }
+    };
+    if !wait_stored(chain.head_number()).await {
+        return Err("did not catch up".into());
+    }
+    let first = chain.head_number() + 1;
+    let started_ms = blockstreamer::types::now_ms();
+    let mut made = Vec::new();
+    let mut tick = tokio::time::interval(sc.block_time);
+    tick.tick().await;
+    for _ in 0..sc.blocks {
+        tick.tick().await;
+        made.push((chain.tick(), blockstreamer::types::now_ms()));
+    }
+    if !wait_stored(chain.head_number()).await {
+        return Err("did not settle".into());
+    }
+    let ended_ms = blockstreamer::types::now_ms();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cancel.cancel();
+    follower.await??;
+    let app = Arc::try_unwrap(app).map_err(|_| "app still shared")?;
+    app.shutdown().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display())).await?;
+    let mut r = RouteReport::default();
+    for (n, t) in &made {
+        let at: i64 = sqlx::query_scalar("SELECT fetched_at_ms FROM blocks WHERE canonical = 1 AND number = ?1")
+            .bind(i64::try_from(*n)?)
+            .fetch_one(&pool)
+            .await?;
+        r.lat_ms.push(at - t);
+    }
+    let last = first + sc.blocks - 1;
+    r.block_fetches = sqlx::query_scalar(
+        "SELECT count(*) FROM provider_requests WHERE method = 'eth_getBlockByNumber' AND block_number BETWEEN ?1 AND ?2",
+    )
+    .bind(i64::try_from(first)?)
+    .bind(i64::try_from(last)?)
+    .fetch_one(&pool)
+    .await?;
+    let mins = (ended_ms - started_ms) as f64 / 60_000.0;
+    let polls: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT provider, count(*) FROM provider_requests_view WHERE head_reported IS NOT NULL OR (method = 'eth_getBlockByNumber' AND block_number IS NULL) AND ts_ms BETWEEN ?1 AND ?2 GROUP BY provider ORDER BY provider",
+    )
+    .bind(started_ms)
+    .bind(ended_ms)
+    .fetch_all(&pool)
+    .await?;
+    r.head_polls_per_min = polls.into_iter().map(|(p, n)| (p, n as f64 / mins)).collect();
+    r.per_provider = sqlx::query_as(
+        "SELECT provider, count(*) FROM provider_requests_view WHERE method = 'eth_getBlockByNumber' AND block_number BETWEEN ?1 AND ?2 GROUP BY provider ORDER BY provider",
+    )
+    .bind(i64::try_from(first)?)
+    .bind(i64::try_from(last)?)
+    .fetch_all(&pool)
+    .await?;
+    let spend: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT p.name, coalesce(sum(r.credits), 0) FROM provider_requests r JOIN providers p ON p.id = r.provider_id WHERE r.ts_ms BETWEEN ?1 AND ?2 GROUP BY p.name ORDER BY p.name",
+    )
+    .bind(started_ms)
+    .bind(ended_ms)
+    .fetch_all(&pool)
+    .await?;
+    for (name, credits) in spend {
+        let i: usize = name.trim_start_matches('p').parse::<usize>()? - 1;
+        r.credits += credits;
+        r.usd += credits as f64 * sc.prices.get(i).copied().unwrap_or(0.0) / 1e6;
+    }
+    pool.close().await;
+    remove_db(&db);
+    drop(proxies);
+    Ok(r)
+}
+
+fn pct(v: &[i64], p: f64) -> i64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0;
+    }
+    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+async fn routing(blocks: u64, block_time: Duration) -> Result<(), Box<dyn std::error::Error>> {
+    use blockstreamer::config::Strategy;
+    use blockstreamer::fault::{Fault, Rule, Script};
+    let slow = || Script {
+        seed: 5,
+        rules: vec![Rule::always("slow", Fault::Delay { ms: 2_000 }).probability(0.5).heights(0, u64::MAX)],
+    };
+    println!("routing benchmark: {blocks} blocks per scenario, block time {block_time:?}, head poll 100 ms");
+    // 1. tip latency, one provider delaying half its block answers by 2 s
+    for (strategy, hedge) in [(Strategy::RoundRobin, false), (Strategy::RoundRobin, true), (Strategy::Best, false), (Strategy::Best, true)] {
+        let r = run_scenario(Scenario {
+            providers: 3,
+            tune: Box::new(move |c| {
+                c.routing.strategy = strategy;
+                c.routing.hedge = hedge;
+            }),
+            scripts: vec![slow()],
+            blocks,
+            block_time,
+            prices: vec![],
+        })
+        .await?;
+        println!(
+            "tip latency, p1 slow, strategy {:<11} hedge {:<5}: p50 {:>5} ms  p95 {:>5} ms  p99 {:>5} ms  max {:>5} ms; block fetches/block {:.2}",
+            strategy.as_str(),
+            hedge,
+            pct(&r.lat_ms, 0.5),
+            pct(&r.lat_ms, 0.95),
+            pct(&r.lat_ms, 0.99),
+            r.lat_ms.iter().max().copied().unwrap_or(0),
+            r.block_fetches as f64 / blocks as f64
+        );
+    }
+    // 2. request cost, healthy and with RPC-01's faults
+    let healthy = run_scenario(Scenario {
+        providers: 3,
+        tune: Box::new(|_| {}),
+        scripts: vec![],
+        blocks,
+        block_time,
+        prices: vec![],
+    })
+    .await?;
+    println!(
+        "request cost, 3 healthy providers: {:.3} block fetches per stored block; p99 tip latency {} ms; head polls/min per provider {:?}",
+        healthy.block_fetches as f64 / blocks as f64,
+        pct(&healthy.lat_ms, 0.99),
+        healthy.head_polls_per_min.iter().map(|(p, n)| format!("{p}={n:.0}")).collect::<Vec<_>>()
+    );
+    let down = || {
+        Script::single(Rule::always(
+            "down",
+            Fault::Http {
+                status: 500,
+                headers: Default::default(),
+                body: Some(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal"}}"#.into()),
+            },
+        ))
+    };
+    let faulty = run_scenario(Scenario {
+        providers: 4,
+        tune: Box::new(|_| {}),
+        scripts: vec![down(), down(), down()],
+        blocks,
+        block_time,
+        prices: vec![],
+    })
+    .await?;
+    println!(
+        "request cost, RPC-01 (3 of 4 answer 500): {:.3} block fetches per stored block (all providers, failures included); by provider {:?}; p99 tip latency {} ms",
+        faulty.block_fetches as f64 / blocks as f64,
+        faulty.per_provider,
+        pct(&faulty.lat_ms, 0.99)
+    );
+    // 3. credits: a free but slower provider, a cheap one, an expensive fast one
+    let prices = vec![0.0, 2.0, 10.0];
+    let lag = |ms: u64| Script::single(Rule::always("lat", Fault::Delay { ms }));
+    for strategy in [Strategy::Best, Strategy::Cheapest] {
+        let r = run_scenario(Scenario {
+            providers: 3,
+            tune: Box::new(move |c| c.routing.strategy = strategy),
+            scripts: vec![lag(40), lag(20), Script::default()],
+            blocks,
+            block_time,
+            prices: prices.clone(),
+        })
+        .await?;
+        println!(
+            "credits, strategy {:<8}: {} credits, ${:.6} for {blocks} blocks; block fetches by provider {:?} (prices per M credits: p1 $0, p2 $2, p3 $10); p99 tip latency {} ms",
+            strategy.as_str(),
+            r.credits,
+            r.usd,
+            r.per_provider,
+            pct(&r.lat_ms, 0.99)
+        );
+    }
     Ok(())
 }
