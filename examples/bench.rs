@@ -72,6 +72,9 @@ enum Cmd {
         /// Block time in milliseconds.
         #[arg(long, default_value_t = 200)]
         block_ms: u64,
+        /// Only these parts: tip, cost, credits (default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// The pipeline without HTTP: decode + verify + commit the simulated chain's JSON, with
     /// decoding of the next batch overlapping the commit of the previous one.
@@ -99,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             sim_ingest(blocks, txs, batch, concurrency, telemetry, &db).await
         }
         Cmd::SimPipeline { blocks, txs, commit_blocks, db } => sim_pipeline(blocks, txs, commit_blocks, &db).await,
-        Cmd::Routing { blocks, block_ms } => routing(blocks, Duration::from_millis(block_ms)).await,
+        Cmd::Routing { blocks, block_ms, only } => routing(blocks, Duration::from_millis(block_ms), &only).await,
     }
 }
 
@@ -287,6 +290,8 @@ struct RouteReport {
     head_polls_per_min: Vec<(String, f64)>,
     usd: f64,
     credits: i64,
+    fetch_usd: f64,
+    fetch_credits: i64,
     per_provider: Vec<(String, i64)>,
 }
 
@@ -411,12 +416,25 @@ async fn run_scenario(sc: Scenario) -> Result<RouteReport, Box<dyn std::error::E
         r.credits += credits;
         r.usd += credits as f64 * sc.prices.get(i).copied().unwrap_or(0.0) / 1e6;
     }
+    let fetch_spend: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT p.name, coalesce(sum(r.credits), 0) FROM provider_requests r JOIN providers p ON p.id = r.provider_id WHERE r.block_number BETWEEN ?1 AND ?2 GROUP BY p.name",
+    )
+    .bind(i64::try_from(first)?)
+    .bind(i64::try_from(last)?)
+    .fetch_all(&pool)
+    .await?;
+    for (name, credits) in fetch_spend {
+        let i: usize = name.trim_start_matches('p').parse::<usize>()? - 1;
+        r.fetch_credits += credits;
+        r.fetch_usd += credits as f64 * sc.prices.get(i).copied().unwrap_or(0.0) / 1e6;
+    }
     pool.close().await;
     remove_db(&db);
     drop(proxies);
     Ok(r)
 }
 
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn pct(v: &[i64], p: f64) -> i64 {
     let mut v = v.to_vec();
     v.sort_unstable();
@@ -427,7 +445,8 @@ fn pct(v: &[i64], p: f64) -> i64 {
     v[rank - 1]
 }
 
-async fn routing(blocks: u64, block_time: Duration) -> Result<(), Box<dyn std::error::Error>> {
+async fn routing(blocks: u64, block_time: Duration, only: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
     use blockstreamer::config::Strategy;
     use blockstreamer::fault::{Fault, Rule, Script};
     let slow = || Script {
@@ -436,7 +455,17 @@ async fn routing(blocks: u64, block_time: Duration) -> Result<(), Box<dyn std::e
     };
     println!("routing benchmark: {blocks} blocks per scenario, block time {block_time:?}, head poll 100 ms");
     // 1. tip latency, one provider delaying half its block answers by 2 s
-    for (strategy, hedge) in [(Strategy::RoundRobin, false), (Strategy::RoundRobin, true), (Strategy::Best, false), (Strategy::Best, true)] {
+    let tip_cases = if want("tip") {
+        vec![
+            (Strategy::RoundRobin, false),
+            (Strategy::RoundRobin, true),
+            (Strategy::Best, false),
+            (Strategy::Best, true),
+        ]
+    } else {
+        vec![]
+    };
+    for (strategy, hedge) in tip_cases {
         let r = run_scenario(Scenario {
             providers: 3,
             tune: Box::new(move |c| {
@@ -461,50 +490,53 @@ async fn routing(blocks: u64, block_time: Duration) -> Result<(), Box<dyn std::e
         );
     }
     // 2. request cost, healthy and with RPC-01's faults
-    let healthy = run_scenario(Scenario {
-        providers: 3,
-        tune: Box::new(|_| {}),
-        scripts: vec![],
-        blocks,
-        block_time,
-        prices: vec![],
-    })
-    .await?;
-    println!(
-        "request cost, 3 healthy providers: {:.3} block fetches per stored block; p99 tip latency {} ms; head polls/min per provider {:?}",
-        healthy.block_fetches as f64 / blocks as f64,
-        pct(&healthy.lat_ms, 0.99),
-        healthy.head_polls_per_min.iter().map(|(p, n)| format!("{p}={n:.0}")).collect::<Vec<_>>()
-    );
-    let down = || {
-        Script::single(Rule::always(
-            "down",
-            Fault::Http {
-                status: 500,
-                headers: Default::default(),
-                body: Some(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal"}}"#.into()),
-            },
-        ))
-    };
-    let faulty = run_scenario(Scenario {
-        providers: 4,
-        tune: Box::new(|_| {}),
-        scripts: vec![down(), down(), down()],
-        blocks,
-        block_time,
-        prices: vec![],
-    })
-    .await?;
-    println!(
-        "request cost, RPC-01 (3 of 4 answer 500): {:.3} block fetches per stored block (all providers, failures included); by provider {:?}; p99 tip latency {} ms",
-        faulty.block_fetches as f64 / blocks as f64,
-        faulty.per_provider,
-        pct(&faulty.lat_ms, 0.99)
-    );
+    if want("cost") {
+        let healthy = run_scenario(Scenario {
+            providers: 3,
+            tune: Box::new(|_| {}),
+            scripts: vec![],
+            blocks,
+            block_time,
+            prices: vec![],
+        })
+        .await?;
+        println!(
+            "request cost, 3 healthy providers: {:.3} block fetches per stored block; p99 tip latency {} ms; head polls/min per provider {:?}",
+            healthy.block_fetches as f64 / blocks as f64,
+            pct(&healthy.lat_ms, 0.99),
+            healthy.head_polls_per_min.iter().map(|(p, n)| format!("{p}={n:.0}")).collect::<Vec<_>>()
+        );
+        let down = || {
+            Script::single(Rule::always(
+                "down",
+                Fault::Http {
+                    status: 500,
+                    headers: Default::default(),
+                    body: Some(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal"}}"#.into()),
+                },
+            ))
+        };
+        let faulty = run_scenario(Scenario {
+            providers: 4,
+            tune: Box::new(|_| {}),
+            scripts: vec![down(), down(), down()],
+            blocks,
+            block_time,
+            prices: vec![],
+        })
+        .await?;
+        println!(
+            "request cost, RPC-01 (3 of 4 answer 500): {:.3} block fetches per stored block (all providers, failures included); by provider {:?}; p99 tip latency {} ms",
+            faulty.block_fetches as f64 / blocks as f64,
+            faulty.per_provider,
+            pct(&faulty.lat_ms, 0.99)
+        );
+    }
     // 3. credits: a free but slower provider, a cheap one, an expensive fast one
     let prices = vec![0.0, 2.0, 10.0];
+    let strategies = if want("credits") { vec![Strategy::Best, Strategy::Cheapest] } else { vec![] };
     let lag = |ms: u64| Script::single(Rule::always("lat", Fault::Delay { ms }));
-    for strategy in [Strategy::Best, Strategy::Cheapest] {
+    for strategy in strategies {
         let r = run_scenario(Scenario {
             providers: 3,
             tune: Box::new(move |c| c.routing.strategy = strategy),
@@ -515,8 +547,10 @@ async fn routing(blocks: u64, block_time: Duration) -> Result<(), Box<dyn std::e
         })
         .await?;
         println!(
-            "credits, strategy {:<8}: {} credits, ${:.6} for {blocks} blocks; block fetches by provider {:?} (prices per M credits: p1 $0, p2 $2, p3 $10); p99 tip latency {} ms",
+            "credits, strategy {:<8}: block fetches {} credits = ${:.6}; all calls incl. head polls {} credits = ${:.6}; block fetches by provider {:?} (per M credits: p1 $0, p2 $2, p3 $10); p99 tip latency {} ms",
             strategy.as_str(),
+            r.fetch_credits,
+            r.fetch_usd,
             r.credits,
             r.usd,
             r.per_provider,

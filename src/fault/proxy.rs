@@ -41,7 +41,7 @@ const MAX_UPSTREAM: usize = 256 << 20;
 #[derive(Debug)]
 struct Inner {
     engine: Engine,
-    upstream_uri: http::Uri,
+    upstream_uri: Mutex<http::Uri>,
     client: Upstream,
     accepted: AtomicU64,
     open: AtomicU64,
@@ -79,7 +79,7 @@ impl FaultProxy {
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let inner = Arc::new(Inner {
             engine: Engine::new(script),
-            upstream_uri,
+            upstream_uri: Mutex::new(upstream_uri),
             client,
             accepted: AtomicU64::new(0),
             open: AtomicU64::new(0),
@@ -107,6 +107,17 @@ impl FaultProxy {
     /// `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Forward to another upstream from now on (a provider switching backends).
+    pub fn set_upstream(&self, upstream: &str) -> Result<(), ProxyError> {
+        let uri: http::Uri = upstream
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ProxyError::Upstream(upstream.into(), e.to_string()))?;
+        if let Ok(mut g) = self.inner.upstream_uri.lock() {
+            *g = uri;
+        }
+        Ok(())
     }
 
     /// Replace the script; rule counters and the time window restart.
@@ -370,7 +381,7 @@ enum Post {
 async fn upstream_post(inner: &Inner, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
     let req = http::Request::builder()
         .method(http::Method::POST)
-        .uri(inner.upstream_uri.clone())
+        .uri(inner.upstream_uri.lock().map_err(|_| "upstream lock poisoned".to_string())?.clone())
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;

@@ -172,6 +172,12 @@ struct Spend {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// How long a request may wait for a clearly better primary to report the height it needs.
+const LEADER_PATIENCE: Duration = Duration::from_millis(250);
+
+/// How long a minority branch at the top must stand before the fleet head moves to it.
+const FORK_CONFIRM: Duration = Duration::from_secs(1);
+
 /// How long a provider may be more than `max_lag_blocks` behind before it counts as lagging.
 const LAG_GRACE: Duration = Duration::from_secs(1);
 
@@ -293,6 +299,8 @@ pub struct Fleet {
     leader: Mutex<Leader>,
     /// When each recent fleet-head height was first reported (for lag in seconds).
     first_seen: Mutex<BTreeMap<u64, Instant>>,
+    /// A head on another branch waiting for confirmation, and since when.
+    pending_fork: Mutex<Option<(B256, Instant)>>,
 }
 
 /// A provider picked for one request: holds its concurrency slot; frees a half-open probe
@@ -354,6 +362,7 @@ impl Fleet {
             chain_id: Mutex::new(None),
             leader: Mutex::new(Leader { index: None, since: now }),
             first_seen: Mutex::new(BTreeMap::new()),
+            pending_fork: Mutex::new(None),
         }
     }
 
@@ -571,7 +580,7 @@ impl Fleet {
         // Heads reported in the last few seconds by providers whose breaker is not open: only
         // these may out-vote a head (a dead provider's last head is just old news).
         let now = Instant::now();
-        let mut heads: Vec<(u64, B256, usize, bool)> = Vec::new();
+        let mut heads: Vec<(u64, B256, usize, bool, B256)> = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             let st = slot.lock();
             if st.health.chain_ok == Some(false) {
@@ -580,7 +589,7 @@ impl Fleet {
             if let Some(h) = st.head {
                 let fresh = st.health.breaker() != Breaker::Open
                     && st.head_at.is_some_and(|t| now.saturating_duration_since(t) <= FRESH_HEAD);
-                heads.push((h.number, h.hash, i, fresh));
+                heads.push((h.number, h.hash, i, fresh, h.parent_hash));
             }
         }
         heads.sort_by_key(|h| std::cmp::Reverse(h.0));
@@ -601,7 +610,26 @@ impl Fleet {
             },
             None => None,
         };
-        let best = best.map(|(number, hash, i)| FleetHead { number, hash, provider: self.slots[i].provider.index() });
+        // Providers split between forks at the top height: follow the hash most of them report,
+        // and on a tie keep the one already followed, so a split view does not make ingest
+        // flip between branches on every poll.
+        let best = best.map(|(number, hash, i)| {
+            let current = *self.head_tx.borrow();
+            let mut votes: Vec<(B256, usize, usize)> = Vec::new();
+            for h in heads.iter().filter(|h| h.0 == number && (h.3 || h.2 == i)) {
+                match votes.iter_mut().find(|v| v.0 == h.1) {
+                    Some(v) => v.1 += 1,
+                    None => votes.push((h.1, 1, h.2)),
+                }
+            }
+            let keep = |v: &(B256, usize, usize)| current.is_some_and(|c| c.number == number && c.hash == v.0);
+            let pick = votes
+                .iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then_with(|| keep(a).cmp(&keep(b))).then_with(|| b.2.cmp(&a.2)))
+                .map_or((hash, i), |v| (v.0, v.2));
+            FleetHead { number, hash: pick.0, provider: self.slots[pick.1].provider.index() }
+        });
+        let best = self.confirm_fork_switch(best, &heads);
         if let Some(b) = best {
             let now = Instant::now();
             if let Ok(mut seen) = self.first_seen.lock() {
@@ -654,6 +682,44 @@ impl Fleet {
         });
     }
 
+    /// A new fleet head that does not extend the current one (another branch at the same or the
+    /// next height) is believed only when most fresh providers report it, when it is at least
+    /// two blocks higher, or when it has stood for `FORK_CONFIRM`. Until then the current head
+    /// stays: one provider briefly ahead on a minority fork must not drag ingest back and forth.
+    fn confirm_fork_switch(
+        &self,
+        best: Option<FleetHead>,
+        heads: &[(u64, B256, usize, bool, B256)],
+    ) -> Option<FleetHead> {
+        let current = *self.head_tx.borrow();
+        let (Some(cur), Some(new)) = (current, best) else { return best };
+        let parent = heads.iter().find(|h| h.1 == new.hash).map(|h| h.4);
+        let extends = new.hash == cur.hash
+            || (new.number == cur.number + 1 && parent == Some(cur.hash))
+            || new.number >= cur.number + 2;
+        let mut pending = self.pending_fork.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if extends {
+            *pending = None;
+            return best;
+        }
+        let fresh = heads.iter().filter(|h| h.3).count();
+        let agree = heads.iter().filter(|h| h.3 && h.1 == new.hash).count();
+        let since = match *pending {
+            Some((h, t)) if h == new.hash => t,
+            _ => {
+                let now = Instant::now();
+                *pending = Some((new.hash, now));
+                now
+            }
+        };
+        if agree * 2 > fresh || since.elapsed() >= FORK_CONFIRM {
+            *pending = None;
+            best
+        } else {
+            current
+        }
+    }
+
     fn backoff(&self, pass: u32) -> Duration {
         let base = self.opts.backoff_base.saturating_mul(1 << pass.min(10));
         let capped = base.min(self.opts.backoff_max);
@@ -663,12 +729,13 @@ impl Fleet {
 
     /// Pick the provider for one request: eligible ones in strategy order (lagging ones last),
     /// the first with a free slot and a token wins.
-    fn pick(&self, method: &str, need: Option<u64>, skip: &[usize]) -> Pick<'_> {
+    fn pick(&self, method: &str, need: Option<u64>, skip: &[usize], patient: bool) -> Pick<'_> {
         let now = Instant::now();
         let ms = now_ms();
         let mut cands = Vec::new();
         let mut laggards = Vec::new();
         let mut healthy_but_short = Vec::new();
+        let fleet_head = *self.head_tx.borrow();
         for (i, slot) in self.slots.iter().enumerate() {
             if skip.contains(&i) {
                 continue;
@@ -681,13 +748,6 @@ impl Fleet {
             if exhausted {
                 continue;
             }
-            // Never ask a provider for a height above the head it reported.
-            if let Some(n) = need
-                && st.head.is_none_or(|h| h.number < n)
-            {
-                healthy_but_short.push(i);
-                continue;
-            }
             let w = st.health.stats(now);
             let parts = select::parts(
                 slot.policy.weight,
@@ -698,14 +758,34 @@ impl Fleet {
                 st.health.breaker() == Breaker::HalfOpen,
                 over_pace,
             );
+            // Never ask a provider for a height above the head it reported.
+            if let Some(n) = need
+                && st.head.is_none_or(|h| h.number < n)
+            {
+                healthy_but_short.push((i, parts.score()));
+                continue;
+            }
             let price = f64::from(slot.provider.credits(method)) * slot.policy.price_per_million / 1e6;
             let c = Candidate { index: i, tier: slot.policy.tier, parts, price, over_pace };
-            if st.lagging { laggards.push(c) } else { cands.push(c) }
+            // On another fork at the fleet head's height: ask only when nobody else can serve.
+            let off_fork = fleet_head.zip(st.head).is_some_and(|(f, h)| h.number == f.number && h.hash != f.hash);
+            if st.lagging || off_fork { laggards.push(c) } else { cands.push(c) }
         }
         let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
         let mut order = select::order(self.opts.strategy, cands, rotation);
         if self.opts.strategy == Strategy::Best {
-            self.keep_sticky(&mut order, &healthy_but_short, now);
+            // The primary has not reported this height yet but is clearly better than whoever
+            // has: at the tip it will within a poll, so wait a moment rather than hand the
+            // block to a slow provider.
+            let leader = self.leader.lock().ok().and_then(|l| l.index);
+            if patient
+                && let Some(&(_, lead_score)) = healthy_but_short.iter().find(|(i, _)| Some(*i) == leader)
+                && order.first().is_none_or(|c| c.parts.score() * (1.0 + self.opts.switch_margin) < lead_score)
+            {
+                return Pick::Wait(Duration::from_millis(10));
+            }
+            let short: Vec<usize> = healthy_but_short.iter().map(|(i, _)| *i).collect();
+            self.keep_sticky(&mut order, &short, now);
         }
         order.extend(select::order(self.opts.strategy, laggards, rotation));
         let mut wait: Option<Duration> = None;
@@ -822,7 +902,7 @@ impl Fleet {
             r = &mut f1 => return r,
             () = tokio::time::sleep(self.hedge_delay()) => {}
         }
-        let Pick::Got(second) = self.pick(method, need, &[i1]) else { return f1.await };
+        let Pick::Got(second) = self.pick(method, need, &[i1], false) else { return f1.await };
         let p2 = second.slot.provider.clone();
         let f2 = self.attempt(second, method, 1, op(p2, CallCtx { attempt: attempt + 1, hedged: true }));
         tokio::pin!(f2);
@@ -852,14 +932,15 @@ impl Fleet {
         F: Fn(Arc<Provider>, CallCtx) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
-        let deadline = Instant::now() + self.opts.request_deadline;
+        let started = Instant::now();
+        let deadline = started + self.opts.request_deadline;
         let mut skip: Vec<usize> = Vec::new();
         let mut attempt = 0u32;
         let mut pass = 0u32;
         let mut last =
             String::from("no provider is eligible (none has reported a head that high, or all are excluded)");
         loop {
-            match self.pick(method, need, &skip) {
+            match self.pick(method, need, &skip, started.elapsed() < LEADER_PATIENCE) {
                 Pick::Got(lease) => {
                     attempt += 1;
                     let r = if hedge {
@@ -940,7 +1021,8 @@ impl Fleet {
     /// (fleet indexes) only after every other one failed or was ineligible.
     pub async fn blocks_by_number_avoiding(&self, numbers: &[u64], avoid: &[u16]) -> Result<Vec<Block>, FleetError> {
         let opts = self.opts.decode;
-        let deadline = Instant::now() + self.opts.request_deadline;
+        let started = Instant::now();
+        let deadline = started + self.opts.request_deadline;
         let mut got: Vec<Option<Block>> = vec![None; numbers.len()];
         let mut skip: Vec<usize> = self
             .slots
@@ -964,7 +1046,7 @@ impl Fleet {
                 attempts,
                 last: last.to_string(),
             };
-            match self.pick(method::BLOCK_BY_NUMBER, need, &skip) {
+            match self.pick(method::BLOCK_BY_NUMBER, need, &skip, started.elapsed() < LEADER_PATIENCE) {
                 Pick::Got(lease) => {
                     attempt += 1;
                     let i = lease.index;

@@ -58,7 +58,7 @@ impl SimBlock {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct State {
     canonical: Vec<Arc<SimBlock>>,
     by_hash: HashMap<B256, Arc<SimBlock>>,
@@ -110,6 +110,15 @@ impl SimChain {
             Ok(mut g) => f(&mut g),
             Err(p) => f(&mut p.into_inner()),
         }
+    }
+
+    /// An independent copy sharing this chain's history so far: a second branch for tests
+    /// where providers disagree. Its next blocks get a different salt, so it diverges.
+    pub fn fork(&self) -> Arc<Self> {
+        let mut st = self.read(Clone::clone);
+        st.salt = st.salt.wrapping_add(1_000_003);
+        st.rng = fastrand::Rng::with_seed(self.opts.seed.wrapping_add(0x5eed));
+        Arc::new(Self { opts: self.opts.clone(), state: RwLock::new(st) })
     }
 
     /// Chain id served by `eth_chainId`.

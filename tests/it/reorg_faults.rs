@@ -63,3 +63,63 @@ async fn reorg04_out_of_order_and_duplicates() {
     assert_eq!(stored, canonical, "a duplicate left an extra row");
     bed.assert_final().await;
 }
+
+/// REORG-03 (simulated chains): p1 and p2 on branch A, p3 on branch B for 20 blocks, then B
+/// grows longer and A's providers move to it. No reader ever sees a broken link, the stored
+/// chain ends equal to B, and the canonical tip switched branches at most twice (one true switch
+/// plus one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reorg03_providers_disagree_fork() {
+    init_tracing();
+    let a = sim_chain(30, 71);
+    let mut bed = Bed::new(Truth::Sim(a.clone()), 3, |_| {}).await;
+    let b = a.fork();
+    let sb = blockstreamer::sim::serve(b.clone(), blockstreamer::sim::SimProviderOptions { name: "b".into(), lag: 0 })
+        .await
+        .expect("serve");
+    bed.proxies[2].set_upstream(&sb.url()).expect("upstream");
+    bed.follow(0);
+    bed.settle(Duration::from_secs(10)).await;
+    for _ in 0..20 {
+        a.tick();
+        b.tick();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // During the split the majority branch is followed.
+    let head = a.head_number();
+    let stored = crate::helpers::canonical_hashes(&bed.pool, head - 5, head).await;
+    let on_a = stored.iter().all(|(n, h)| a.block(*n).is_some_and(|blk| format!("{:#x}", blk.hash) == *h));
+    assert!(on_a, "not on the majority branch during the split");
+    // B grows longer; A's providers follow it.
+    for _ in 0..3 {
+        b.tick();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bed.proxies[0].set_upstream(&sb.url()).expect("upstream");
+    bed.proxies[1].set_upstream(&sb.url()).expect("upstream");
+    for _ in 0..5 {
+        b.tick();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let head = b.head_number();
+    loop {
+        let stored = crate::helpers::canonical_hashes(&bed.pool, 0, head).await;
+        let same = stored.len() as u64 == head + 1
+            && stored.iter().all(|(n, h)| b.block(*n).is_some_and(|blk| format!("{:#x}", blk.hash) == *h));
+        if same {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "stored chain never became branch B");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let samples = bed.all_samples();
+    assert!(samples.iter().all(|s| s.link_breaks == 0 && s.dups == 0), "a reader saw a link break or dup");
+    let switches = scalar_i64(&bed.pool, "SELECT count(*) FROM reorgs").await;
+    assert!((1..=2).contains(&switches), "canonical tip switched branches {switches} times");
+    let forks = scalar_i64(&bed.pool, "SELECT count(*) FROM forks_view").await;
+    assert!(forks >= 10, "the fork ledger recorded {forks} heights with disagreeing providers");
+    let (_bed, res) = bed.stop().await;
+    res.expect("follow ended cleanly");
+}
