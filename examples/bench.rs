@@ -76,6 +76,14 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Cost of the header hash check (VAL-03): decode the same blocks with and without
+    /// `verify_header_hash`, report µs per header for the difference.
+    HeaderVerify {
+        #[arg(long, default_value_t = 2_000)]
+        blocks: u64,
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
     /// The pipeline without HTTP: decode + verify + commit the simulated chain's JSON, with
     /// decoding of the next batch overlapping the commit of the previous one.
     SimPipeline {
@@ -102,6 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             sim_ingest(blocks, txs, batch, concurrency, telemetry, &db).await
         }
         Cmd::SimPipeline { blocks, txs, commit_blocks, db } => sim_pipeline(blocks, txs, commit_blocks, &db).await,
+        Cmd::HeaderVerify { blocks, rounds } => header_verify(blocks, rounds),
         Cmd::Routing { blocks, block_ms, only } => routing(blocks, Duration::from_millis(block_ms), &only).await,
     }
 }
@@ -557,5 +566,34 @@ async fn routing(blocks: u64, block_time: Duration, only: &[String]) -> Result<(
             pct(&r.lat_ms, 0.99)
         );
     }
+    Ok(())
+}
+
+fn header_verify(blocks: u64, rounds: u32) -> Result<(), Box<dyn std::error::Error>> {
+    use blockstreamer::provider::wire::{DecodeOptions, Want, decode_block};
+    let chain = bench_chain(blocks, 0);
+    let raws: Vec<(u64, String)> =
+        (1..=blocks).filter_map(|n| chain.block(n).map(|b| (n, b.json(false).get().to_string()))).collect();
+    let run = |verify: bool| -> Result<f64, Box<dyn std::error::Error>> {
+        let opts = DecodeOptions { full_transactions: false, verify_header_hash: verify };
+        let t = Instant::now();
+        for (n, raw) in &raws {
+            let b = decode_block(raw, Want::Number(*n), opts, 0)?;
+            std::hint::black_box(b);
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e6 / raws.len() as f64)
+    };
+    let mut best = (f64::MAX, f64::MAX);
+    for _ in 0..rounds {
+        best.0 = best.0.min(run(false)?);
+        best.1 = best.1.min(run(true)?);
+    }
+    println!(
+        "header-verify: {} headers; decode without check {:.2} µs, with keccak(RLP(header)) check {:.2} µs; the check costs {:.2} µs per header (best of {rounds})",
+        raws.len(),
+        best.0,
+        best.1,
+        best.1 - best.0
+    );
     Ok(())
 }

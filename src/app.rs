@@ -125,6 +125,13 @@ impl App {
             },
         );
         let fleet = Arc::new(Fleet::new(built, fleet_opts, telemetry.clone()));
+        // Budgets survive restarts: count what the telemetry says was already spent.
+        let (day, month) = Fleet::budget_periods(crate::types::now_ms());
+        let today = store.credits_since(day).await?;
+        for (index, month_credits) in store.credits_since(month).await? {
+            let day_credits = today.iter().find(|(i, _)| *i == index).map_or(0, |(_, c)| *c);
+            fleet.seed_spend(index, day_credits, month_credits);
+        }
         for p in fleet.providers() {
             tracing::info!(provider = p.name(), url = %p.url_redacted(), "provider configured");
         }

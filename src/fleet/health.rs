@@ -56,7 +56,8 @@ impl Breaker {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Success(u32),
+    /// Latency in ms, and whether it was a block fetch (head polls are much smaller answers).
+    Success(u32, bool),
     Error,
     Throttle,
 }
@@ -195,9 +196,11 @@ impl Health {
     }
 
     /// A call succeeded after `latency`.
-    pub(super) fn on_success(&mut self, now: Instant, latency: Duration, probe: bool) {
+    /// A call succeeded after `latency`; `block` marks block fetches, whose latency is what
+    /// selection scores (a head poll is a tiny answer and says little about serving blocks).
+    pub(super) fn on_success(&mut self, now: Instant, latency: Duration, probe: bool, block: bool) {
         let ms = u32::try_from(latency.as_millis()).unwrap_or(u32::MAX);
-        self.push(now, Kind::Success(ms));
+        self.push(now, Kind::Success(ms, block));
         self.consecutive_failures = 0;
         if probe {
             self.probe_in_flight = false;
@@ -306,6 +309,7 @@ impl Health {
     /// Window figures now.
     pub(super) fn stats(&self, now: Instant) -> WindowStats {
         let mut lat: Vec<u32> = Vec::new();
+        let mut block_lat: Vec<u32> = Vec::new();
         let (mut err, mut thr, mut n) = (0usize, 0usize, 0usize);
         for (t, k) in &self.samples {
             if now.saturating_duration_since(*t) > self.opts.window {
@@ -313,17 +317,25 @@ impl Health {
             }
             n += 1;
             match k {
-                Kind::Success(ms) => lat.push(*ms),
+                Kind::Success(ms, block) => {
+                    lat.push(*ms);
+                    if *block {
+                        block_lat.push(*ms);
+                    }
+                }
                 Kind::Error => err += 1,
                 Kind::Throttle => thr += 1,
             }
         }
+        let successes = lat.len();
+        // Block-fetch latency once there are enough samples of it; head polls otherwise.
+        let mut lat = if block_lat.len() >= 5 { block_lat } else { lat };
         lat.sort_unstable();
         let pct = |p: f64| percentile(&lat, p);
-        let judged = lat.len() + err;
+        let judged = successes + err;
         WindowStats {
             samples: n,
-            successes: lat.len(),
+            successes,
             p50_ms: pct(0.50),
             p95_ms: pct(0.95),
             p99_ms: pct(0.99),
@@ -381,10 +393,10 @@ mod tests {
         assert_eq!(h.breaker(), Breaker::Open, "failed probe reopens");
         let later = until + Duration::from_secs(5);
         assert_eq!(h.admit(later), Ok(true));
-        h.on_success(later, Duration::from_millis(10), true);
+        h.on_success(later, Duration::from_millis(10), true, true);
         assert_eq!(h.breaker(), Breaker::HalfOpen);
         assert_eq!(h.admit(later), Ok(true));
-        h.on_success(later, Duration::from_millis(10), true);
+        h.on_success(later, Duration::from_millis(10), true, true);
         assert_eq!(h.breaker(), Breaker::Closed);
         let kinds: Vec<_> = h.take_events().into_iter().map(|(k, _)| k).collect();
         assert_eq!(kinds, ["breaker_open", "breaker_half_open", "breaker_open", "breaker_half_open", "breaker_closed"]);
@@ -396,7 +408,7 @@ mod tests {
         // alternate: never 5 in a row, but 50%+ errors
         for i in 0..40 {
             if i % 3 == 0 {
-                h.on_success(t0, Duration::from_millis(5), false);
+                h.on_success(t0, Duration::from_millis(5), false, true);
             } else {
                 h.on_failure(t0, &http(502, None), false);
             }
@@ -433,9 +445,9 @@ mod tests {
         let (mut h, t0) = h();
         let forged = ProviderError::Rejected(Reject::WrongNumber { want: 5, got: 6 });
         h.on_failure(t0, &forged, false);
-        h.on_success(t0, Duration::from_millis(1), false);
+        h.on_success(t0, Duration::from_millis(1), false, true);
         h.on_failure(t0, &forged, false);
-        h.on_success(t0, Duration::from_millis(1), false);
+        h.on_success(t0, Duration::from_millis(1), false, true);
         assert_eq!(h.breaker(), Breaker::Closed);
         h.on_failure(t0, &forged, false);
         assert_eq!(h.breaker(), Breaker::Open);
@@ -445,10 +457,10 @@ mod tests {
     fn percentiles_need_five_successes() {
         let (mut h, t0) = h();
         for ms in [10, 20, 30, 40] {
-            h.on_success(t0, Duration::from_millis(ms), false);
+            h.on_success(t0, Duration::from_millis(ms), false, true);
         }
         assert_eq!(h.stats(t0).p95_ms, None);
-        h.on_success(t0, Duration::from_millis(1000), false);
+        h.on_success(t0, Duration::from_millis(1000), false, true);
         let s = h.stats(t0);
         assert_eq!((s.p50_ms, s.p95_ms), (Some(30.0), Some(1000.0)));
         // old samples leave the window

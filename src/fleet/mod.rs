@@ -496,7 +496,7 @@ impl Fleet {
             let Some(lease) = self.lease(i, Instant::now()) else { return };
             let started = Instant::now();
             let r = slot.provider.chain_id(CallCtx { attempt: 1, hedged: false }).await;
-            self.settle(lease, method::CHAIN_ID, 1, started, r.as_ref().map(|_| ()));
+            self.settle(lease, method::CHAIN_ID, 1, started, r.as_ref().map(|_| ()), false);
             match r {
                 Ok(id) if !self.judge_chain(i, id, want.unwrap_or(id)) => return,
                 Ok(_) => {}
@@ -506,7 +506,7 @@ impl Fleet {
         let Some(lease) = self.lease(i, Instant::now()) else { return };
         let started = Instant::now();
         let r = slot.provider.head(CallCtx { attempt: 1, hedged: false }).await;
-        self.settle(lease, method::BLOCK_BY_NUMBER, 1, started, r.as_ref().map(|_| ()));
+        self.settle(lease, method::BLOCK_BY_NUMBER, 1, started, r.as_ref().map(|_| ()), false);
         if let Ok(h) = r {
             let new_hash = {
                 let mut st = slot.lock();
@@ -542,7 +542,15 @@ impl Fleet {
     }
 
     /// Judge the end of a leased call: health, AIMD, credits, events.
-    fn settle(&self, mut lease: Lease<'_>, method: &str, calls: u64, started: Instant, r: Result<(), &ProviderError>) {
+    fn settle(
+        &self,
+        mut lease: Lease<'_>,
+        method: &str,
+        calls: u64,
+        started: Instant,
+        r: Result<(), &ProviderError>,
+        block: bool,
+    ) {
         lease.done = true;
         let now = Instant::now();
         let slot = lease.slot;
@@ -554,7 +562,7 @@ impl Fleet {
             st.spend.add(now_ms(), credits);
             match r {
                 Ok(()) => {
-                    st.health.on_success(now, started.elapsed(), lease.probe);
+                    st.health.on_success(now, started.elapsed(), lease.probe, block);
                     rate_note = slot.limits.on_success(now);
                 }
                 Err(e) => {
@@ -758,14 +766,14 @@ impl Fleet {
                 st.health.breaker() == Breaker::HalfOpen,
                 over_pace,
             );
+            let price = f64::from(slot.provider.credits(method)) * slot.policy.price_per_million / 1e6;
             // Never ask a provider for a height above the head it reported.
             if let Some(n) = need
                 && st.head.is_none_or(|h| h.number < n)
             {
-                healthy_but_short.push((i, parts.score()));
+                healthy_but_short.push((i, parts.score(), price, over_pace));
                 continue;
             }
-            let price = f64::from(slot.provider.credits(method)) * slot.policy.price_per_million / 1e6;
             let c = Candidate { index: i, tier: slot.policy.tier, parts, price, over_pace };
             // On another fork at the fleet head's height: ask only when nobody else can serve.
             let off_fork = fleet_head.zip(st.head).is_some_and(|(f, h)| h.number == f.number && h.hash != f.hash);
@@ -779,13 +787,22 @@ impl Fleet {
             // block to a slow provider.
             let leader = self.leader.lock().ok().and_then(|l| l.index);
             if patient
-                && let Some(&(_, lead_score)) = healthy_but_short.iter().find(|(i, _)| Some(*i) == leader)
+                && let Some(&(_, lead_score, _, _)) = healthy_but_short.iter().find(|s| Some(s.0) == leader)
                 && order.first().is_none_or(|c| c.parts.score() * (1.0 + self.opts.switch_margin) < lead_score)
             {
                 return Pick::Wait(Duration::from_millis(10));
             }
-            let short: Vec<usize> = healthy_but_short.iter().map(|(i, _)| *i).collect();
+            let short: Vec<usize> = healthy_but_short.iter().map(|s| s.0).collect();
             self.keep_sticky(&mut order, &short, now);
+        }
+        // Cheapest: a cheaper provider within its budget pace that just has not reported this
+        // height yet is worth the same short wait.
+        if self.opts.strategy == Strategy::Cheapest
+            && patient
+            && let Some(first) = order.first()
+            && healthy_but_short.iter().any(|s| !s.3 && s.2 < first.price)
+        {
+            return Pick::Wait(Duration::from_millis(10));
         }
         order.extend(select::order(self.opts.strategy, laggards, rotation));
         let mut wait: Option<Duration> = None;
@@ -875,7 +892,7 @@ impl Fleet {
         let i = lease.index;
         let started = Instant::now();
         let r = fut.await;
-        self.settle(lease, method, calls, started, r.as_ref().map(|_| ()));
+        self.settle(lease, method, calls, started, r.as_ref().map(|_| ()), true);
         r.map_err(|e| (i, e))
     }
 
@@ -1069,6 +1086,7 @@ impl Fleet {
                         want.len() as u64,
                         started,
                         first_err.as_ref().map_or(Ok(()), Err),
+                        true,
                     );
                     if let Some(e) = first_err {
                         last = format!("{}: {e}", self.providers[i].name());
@@ -1091,6 +1109,22 @@ impl Fleet {
                 }
             }
         }
+    }
+
+    /// Start the budgets from what was already spent (after a restart): `today` credits since
+    /// the UTC day began and `this_month` since the 30-day period began.
+    pub fn seed_spend(&self, index: u16, today: u64, this_month: u64) {
+        let Some(slot) = self.slots.iter().find(|s| s.provider.index() == index) else { return };
+        let now = now_ms();
+        let mut st = slot.lock();
+        st.spend.roll(now);
+        st.spend.today = today;
+        st.spend.this_month = this_month;
+    }
+
+    /// Start of the current budget day and month (ms), as the budgets count them.
+    pub fn budget_periods(now_ms: i64) -> (i64, i64) {
+        (now_ms - now_ms.rem_euclid(DAY_MS), now_ms - now_ms.rem_euclid(30 * DAY_MS))
     }
 
     /// Every provider's state, score and figures now.

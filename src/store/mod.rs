@@ -243,6 +243,24 @@ impl Store {
         Ok(())
     }
 
+    /// Credits spent per provider (fleet index) since `since_ms`, from the telemetry.
+    pub async fn credits_since(&self, since_ms: i64) -> Result<Vec<(u16, u64)>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(include_str!("../../sql/store/credits_since.sql"))
+            .bind(since_ms)
+            .fetch_all(&self.reader)
+            .await?;
+        let ids = self.provider_ids.read().map(|v| v.clone()).unwrap_or_default();
+        let mut out = Vec::new();
+        for (id, credits) in rows {
+            if let Some(i) = ids.iter().position(|x| *x == id)
+                && let Ok(i) = u16::try_from(i)
+            {
+                out.push((i, u64::try_from(credits).unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Change the size cap at run time (None: no cap beyond SQLite's own).
     pub async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
         let sql = format!("PRAGMA max_page_count = {}", max_pages(bytes));

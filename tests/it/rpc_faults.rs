@@ -289,9 +289,13 @@ async fn rpc04_lagging_provider_null_and_backwards_head() {
 /// delaying half its answers by 2 s. Returns (p99 latency ms from block creation to commit,
 /// block fetches per stored block, hedge losers recorded as errors).
 async fn hedge_run(slow: bool, hedge: bool, blocks: u64) -> (i64, f64, i64) {
+    hedge_run_with(slow, hedge, blocks, blockstreamer::config::Strategy::RoundRobin).await
+}
+
+async fn hedge_run_with(slow: bool, hedge: bool, blocks: u64, strategy: blockstreamer::config::Strategy) -> (i64, f64, i64) {
     let chain = sim_chain(5, 51);
     let mut bed = Bed::new(Truth::Sim(chain.clone()), 3, |c| {
-        c.routing.strategy = blockstreamer::config::Strategy::RoundRobin;
+        c.routing.strategy = strategy;
         c.routing.hedge = hedge;
         c.poll_interval_ms = 50;
     })
@@ -319,6 +323,16 @@ async fn hedge_run(slow: bool, hedge: bool, blocks: u64) -> (i64, f64, i64) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (bed, res) = bed.stop().await;
     res.expect("follow ended cleanly");
+    if std::env::var_os("SHOW_EVENTS").is_some() {
+        let ev: Vec<(i64, String, String, String)> =
+            sqlx::query_as("SELECT ts_ms, provider, kind, reason FROM provider_events_view ORDER BY id")
+                .fetch_all(&bed.pool)
+                .await
+                .expect("events");
+        for e in ev {
+            eprintln!("{e:?}");
+        }
+    }
     let mut lat = Vec::new();
     for (n, t) in &made {
         let at: i64 = sqlx::query_scalar("SELECT fetched_at_ms FROM blocks WHERE canonical = 1 AND number = ?1")
@@ -348,6 +362,15 @@ async fn hedge_run(slow: bool, hedge: bool, blocks: u64) -> (i64, f64, i64) {
     (p99(lat), per_block, losers)
 }
 
+/// The default strategy without hedging: selection alone must keep the slow provider off the
+/// tip once its latency is known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_strategy_routes_around_a_slow_provider_without_hedging() {
+    init_tracing();
+    let (p99_ms, _, _) = hedge_run_with(true, false, 150, blockstreamer::config::Strategy::Best).await;
+    eprintln!("best, no hedge, p1 slow: p99 {p99_ms} ms");
+}
+
 /// RPC-05 (simulated chain): a provider delaying half its answers by 2 s. With hedging the p99
 /// from block creation to commit stays ≤ 1 s; the same run without hedging is ≥ 2 s; hedging
 /// costs ≤ 1.5× the requests of a fault-free run, and no hedge loser counts as an error.
@@ -365,4 +388,45 @@ async fn rpc05_slow_provider_hedge() {
     assert!(plain_p99 >= 2_000, "control run without hedging has p99 {plain_p99} ms: the fault did not bite");
     assert!(hedged_cost <= 1.5 * base_cost.max(1.0), "hedging cost {hedged_cost:.2} fetches/block vs {base_cost:.2}");
     assert_eq!(losers, 0, "hedge losers recorded as errors");
+}
+
+/// Budgets: a provider with a daily credit budget stops being asked once it is spent (the rest
+/// go elsewhere), the spend is recorded per request, and a restart remembers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_is_respected_and_survives_restart() {
+    init_tracing();
+    let chain = sim_chain(400, 8);
+    let budget = 2_000u64;
+    let tune = move |c: &mut blockstreamer::config::Config| {
+        c.routing.strategy = blockstreamer::config::Strategy::Priority;
+        c.batch_size = 5;
+        c.providers[0].daily_credit_budget = Some(budget);
+        c.providers[0].price_per_million_credits = Some(0.0);
+        c.providers[1].price_per_million_credits = Some(5.0);
+    };
+    let bed = Bed::new(Truth::Sim(chain), 2, tune).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    bed.app.backfill(0, 400, &cancel).await.expect("backfill");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let spent: i64 = scalar_i64(&bed.pool, "SELECT coalesce(sum(credits), 0) FROM provider_requests r JOIN providers p ON p.id = r.provider_id WHERE p.name = 'p1'").await;
+    let slack = 5 * 16 * 2; // one batch in flight per concurrency slot may straddle the line
+    assert!(spent >= 1_000 && spent <= i64::try_from(budget).expect("i64") + slack, "p1 spent {spent} of {budget}");
+    let exhausted = scalar_i64(&bed.pool, "SELECT count(*) FROM provider_events_view WHERE provider = 'p1' AND kind = 'budget_exhausted'").await;
+    assert_eq!(exhausted, 1, "budget exhaustion recorded once");
+    let p2 = scalar_i64(&bed.pool, "SELECT count(*) FROM provider_requests_view WHERE provider = 'p2' AND block_number IS NOT NULL AND outcome = 'ok'").await;
+    assert!(p2 > 100, "the rest went to p2 ({p2})");
+    let st = bed.app.fleet.status();
+    assert_eq!(st[0].state, "excluded", "{:?}", st[0]);
+    // A new process over the same file knows today's spend.
+    let path = bed.app.store.path().to_path_buf();
+    let urls: Vec<String> = bed.proxies.iter().map(|p| p.url()).collect();
+    let mut config = crate::anvil_backfill::config_for(&urls, &["p1", "p2"]);
+    tune(&mut config);
+    let again = blockstreamer::app::App::start(blockstreamer::app::AppOptions { db: path, config, progress: false })
+        .await
+        .expect("restart");
+    let st = again.fleet.status();
+    assert!(st[0].credits_today >= 1_000, "restart forgot the spend: {:?}", st[0]);
+    assert_eq!(st[0].state, "excluded");
+    again.shutdown().await;
 }
