@@ -292,7 +292,12 @@ async fn hedge_run(slow: bool, hedge: bool, blocks: u64) -> (i64, f64, i64) {
     hedge_run_with(slow, hedge, blocks, blockstreamer::config::Strategy::RoundRobin).await
 }
 
-async fn hedge_run_with(slow: bool, hedge: bool, blocks: u64, strategy: blockstreamer::config::Strategy) -> (i64, f64, i64) {
+async fn hedge_run_with(
+    slow: bool,
+    hedge: bool,
+    blocks: u64,
+    strategy: blockstreamer::config::Strategy,
+) -> (i64, f64, i64) {
     let chain = sim_chain(5, 51);
     let mut bed = Bed::new(Truth::Sim(chain.clone()), 3, |c| {
         c.routing.strategy = strategy;
@@ -411,7 +416,11 @@ async fn budget_is_respected_and_survives_restart() {
     let spent: i64 = scalar_i64(&bed.pool, "SELECT coalesce(sum(credits), 0) FROM provider_requests r JOIN providers p ON p.id = r.provider_id WHERE p.name = 'p1'").await;
     let slack = 5 * 16 * 2; // one batch in flight per concurrency slot may straddle the line
     assert!(spent >= 1_000 && spent <= i64::try_from(budget).expect("i64") + slack, "p1 spent {spent} of {budget}");
-    let exhausted = scalar_i64(&bed.pool, "SELECT count(*) FROM provider_events_view WHERE provider = 'p1' AND kind = 'budget_exhausted'").await;
+    let exhausted = scalar_i64(
+        &bed.pool,
+        "SELECT count(*) FROM provider_events_view WHERE provider = 'p1' AND kind = 'budget_exhausted'",
+    )
+    .await;
     assert_eq!(exhausted, 1, "budget exhaustion recorded once");
     let p2 = scalar_i64(&bed.pool, "SELECT count(*) FROM provider_requests_view WHERE provider = 'p2' AND block_number IS NOT NULL AND outcome = 'ok'").await;
     assert!(p2 > 100, "the rest went to p2 ({p2})");
