@@ -132,7 +132,7 @@ impl FleetOptions {
             backoff_base: ms(100),
             backoff_max: Duration::from_secs(5),
             hedge: r.hedge,
-            hedge_min: ms(50),
+            hedge_min: ms(100),
             hedge_max: ms(r.hedge_max_ms),
             max_lag_blocks: r.max_lag_blocks,
             max_head_lead: 64,
@@ -205,12 +205,13 @@ impl Spend {
 
     /// (exhausted, over pace) against the policy's budgets.
     #[allow(clippy::cast_precision_loss)]
-    fn judge(&self, p: &ProviderPolicy, now_ms: i64, headroom: f64) -> (bool, bool) {
+    /// `need` credits more would overrun a budget → exhausted.
+    fn judge(&self, p: &ProviderPolicy, now_ms: i64, headroom: f64, need: u64) -> (bool, bool) {
         let mut exhausted = false;
         let mut over = false;
         let mut check = |budget: Option<u64>, spent: u64, period_ms: i64| {
             let Some(b) = budget else { return };
-            if spent >= b {
+            if spent.saturating_add(need) > b || spent >= b {
                 exhausted = true;
             }
             let elapsed = (now_ms.rem_euclid(period_ms)) as f64 / period_ms as f64;
@@ -238,7 +239,8 @@ struct SlotState {
     lag_blocks: u64,
     lagging: bool,
     spend: Spend,
-    budget_out: bool,
+    /// The budget day a refusal was last reported for.
+    budget_out: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -344,7 +346,7 @@ impl Fleet {
                     lag_blocks: 0,
                     lagging: false,
                     spend: Spend::default(),
-                    budget_out: false,
+                    budget_out: None,
                 }),
                 provider,
                 policy,
@@ -493,20 +495,20 @@ impl Fleet {
         }
         if chain_ok.is_none() {
             let want = self.chain_id.lock().ok().and_then(|g| *g);
-            let Some(lease) = self.lease(i, Instant::now()) else { return };
+            let Some(lease) = self.lease(i, Instant::now(), method::CHAIN_ID) else { return };
             let started = Instant::now();
             let r = slot.provider.chain_id(CallCtx { attempt: 1, hedged: false }).await;
-            self.settle(lease, method::CHAIN_ID, 1, started, r.as_ref().map(|_| ()), false);
+            self.settle(lease, started, r.as_ref().map(|_| ()), false);
             match r {
                 Ok(id) if !self.judge_chain(i, id, want.unwrap_or(id)) => return,
                 Ok(_) => {}
                 Err(_) => return,
             }
         }
-        let Some(lease) = self.lease(i, Instant::now()) else { return };
+        let Some(lease) = self.lease(i, Instant::now(), method::BLOCK_BY_NUMBER) else { return };
         let started = Instant::now();
         let r = slot.provider.head(CallCtx { attempt: 1, hedged: false }).await;
-        self.settle(lease, method::BLOCK_BY_NUMBER, 1, started, r.as_ref().map(|_| ()), false);
+        self.settle(lease, started, r.as_ref().map(|_| ()), false);
         if let Ok(h) = r {
             let new_hash = {
                 let mut st = slot.lock();
@@ -527,39 +529,52 @@ impl Fleet {
         }
     }
 
-    /// Take provider `i` for one request if its health and limits allow it now.
-    fn lease(&self, i: usize, now: Instant) -> Option<Lease<'_>> {
+    /// Would `credits` more overrun provider `i`'s budget? Records the first refusal.
+    fn over_budget(&self, i: usize, st: &mut SlotState, credits: u64, now_ms: i64) -> bool {
+        let (exhausted, _) = st.spend.judge(&self.slots[i].policy, now_ms, self.opts.budget_headroom, credits);
+        // Told once per budget day, however many calls are refused.
+        let day = now_ms / DAY_MS;
+        if exhausted && st.budget_out != Some(day) {
+            st.budget_out = Some(day);
+            self.emit(
+                i,
+                "budget_exhausted",
+                format!("{} credits spent today, {} this month; budget reached", st.spend.today, st.spend.this_month),
+            );
+        }
+        exhausted
+    }
+
+    /// Take provider `i` for one `method` call if its health, limits and budget allow it now;
+    /// the call's credits are reserved at once.
+    fn lease(&self, i: usize, now: Instant, method: &str) -> Option<Lease<'_>> {
         let slot = &self.slots[i];
-        if !slot.lock().health.admissible(now) {
-            return None;
+        let credits = u64::from(slot.provider.credits(method));
+        {
+            let mut st = slot.lock();
+            if !st.health.admissible(now) || self.over_budget(i, &mut st, credits, now_ms()) {
+                return None;
+            }
         }
         let permit = slot.limits.try_acquire().ok()?;
         let mut st = slot.lock();
         let probe = st.health.admit(now);
         self.drain_events(i, &mut st);
         let probe = probe.ok()?;
+        st.spend.add(now_ms(), credits);
         Some(Lease { slot, index: i, probe, done: false, _permit: permit })
     }
 
     /// Judge the end of a leased call: health, AIMD, credits, events.
-    fn settle(
-        &self,
-        mut lease: Lease<'_>,
-        method: &str,
-        calls: u64,
-        started: Instant,
-        r: Result<(), &ProviderError>,
-        block: bool,
-    ) {
+    fn settle(&self, mut lease: Lease<'_>, started: Instant, r: Result<(), &ProviderError>, block: bool) {
         lease.done = true;
         let now = Instant::now();
         let slot = lease.slot;
         let i = lease.index;
-        let credits = u64::from(slot.provider.credits(method)).saturating_mul(calls);
+        // (Credits were reserved when the lease was taken: a provider bills what it saw.)
         let mut rate_note = None;
         {
             let mut st = slot.lock();
-            st.spend.add(now_ms(), credits);
             match r {
                 Ok(()) => {
                     st.health.on_success(now, started.elapsed(), lease.probe, block);
@@ -571,11 +586,6 @@ impl Fleet {
                         rate_note = slot.limits.on_throttle(now, st.health.recent_rate(now));
                     }
                 }
-            }
-            let (exhausted, _) = st.spend.judge(&slot.policy, now_ms(), self.opts.budget_headroom);
-            if exhausted && !st.budget_out {
-                st.budget_out = true;
-                self.emit(i, "budget_exhausted", format!("{} credits spent today; budget reached", st.spend.today));
             }
             self.drain_events(i, &mut st);
         }
@@ -737,7 +747,7 @@ impl Fleet {
 
     /// Pick the provider for one request: eligible ones in strategy order (lagging ones last),
     /// the first with a free slot and a token wins.
-    fn pick(&self, method: &str, need: Option<u64>, skip: &[usize], patient: bool) -> Pick<'_> {
+    fn pick(&self, method: &str, calls: u64, need: Option<u64>, skip: &[usize], patient: bool) -> Pick<'_> {
         let now = Instant::now();
         let ms = now_ms();
         let mut cands = Vec::new();
@@ -748,14 +758,15 @@ impl Fleet {
             if skip.contains(&i) {
                 continue;
             }
-            let st = slot.lock();
+            let mut st = slot.lock();
             if !st.health.admissible(now) {
                 continue;
             }
-            let (exhausted, over_pace) = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom);
-            if exhausted {
+            let credits = u64::from(slot.provider.credits(method)).saturating_mul(calls);
+            if self.over_budget(i, &mut st, credits, ms) {
                 continue;
             }
+            let (_, over_pace) = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom, credits);
             let w = st.health.stats(now);
             let parts = select::parts(
                 slot.policy.weight,
@@ -814,6 +825,8 @@ impl Fleet {
                     let admitted = st.health.admit(now);
                     self.drain_events(c.index, &mut st);
                     if let Ok(probe) = admitted {
+                        let credits = u64::from(slot.provider.credits(method)).saturating_mul(calls);
+                        st.spend.add(ms, credits);
                         return Pick::Got(Lease { slot, index: c.index, probe, done: false, _permit: permit });
                     }
                 }
@@ -871,28 +884,28 @@ impl Fleet {
         let now = Instant::now();
         let leader = self.leader.lock().ok().and_then(|l| l.index);
         let p95 = |i: usize| self.slots[i].lock().health.stats(now).p95_ms;
-        let ms =
-            leader.and_then(p95).or_else(|| (0..self.slots.len()).filter_map(p95).reduce(f64::min)).unwrap_or(250.0);
+        // No primary (round-robin, priority…): the median provider's p95 — robust to one slow
+        // provider and to one suspiciously fast one.
+        let median = || {
+            let mut v: Vec<f64> = (0..self.slots.len()).filter_map(p95).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied()
+        };
+        let ms = leader.and_then(p95).or_else(median).unwrap_or(250.0);
         Duration::try_from_secs_f64(ms / 1000.0)
             .unwrap_or(self.opts.hedge_max)
             .clamp(self.opts.hedge_min, self.opts.hedge_max)
     }
 
     /// Run `op` on one leased provider and judge the result.
-    async fn attempt<T, Fut>(
-        &self,
-        lease: Lease<'_>,
-        method: &str,
-        calls: u64,
-        fut: Fut,
-    ) -> Result<T, (usize, ProviderError)>
+    async fn attempt<T, Fut>(&self, lease: Lease<'_>, fut: Fut) -> Result<T, (usize, ProviderError)>
     where
         Fut: Future<Output = Result<T, ProviderError>>,
     {
         let i = lease.index;
         let started = Instant::now();
         let r = fut.await;
-        self.settle(lease, method, calls, started, r.as_ref().map(|_| ()), true);
+        self.settle(lease, started, r.as_ref().map(|_| ()), true);
         r.map_err(|e| (i, e))
     }
 
@@ -913,15 +926,25 @@ impl Fleet {
     {
         let i1 = first.index;
         let p1 = self.slots[i1].provider.clone();
-        let f1 = self.attempt(first, method, 1, op(p1, CallCtx { attempt, hedged: false }));
+        let f1 = self.attempt(first, op(p1, CallCtx { attempt, hedged: false }));
         tokio::pin!(f1);
         tokio::select! {
             r = &mut f1 => return r,
             () = tokio::time::sleep(self.hedge_delay()) => {}
         }
-        let Pick::Got(second) = self.pick(method, need, &[i1], false) else { return f1.await };
+        // The next provider may not have reported this height yet: keep looking until it has,
+        // or until the first answers.
+        let second = loop {
+            if let Pick::Got(second) = self.pick(method, 1, need, &[i1], false) {
+                break second;
+            }
+            tokio::select! {
+                r = &mut f1 => return r,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        };
         let p2 = second.slot.provider.clone();
-        let f2 = self.attempt(second, method, 1, op(p2, CallCtx { attempt: attempt + 1, hedged: true }));
+        let f2 = self.attempt(second, op(p2, CallCtx { attempt: attempt + 1, hedged: true }));
         tokio::pin!(f2);
         tokio::select! {
             r = &mut f1 => match r {
@@ -957,14 +980,14 @@ impl Fleet {
         let mut last =
             String::from("no provider is eligible (none has reported a head that high, or all are excluded)");
         loop {
-            match self.pick(method, need, &skip, started.elapsed() < LEADER_PATIENCE) {
+            match self.pick(method, 1, need, &skip, started.elapsed() < LEADER_PATIENCE) {
                 Pick::Got(lease) => {
                     attempt += 1;
                     let r = if hedge {
                         self.hedged(lease, method, need, &op, attempt).await
                     } else {
                         let p = lease.slot.provider.clone();
-                        self.attempt(lease, method, 1, op(p, CallCtx { attempt, hedged: false })).await
+                        self.attempt(lease, op(p, CallCtx { attempt, hedged: false })).await
                     };
                     match r {
                         Ok(v) => return Ok(v),
@@ -1063,7 +1086,8 @@ impl Fleet {
                 attempts,
                 last: last.to_string(),
             };
-            match self.pick(method::BLOCK_BY_NUMBER, need, &skip, started.elapsed() < LEADER_PATIENCE) {
+            let calls = missing.len() as u64;
+            match self.pick(method::BLOCK_BY_NUMBER, calls, need, &skip, started.elapsed() < LEADER_PATIENCE) {
                 Pick::Got(lease) => {
                     attempt += 1;
                     let i = lease.index;
@@ -1080,14 +1104,7 @@ impl Fleet {
                             }
                         }
                     }
-                    self.settle(
-                        lease,
-                        method::BLOCK_BY_NUMBER,
-                        want.len() as u64,
-                        started,
-                        first_err.as_ref().map_or(Ok(()), Err),
-                        true,
-                    );
+                    self.settle(lease, started, first_err.as_ref().map_or(Ok(()), Err), true);
                     if let Some(e) = first_err {
                         last = format!("{}: {e}", self.providers[i].name());
                         skip.push(i);
@@ -1139,7 +1156,7 @@ impl Fleet {
             .map(|(i, slot)| {
                 let st = slot.lock();
                 let w = st.health.stats(now);
-                let (exhausted, over_pace) = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom);
+                let (exhausted, over_pace) = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom, 0);
                 let breaker = st.health.breaker();
                 let parts = select::parts(
                     slot.policy.weight,
@@ -1218,12 +1235,14 @@ mod tests {
         // six hours into a day: pace allows 25% + 10% headroom
         let t = 100 * DAY_MS + DAY_MS / 4;
         s.add(t, 300);
-        assert_eq!(s.judge(&p, t, 0.1), (false, false));
+        assert_eq!(s.judge(&p, t, 0.1, 0), (false, false));
         s.add(t, 100);
-        assert_eq!(s.judge(&p, t, 0.1), (false, true));
+        assert_eq!(s.judge(&p, t, 0.1, 0), (false, true));
+        // a call that would overrun the budget is refused before it is made
+        assert!(s.judge(&p, t, 0.1, 700).0);
         s.add(t, 600);
-        assert_eq!(s.judge(&p, t, 0.1), (true, true));
+        assert_eq!(s.judge(&p, t, 0.1, 0), (true, true));
         // a new day starts from zero
-        assert_eq!(s.judge(&p, t + DAY_MS, 0.1), (false, false));
+        assert_eq!(s.judge(&p, t + DAY_MS, 0.1, 0), (false, false));
     }
 }

@@ -91,3 +91,34 @@ async fn db01b_long_reader_does_not_starve_the_writer() {
     res.expect("follow ended cleanly");
     bed.assert_final().await;
 }
+
+/// DB-01 (a) again on anvil behind fault proxies: 3,000 empty blocks against a 1 MiB cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db01a_storage_full_on_anvil() {
+    init_tracing();
+    let anvil = crate::helpers::Anvil::start(&[]).await;
+    anvil.mine(3_000).await;
+    let mut bed = Bed::new(Truth::Anvil(anvil), 2, |c| {
+        c.max_db_size_mb = Some(1);
+        c.batch_size = 25;
+    })
+    .await;
+    bed.follow(0);
+    let end = Instant::now() + Duration::from_secs(60);
+    let (mut last, mut still) = (-1, 0);
+    while still < 5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let max = stored_max(&bed.pool).await;
+        still = if max == last { still + 1 } else { 0 };
+        last = max;
+        assert!(Instant::now() < end, "never stalled (at {max})");
+    }
+    assert!(last > 0 && last < 3_000, "stalled at {last}, not inside the backlog");
+    let (_, missing, dups, breaks, partial) = invariants(&bed.pool).await;
+    assert_eq!((missing, dups, breaks, partial), (0, 0, 0, 0));
+    bed.app.store.set_max_size(None).await.expect("lift the cap");
+    bed.settle(Duration::from_secs(60)).await;
+    let (bed, res) = bed.stop().await;
+    res.expect("follow ended cleanly");
+    bed.assert_final().await;
+}
