@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::fleet::{Fleet, FleetError, FleetOptions, ProviderPolicy};
 use crate::ingest::repair::{GapRepairer, RepairOptions};
 use crate::ingest::{IngestError, IngestOptions, Syncer, Window};
-use crate::model::TelemetrySink;
+use crate::model::{IngestState, TelemetrySink};
 use crate::provider::wire::DecodeOptions;
 use crate::provider::{CreditPrices, Provider, ProviderError, ProviderSpec, SecretUrl};
 use crate::store::{Store, StoreError, StoreOptions, TelemetryWriter};
@@ -61,6 +61,8 @@ pub struct App {
     writer: TaskTracker,
     /// Stops the head poller.
     poll_cancel: CancellationToken,
+    /// What ingest is doing (for `health`).
+    ingest_state: Arc<std::sync::Mutex<IngestState>>,
     /// Stops the telemetry writer (last, after it drained).
     telemetry_cancel: CancellationToken,
     progress: bool,
@@ -143,6 +145,7 @@ impl App {
             workers: TaskTracker::new(),
             writer: writer_tasks,
             poll_cancel: CancellationToken::new(),
+            ingest_state: Arc::default(),
             telemetry_cancel,
             progress: opts.progress,
         })
@@ -272,7 +275,8 @@ impl App {
             self.start_gap_repair();
         }
         self.start_wal_trimmer();
-        let mut syncer = Syncer::new(self.fleet.clone(), self.store.clone(), window, self.ingest_options());
+        let mut syncer = Syncer::new(self.fleet.clone(), self.store.clone(), window, self.ingest_options())
+            .with_state(self.ingest_state.clone());
         syncer.follow(cancel).await?;
         Ok(())
     }
@@ -339,6 +343,32 @@ impl App {
         res?;
         self.store.checkpoint().await?;
         Ok(BackfillReport { from, to, fetched: to - start + 1 })
+    }
+
+    /// One word for the whole process, with the reason: `ok`; `degraded` (no provider can
+    /// serve, or ingest steps keep failing); `storage_full`; `reorg_too_deep` (ingest stopped).
+    pub fn health(&self) -> (&'static str, String) {
+        let ingest = self.ingest_state.lock().map(|g| g.clone()).unwrap_or_default();
+        match ingest {
+            IngestState::ReorgTooDeep { number } => {
+                return ("reorg_too_deep", format!("block {number} does not link within max_reorg_depth"));
+            }
+            IngestState::StorageFull => return ("storage_full", "commits fail: the database is full".into()),
+            _ => {}
+        }
+        let status = self.fleet.status();
+        // Usable: breaker closed and not excluded (a half-open probe is not yet a provider).
+        let usable = status
+            .iter()
+            .filter(|p| p.breaker == crate::fleet::Breaker::Closed && matches!(p.state, "healthy" | "degraded"))
+            .count();
+        if usable == 0 {
+            return ("degraded", format!("none of {} providers can serve", status.len()));
+        }
+        if let IngestState::Stalled(why) = ingest {
+            return ("degraded", why);
+        }
+        ("ok", String::new())
     }
 
     /// Stop background tasks, drain telemetry, close the store.

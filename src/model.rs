@@ -211,6 +211,26 @@ pub trait BlockSink: Send + Sync {
 
     /// Apply the batch in one transaction: all of it, or none of it.
     fn commit(&self, batch: CommitBatch) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Does this error mean "out of space" (ingest pauses and says so) rather than a failure?
+    fn is_storage_full(_e: &Self::Error) -> bool {
+        false
+    }
+}
+
+/// What ingest is doing, for health reporting.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum IngestState {
+    #[default]
+    Starting,
+    /// Steps succeed.
+    Following,
+    /// Commits fail with "storage full"; ingest retries and resumes when space is freed.
+    StorageFull,
+    /// A reorg deeper than the limit: ingest stopped, nothing was rewritten.
+    ReorgTooDeep { number: u64 },
+    /// Steps fail for another reason (all providers down, …); ingest keeps retrying.
+    Stalled(String),
 }
 
 /// What a gap scan found below the stored head.

@@ -15,8 +15,12 @@ use tokio_util::task::AbortOnDropHandle;
 pub use window::Window;
 
 use crate::fleet::{Fleet, FleetError, FleetHead};
-use crate::model::{Block, BlockSink, ChainLink, CommitBatch, Reorg};
+use crate::model::{Block, BlockSink, ChainLink, CommitBatch, IngestState, Reorg};
 use crate::types::now_ms;
+
+fn sink_error<S: BlockSink>(e: S::Error) -> IngestError {
+    if S::is_storage_full(&e) { IngestError::StorageFull(Box::new(e)) } else { IngestError::Sink(Box::new(e)) }
+}
 
 /// Why ingest stopped or a step failed.
 #[derive(Debug, Error)]
@@ -25,6 +29,8 @@ pub enum IngestError {
     Fleet(#[from] FleetError),
     #[error("commit failed")]
     Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("storage is full; ingest pauses until space is freed")]
+    StorageFull(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(
         "reorg deeper than max_reorg_depth = {limit}: block {number} ({hash}) does not link to \
          the stored chain within {limit} blocks; refusing to rewrite history. Inspect the \
@@ -103,12 +109,28 @@ pub struct Syncer<S: BlockSink> {
     opts: IngestOptions,
     progress: Option<indicatif::ProgressBar>,
     in_flight: Option<PendingCommit<S::Error>>,
+    state: Option<Arc<std::sync::Mutex<IngestState>>>,
 }
 
 impl<S: BlockSink + Clone + 'static> Syncer<S> {
     /// A syncer that continues from `window` (seeded by the composition root from the store).
     pub fn new(fleet: Arc<Fleet>, sink: S, window: Window, opts: IngestOptions) -> Self {
-        Self { fleet, sink, window, opts, progress: None, in_flight: None }
+        Self { fleet, sink, window, opts, progress: None, in_flight: None, state: None }
+    }
+
+    /// Report what ingest is doing into `state` (read by health checks).
+    pub fn with_state(mut self, state: Arc<std::sync::Mutex<IngestState>>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    fn set_state(&self, s: IngestState) {
+        if let Some(st) = &self.state
+            && let Ok(mut g) = st.lock()
+            && *g != s
+        {
+            *g = s;
+        }
     }
 
     /// Show progress on this bar (backfill on a terminal).
@@ -135,7 +157,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
     async fn settle(&mut self) -> Result<(), IngestError> {
         let Some(c) = self.in_flight.take() else { return Ok(()) };
         let res = match c.handle.await {
-            Ok(r) => r.map_err(|e| IngestError::Sink(Box::new(e))),
+            Ok(r) => r.map_err(sink_error::<S>),
             Err(join) => Err(IngestError::Sink(Box::new(join))),
         };
         match res {
@@ -156,7 +178,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
         let n = batch.blocks.len();
         let tip = batch.blocks.last().map(|b| b.number);
         let started = Instant::now();
-        self.sink.commit(batch).await.map_err(|e| IngestError::Sink(Box::new(e)))?;
+        self.sink.commit(batch).await.map_err(sink_error::<S>)?;
         if let Some(tip) = tip {
             self.acknowledge(tip, n, started);
         }
@@ -367,10 +389,22 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
                     self.check_head(head).await
                 };
                 match step {
-                    Ok(()) => failures = 0,
+                    Ok(()) => {
+                        failures = 0;
+                        self.set_state(IngestState::Following);
+                    }
                     Err(IngestError::Cancelled) => return Ok(()),
-                    Err(e) if e.is_fatal() => return Err(e),
+                    Err(e) if e.is_fatal() => {
+                        if let IngestError::DeepReorg { number, .. } = &e {
+                            self.set_state(IngestState::ReorgTooDeep { number: *number });
+                        }
+                        return Err(e);
+                    }
                     Err(e) => {
+                        self.set_state(match &e {
+                            IngestError::StorageFull(_) => IngestState::StorageFull,
+                            other => IngestState::Stalled(other.to_string()),
+                        });
                         failures += 1;
                         let wait = Duration::from_millis(200u64 << failures.min(5)).min(Duration::from_secs(5));
                         tracing::warn!(error = %e, retry_in = ?wait, "ingest step failed");

@@ -184,4 +184,8 @@ impl BlockSink for Store {
     async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
         self.commit_batch(&batch).await
     }
+
+    fn is_storage_full(e: &StoreError) -> bool {
+        matches!(e, StoreError::Full)
+    }
 }

@@ -10,9 +10,11 @@ use crate::helpers::init_tracing;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db01a_storage_full_pauses_then_resumes() {
     init_tracing();
-    let chain = sim_chain(1_500, 61);
+    // The cap must hold at least one commit batch (up to 1,000 blocks ≈ 4 MB here), or nothing
+    // is ever stored — which is correct behaviour, but not what this test looks at.
+    let chain = sim_chain(4_000, 61);
     let mut bed = Bed::new(Truth::Sim(chain), 2, |c| {
-        c.max_db_size_mb = Some(2);
+        c.max_db_size_mb = Some(6);
         c.batch_size = 10;
     })
     .await;
@@ -24,7 +26,8 @@ async fn db01a_storage_full_pauses_then_resumes() {
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let max = stored_max(&bed.pool).await;
-        if max == last {
+        // Stillness counts only once something was stored (start-up can be slow on a busy box).
+        if max == last && max >= 0 {
             still += 1;
         } else {
             still = 0;
@@ -35,7 +38,8 @@ async fn db01a_storage_full_pauses_then_resumes() {
         }
         assert!(Instant::now() < end, "never stalled (at {max})");
     }
-    assert!(last > 0 && last < 1_500, "stalled at {last}, not inside the backlog");
+    assert!(last > 0 && last < 4_000, "stalled at {last}, not inside the backlog");
+    assert_eq!(bed.app.health().0, "storage_full");
     // Reads still work through the app's read pool, and nothing is half-written.
     let inv = bed.app.store.chain_invariants().await.expect("reads work while full");
     assert!(inv.ok(), "{inv:?}");
@@ -43,6 +47,7 @@ async fn db01a_storage_full_pauses_then_resumes() {
     assert_eq!((missing, dups, breaks, partial), (0, 0, 0, 0));
     bed.app.store.set_max_size(None).await.expect("lift the cap");
     bed.settle(Duration::from_secs(30)).await;
+    assert_eq!(bed.app.health().0, "ok", "healthy again once space is back");
     let (bed, res) = bed.stop().await;
     res.expect("follow ended cleanly");
     bed.assert_final().await;
@@ -109,7 +114,7 @@ async fn db01a_storage_full_on_anvil() {
     while still < 5 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let max = stored_max(&bed.pool).await;
-        still = if max == last { still + 1 } else { 0 };
+        still = if max == last && max >= 0 { still + 1 } else { 0 };
         last = max;
         assert!(Instant::now() < end, "never stalled (at {max})");
     }

@@ -85,6 +85,18 @@ async fn rpc02_all_providers_down_then_recover() {
     let chain = sim_chain(10, 2);
     let mut bed = Bed::new(Truth::Sim(chain), 3, |_| {}).await;
     bed.follow(0);
+    // Sample the process health every 100 ms.
+    let health = {
+        let (app, cancel) = (bed.app.clone(), bed.cancel.clone());
+        tokio::spawn(async move {
+            let mut seen: Vec<&'static str> = Vec::new();
+            while !cancel.is_cancelled() {
+                seen.push(app.health().0);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            seen
+        })
+    };
     let b = Duration::from_millis(100);
     bed.run_chain(b, Duration::from_secs(2)).await;
     for p in &bed.proxies {
@@ -120,6 +132,9 @@ async fn rpc02_all_providers_down_then_recover() {
     }
     let (bed, res) = bed.stop().await;
     res.expect("follow ended cleanly");
+    let mut flips: Vec<&str> = health.await.expect("health sampler");
+    flips.dedup();
+    assert_eq!(flips, ["ok", "degraded", "ok"], "health during the outage: one flip in, one flip out");
     bed.assert_final().await;
 }
 
