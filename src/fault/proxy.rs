@@ -374,6 +374,8 @@ enum Post {
     Mutate(String, Value),
     Remove(String),
     WrongId,
+    IdAsString,
+    Envelope(String, Option<Value>),
     /// Null the block if it is above this served head.
     CapHead(u64),
 }
@@ -484,6 +486,8 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
             Fault::ForgedHash => posts[i] = Post::Forge,
             Fault::Mutate { field, value } => posts[i] = Post::Mutate(field.clone(), value.clone()),
             Fault::WrongId => posts[i] = Post::WrongId,
+            Fault::IdAsString => posts[i] = Post::IdAsString,
+            Fault::Envelope { field, value } => posts[i] = Post::Envelope(field.clone(), value.clone()),
             Fault::WrongHeight { offset } => {
                 if let Some(n) = call_height(call) {
                     set_height(call, n.saturating_add_signed(*offset));
@@ -587,6 +591,22 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
                 };
                 a["id"] = wrong;
             }
+            Post::IdAsString => {
+                let id = a.get("id").map(Value::to_string).unwrap_or_default();
+                a["id"] = Value::String(id);
+            }
+            Post::Envelope(field, value) => {
+                if let Some(obj) = a.as_object_mut() {
+                    match value {
+                        Some(v) => {
+                            obj.insert(field.clone(), v.clone());
+                        }
+                        None => {
+                            obj.remove(field);
+                        }
+                    }
+                }
+            }
             Post::CapHead(served) => {
                 let above = a
                     .get("result")
@@ -612,6 +632,18 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
         answers.into_iter().next().flatten().unwrap_or(Value::Null)
     };
     let mut body = out.to_string().into_bytes();
+    for d in decisions.iter().flatten() {
+        match d.fault {
+            Fault::Bom => body.splice(0..0, [0xEF, 0xBB, 0xBF]).for_each(drop),
+            Fault::InvalidUtf8 => {
+                // Inside the first string value: `"0x…` becomes `"\xff0x…`.
+                if let Some(pos) = body.windows(3).position(|w| w == b"\"0x") {
+                    body.insert(pos + 1, 0xFF);
+                }
+            }
+            _ => {}
+        }
+    }
     match transport {
         Some(Fault::SlowBody { chunk, interval_ms }) => {
             Reply::Slow { body, chunk, interval: Duration::from_millis(interval_ms) }

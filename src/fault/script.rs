@@ -137,6 +137,19 @@ pub enum Fault {
     Endless,
     /// Answer a batch with every answer twice (same id): a duplicated delivery.
     Duplicate,
+    /// The real answer with its id as a string (`"7"` instead of `7`).
+    IdAsString,
+    /// Set (or with no `value`, delete) a key of the JSON-RPC envelope: `id`, `jsonrpc`,
+    /// `result`, `error`.
+    Envelope {
+        field: String,
+        #[serde(default)]
+        value: Option<Value>,
+    },
+    /// The real answer behind a UTF-8 byte-order mark.
+    Bom,
+    /// The real answer with an invalid UTF-8 byte inside a string.
+    InvalidUtf8,
 }
 
 fn one_usize() -> usize {
@@ -175,6 +188,10 @@ impl Fault {
             Self::Oversize { .. } => "oversize",
             Self::Endless => "endless",
             Self::Duplicate => "duplicate",
+            Self::IdAsString => "id_as_string",
+            Self::Envelope { .. } => "envelope",
+            Self::Bom => "bom",
+            Self::InvalidUtf8 => "invalid_utf8",
         }
     }
 

@@ -27,6 +27,22 @@ fn cases(h: u64) -> Vec<(&'static str, Fault, &'static str, i64)> {
     vec![
         // envelope
         ("wrong id", Fault::WrongId, "invalid_response", 1),
+        ("id as a string", Fault::IdAsString, "invalid_response", 1),
+        ("null id", Fault::Envelope { field: "id".into(), value: Some(Value::Null) }, "invalid_response", 1),
+        ("no id", Fault::Envelope { field: "id".into(), value: None }, "invalid_response", 1),
+        // jsonrpsee tolerates a missing `jsonrpc` member; the payload is still validated whole
+        // (hash recomputed), so the block stored is the true one: documented, accepted.
+        ("no jsonrpc field", Fault::Envelope { field: "jsonrpc".into(), value: None }, "ok", 1),
+        ("jsonrpc 1.0", Fault::Envelope { field: "jsonrpc".into(), value: Some(json!("1.0")) }, "invalid_response", 1),
+        (
+            "both result and error",
+            Fault::Envelope { field: "error".into(), value: Some(json!({"code": -32000, "message": "x"})) },
+            "invalid_response",
+            1,
+        ),
+        ("neither result nor error", Fault::Envelope { field: "result".into(), value: None }, "invalid_response", 1),
+        ("byte-order mark", Fault::Bom, "invalid_response", 1),
+        ("invalid UTF-8", Fault::InvalidUtf8, "invalid_response", 1),
         ("result is a string", Fault::Result { value: json!("0x1") }, "invalid_response", 1),
         ("result is an array", Fault::Result { value: json!([1, 2]) }, "invalid_response", 1),
         ("result is a number", Fault::Result { value: json!(7) }, "invalid_response", 1),
