@@ -633,8 +633,16 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
     };
     let mut body = out.to_string().into_bytes();
     for d in decisions.iter().flatten() {
-        match d.fault {
+        match &d.fault {
             Fault::Bom => body.splice(0..0, [0xEF, 0xBB, 0xBF]).for_each(drop),
+            Fault::DuplicateKey { field, value } => {
+                let extra = format!("{}:{},", Value::String(field.clone()), value);
+                insert_after(&mut body, b"\"result\":{", extra.as_bytes());
+            }
+            Fault::DeepNesting { depth } => {
+                let extra = format!("\"deep\":{}{},", "[".repeat(*depth), "]".repeat(*depth));
+                insert_after(&mut body, b"\"result\":{", extra.as_bytes());
+            }
             Fault::InvalidUtf8 => {
                 // Inside the first string value: `"0x…` becomes `"\xff0x…`.
                 if let Some(pos) = body.windows(3).position(|w| w == b"\"0x") {
@@ -669,6 +677,14 @@ async fn process(inner: &Inner, body: &[u8]) -> Reply {
             }
         }
         _ => Reply::Plain { status: 200, headers: Vec::new(), content_type: "application/json", body },
+    }
+}
+
+/// Insert `extra` right after the first occurrence of `marker` in `body` (if any).
+fn insert_after(body: &mut Vec<u8>, marker: &[u8], extra: &[u8]) {
+    if let Some(pos) = body.windows(marker.len()).position(|w| w == marker) {
+        let at = pos + marker.len();
+        body.splice(at..at, extra.iter().copied()).for_each(drop);
     }
 }
 

@@ -150,6 +150,10 @@ pub enum Fault {
     Bom,
     /// The real answer with an invalid UTF-8 byte inside a string.
     InvalidUtf8,
+    /// The result object starts with an extra `field: value`, so the key appears twice.
+    DuplicateKey { field: String, value: Value },
+    /// The result object carries arrays nested `depth` deep (serde_json stops at 128).
+    DeepNesting { depth: usize },
 }
 
 fn one_usize() -> usize {
@@ -192,6 +196,8 @@ impl Fault {
             Self::Envelope { .. } => "envelope",
             Self::Bom => "bom",
             Self::InvalidUtf8 => "invalid_utf8",
+            Self::DuplicateKey { .. } => "duplicate_key",
+            Self::DeepNesting { .. } => "deep_nesting",
         }
     }
 

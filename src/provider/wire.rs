@@ -134,10 +134,36 @@ const KNOWN_KEYS: &[&str] = &[
 
 struct Fields<'a>(HashMap<&'a str, &'a RawValue>);
 
+/// A JSON object read into a map that refuses duplicate keys: `{"number":"0x1","number":"0x2"}`
+/// is ambiguous, and different parsers resolve it differently, so it is rejected outright.
+struct UniqueMap<'a>(HashMap<&'a str, &'a RawValue>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for UniqueMap<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = UniqueMap<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut out = HashMap::new();
+                while let Some((k, v)) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    if out.insert(k, v).is_some() {
+                        return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+                    }
+                }
+                Ok(UniqueMap(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
 impl<'a> Fields<'a> {
     fn parse(raw: &'a str) -> Result<Self, Reject> {
-        serde_json::from_str::<HashMap<&'a str, &'a RawValue>>(raw)
-            .map(Self)
+        serde_json::from_str::<UniqueMap<'a>>(raw)
+            .map(|m| Self(m.0))
             .map_err(|e| Reject::NotAnObject(truncate(raw, &e)))
     }
 
@@ -387,5 +413,12 @@ mod tests {
         assert_eq!(quantity("n", "0x8000000000000000"), Err(Reject::TooBig("n")));
         assert!(hash("h", "0x12").is_err());
         assert_eq!(quantity256("v", "0xde0b6b3a7640000"), Ok(U256::from(10u64.pow(18))));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        assert!(Fields::parse(r#"{"number":"0x1","hash":"0x2"}"#).is_ok());
+        let e = Fields::parse(r#"{"number":"0x1","number":"0x2"}"#).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("duplicate key"), "{e}");
     }
 }

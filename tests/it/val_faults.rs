@@ -43,6 +43,10 @@ fn cases(h: u64) -> Vec<(&'static str, Fault, &'static str, i64)> {
         ("neither result nor error", Fault::Envelope { field: "result".into(), value: None }, "invalid_response", 1),
         ("byte-order mark", Fault::Bom, "invalid_response", 1),
         ("invalid UTF-8", Fault::InvalidUtf8, "invalid_response", 1),
+        ("duplicate key", Fault::DuplicateKey { field: "number".into(), value: json!("0x1") }, "invalid_response", 1),
+        // 100,000 levels inside an unknown field: skipped without recursion (no stack overflow),
+        // and, being an unknown header field, the block is stored flagged unverified.
+        ("nesting 100,000 deep", Fault::DeepNesting { depth: 100_000 }, "ok", 0),
         ("result is a string", Fault::Result { value: json!("0x1") }, "invalid_response", 1),
         ("result is an array", Fault::Result { value: json!([1, 2]) }, "invalid_response", 1),
         ("result is a number", Fault::Result { value: json!(7) }, "invalid_response", 1),
