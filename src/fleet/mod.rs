@@ -251,6 +251,23 @@ struct Slot {
     state: Mutex<SlotState>,
 }
 
+impl SlotState {
+    /// Window figures and score parts now (selection and `status` read the same numbers).
+    fn score(&self, policy: &ProviderPolicy, now: Instant, over_pace: bool) -> (WindowStats, ScoreParts) {
+        let w = self.health.stats(now);
+        let parts = select::parts(
+            policy.weight,
+            w.p95_ms,
+            w.error_rate,
+            w.throttle_rate,
+            self.lag_blocks,
+            self.health.breaker() == Breaker::HalfOpen,
+            over_pace,
+        );
+        (w, parts)
+    }
+}
+
 impl Slot {
     fn lock(&self) -> MutexGuard<'_, SlotState> {
         // A poisoned lock only means another task panicked mid-update of plain counters.
@@ -767,16 +784,7 @@ impl Fleet {
                 continue;
             }
             let (_, over_pace) = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom, credits);
-            let w = st.health.stats(now);
-            let parts = select::parts(
-                slot.policy.weight,
-                w.p95_ms,
-                w.error_rate,
-                w.throttle_rate,
-                st.lag_blocks,
-                st.health.breaker() == Breaker::HalfOpen,
-                over_pace,
-            );
+            let (_, parts) = st.score(&slot.policy, now, over_pace);
             let price = f64::from(slot.provider.credits(method)) * slot.policy.price_per_million / 1e6;
             // Never ask a provider for a height above the head it reported.
             if let Some(n) = need
@@ -1155,18 +1163,9 @@ impl Fleet {
             .enumerate()
             .map(|(i, slot)| {
                 let st = slot.lock();
-                let w = st.health.stats(now);
                 let (exhausted, over_pace) = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom, 0);
                 let breaker = st.health.breaker();
-                let parts = select::parts(
-                    slot.policy.weight,
-                    w.p95_ms,
-                    w.error_rate,
-                    w.throttle_rate,
-                    st.lag_blocks,
-                    breaker == Breaker::HalfOpen,
-                    over_pace,
-                );
+                let (w, parts) = st.score(&slot.policy, now, over_pace);
                 let cooldown = st.health.cooldown_until(now);
                 let lag_secs = match (fleet_head, st.head) {
                     (Some(f), Some(h)) if h.number < f.number => self

@@ -210,3 +210,23 @@ pub fn spawn_follow(
     let cancel = cancel.clone();
     tokio::spawn(async move { app.follow(Some(0), &cancel).await })
 }
+
+/// The height in a `committed tip=N` log line (the binary's acknowledgement of a commit).
+pub fn committed_tip(line: &str) -> Option<u64> {
+    let rest = line.split("committed tip=").nth(1)?;
+    rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+}
+
+/// Every height the child acknowledges on stdout, as it prints them.
+pub fn acks(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<u64> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(n) = committed_tip(&line) {
+                let _ = tx.send(n);
+            }
+        }
+    });
+    rx
+}

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use blockstreamer::fault::{FaultProxy, Script};
 
-use crate::helpers::{Anvil, canonical_hashes, inspect, integrity_ok, scalar_i64, temp_db};
+use crate::helpers::{Anvil, canonical_hashes, committed_tip, inspect, integrity_ok, scalar_i64, temp_db};
 
 /// Start the binary; a thread records the highest `committed tip=N` it printed (in `acked`,
 /// across runs, and in `this_run`, for this process only).
@@ -42,12 +42,9 @@ fn spawn(args: &[String], acked: Arc<AtomicU64>, this_run: Arc<AtomicU64>) -> (C
                     l.pop_front();
                 }
             }
-            if let Some(rest) = line.split("committed tip=").nth(1) {
-                let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                if let Ok(n) = n.parse::<u64>() {
-                    acked.fetch_max(n + 1, Ordering::SeqCst); // +1 so height 0 counts as acked
-                    this_run.fetch_max(n + 1, Ordering::SeqCst);
-                }
+            if let Some(n) = committed_tip(&line) {
+                acked.fetch_max(n + 1, Ordering::SeqCst); // +1 so height 0 counts as acked
+                this_run.fetch_max(n + 1, Ordering::SeqCst);
             }
         }
     });

@@ -1,6 +1,5 @@
 //! RELIABILITY.md §4.2: transport and byte-level faults (NET-01..03).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,7 +8,14 @@ use blockstreamer::fault::{Fault, FaultProxy, Rule, Script};
 use blockstreamer::sim::{self, SimProviderOptions};
 
 use crate::bed::{Bed, Truth, sim_chain};
-use crate::helpers::{Anvil, init_tracing, inspect, scalar_i64, temp_db};
+use crate::helpers::{Anvil, acks, init_tracing, inspect, scalar_i64, temp_db};
+
+/// Breakers that never open, so a faulty provider keeps being asked.
+fn never_open_breakers(c: &mut blockstreamer::config::Config) {
+    c.routing.breaker_failures = 1_000;
+    c.routing.breaker_error_rate = 1.0;
+    c.routing.breaker_min_samples = 1_000;
+}
 
 /// NET-01 (simulated chain): headers at once, then one body byte every 500 ms. Each request
 /// fails at the configured deadline, connections are not leaked, and the others carry the chain.
@@ -26,9 +32,7 @@ async fn net01_slow_body_loris() {
         // hedging would rescue every slow fetch before the deadline; this test is about the deadline
         c.routing.hedge = false;
         // keep p1 in play so the deadline is exercised many times
-        c.routing.breaker_failures = 1_000;
-        c.routing.breaker_error_rate = 1.0;
-        c.routing.breaker_min_samples = 1_000;
+        never_open_breakers(c);
     })
     .await;
     // Block fetches only: head polls (the `latest` tag has no height) stay fast, so p1 keeps
@@ -104,17 +108,7 @@ async fn net02_oversized_response_cap() {
         .spawn()
         .expect("spawn");
     let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<u64>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("committed tip=").nth(1) {
-                let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                if let Ok(n) = n.parse() {
-                    let _ = tx.send(n);
-                }
-            }
-        }
-    });
+    let rx = acks(out);
     let wait_tip = |want: u64, secs: u64| {
         let end = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < end {
@@ -185,9 +179,7 @@ async fn net03_reset_truncate_html_garbage() {
         c.routing.strategy = Strategy::RoundRobin;
         // a hedge loser is cancelled after the proxy counted it: keep the counts exact
         c.routing.hedge = false;
-        c.routing.breaker_failures = 1_000;
-        c.routing.breaker_error_rate = 1.0;
-        c.routing.breaker_min_samples = 1_000;
+        never_open_breakers(c);
     })
     .await;
     let p = 0.06;

@@ -1,7 +1,6 @@
 //! RELIABILITY.md §4.4–4.5: gap repair while following (REPAIR-01) and a crash inside the reorg
 //! transaction (CRASH-02).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,7 +8,7 @@ use blockstreamer::fault::{FaultProxy, Script};
 use tokio_util::sync::CancellationToken;
 
 use crate::bed::{Bed, Truth, invariants, p99, sim_chain};
-use crate::helpers::{Anvil, canonical_hashes, init_tracing, inspect, integrity_ok, scalar_i64, temp_db};
+use crate::helpers::{Anvil, acks, canonical_hashes, init_tracing, inspect, integrity_ok, scalar_i64, temp_db};
 
 /// REPAIR-01 (simulated chain): 2,000 stored blocks with 100 random heights deleted, and the
 /// chain 50 blocks ahead; following starts, the tip keeps up, and every hole is refilled.
@@ -81,18 +80,7 @@ fn spawn(args: &[String], failpoint: Option<&str>) -> (Child, std::sync::mpsc::R
     }
     let mut child = cmd.spawn().expect("spawn");
     let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("committed tip=").nth(1) {
-                let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                if let Ok(n) = n.parse() {
-                    let _ = tx.send(n);
-                }
-            }
-        }
-    });
-    (child, rx)
+    (child, acks(out))
 }
 
 /// CRASH-02 (anvil behind fault proxies): the process dies between demoting the old branch and
