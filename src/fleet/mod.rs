@@ -172,6 +172,9 @@ struct Spend {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Up to this many heights at the tip are fetched (and hedged) one by one instead of batched.
+const TIP_BATCH: usize = 4;
+
 /// How long a request may wait for a clearly better primary to report the height it needs.
 const LEADER_PATIENCE: Duration = Duration::from_millis(250);
 
@@ -1059,6 +1062,11 @@ impl Fleet {
     /// Blocks `numbers` (ascending), batched per provider; heights a provider failed are asked of
     /// the next one. Returns them in order, or the error for the first height nobody served.
     pub async fn blocks_by_number(&self, numbers: &[u64]) -> Result<Vec<Block>, FleetError> {
+        // A few heights at the tip (ingest fell a block or two behind): fetch them one by one so
+        // each is hedged, rather than as one unhedged batch a slow provider can hold up.
+        if numbers.len() <= TIP_BATCH && self.opts.hedge && numbers.last().is_some_and(|n| self.at_tip(*n)) {
+            return futures::future::try_join_all(numbers.iter().map(|n| self.block_by_number(*n))).await;
+        }
         if let [n] = numbers {
             return self.block_by_number(*n).await.map(|b| vec![b]);
         }
