@@ -148,6 +148,8 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
         // Stable line: the crash tests read `committed tip=N` as the acknowledgement.
         let commit_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(tip, blocks, commit_ms, "committed");
+        // A durable commit is the proof ingest works again (storage freed, providers back).
+        self.set_state(IngestState::Following);
         if let Some(p) = &self.progress {
             p.inc(blocks as u64);
         }
