@@ -348,27 +348,52 @@ impl App {
     /// One word for the whole process, with the reason: `ok`; `degraded` (no provider can
     /// serve, or ingest steps keep failing); `storage_full`; `reorg_too_deep` (ingest stopped).
     pub fn health(&self) -> (&'static str, String) {
-        let ingest = self.ingest_state.lock().map(|g| g.clone()).unwrap_or_default();
-        match ingest {
-            IngestState::ReorgTooDeep { number } => {
-                return ("reorg_too_deep", format!("block {number} does not link within max_reorg_depth"));
-            }
-            IngestState::StorageFull => return ("storage_full", "commits fail: the database is full".into()),
-            _ => {}
+        health_of(&self.fleet, &self.ingest_state)
+    }
+
+    /// `health` as a shareable function (for the API).
+    pub fn health_fn(&self) -> crate::api::HealthFn {
+        let fleet = self.fleet.clone();
+        let state = self.ingest_state.clone();
+        Arc::new(move || health_of(&fleet, &state))
+    }
+
+    /// Start the HTTP API (when `[api] enabled`) on `listen` (default: `[api] listen`) and the
+    /// alert evaluator (when `[alerts] enabled`). The API stops with `cancel` or `ApiServer::stop`.
+    pub async fn start_api(
+        &self,
+        listen: Option<std::net::SocketAddr>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<crate::api::ApiServer>, AppError> {
+        let env = |k: &str| std::env::var(k).ok();
+        if self.config.alerts.enabled {
+            let webhook = self.config.webhook_url(env)?;
+            let ev = crate::api::alerts::Evaluator::new(
+                self.store.clone(),
+                Some(self.fleet.clone()),
+                self.config.alerts.clone(),
+                webhook,
+            )
+            .map_err(AppError::Other)?;
+            self.workers.spawn(ev.run(self.poll_cancel.clone()));
         }
-        let status = self.fleet.status();
-        // Usable: breaker closed and not excluded (a half-open probe is not yet a provider).
-        let usable = status
-            .iter()
-            .filter(|p| p.breaker == crate::fleet::Breaker::Closed && matches!(p.state, "healthy" | "degraded"))
-            .count();
-        if usable == 0 {
-            return ("degraded", format!("none of {} providers can serve", status.len()));
+        if !self.config.api.enabled {
+            return Ok(None);
         }
-        if let IngestState::Stalled(why) = ingest {
-            return ("degraded", why);
-        }
-        ("ok", String::new())
+        let addr = match listen {
+            Some(a) => a,
+            None => self.config.api.listen.parse().map_err(|e| {
+                AppError::Config(ConfigError::Invalid { field: "api.listen".into(), message: format!("{e}") })
+            })?,
+        };
+        let key = self.config.api_key(env)?;
+        let opts = crate::api::ApiOptions::from_config(&self.config.api, key, self.config.redacted());
+        let live =
+            crate::api::Live { fleet: self.fleet.clone(), health: self.health_fn(), telemetry: self.telemetry.clone() };
+        let state = crate::api::ApiState::new(self.store.clone(), Some(live), opts);
+        let server =
+            crate::api::ApiServer::start(addr, state, cancel).await.map_err(|e| AppError::Other(e.to_string()))?;
+        Ok(Some(server))
     }
 
     /// Stop background tasks, drain telemetry, close the store.
@@ -394,6 +419,30 @@ impl App {
     }
 }
 
+fn health_of(fleet: &Fleet, ingest_state: &std::sync::Mutex<IngestState>) -> (&'static str, String) {
+    let ingest = ingest_state.lock().map(|g| g.clone()).unwrap_or_default();
+    match ingest {
+        IngestState::ReorgTooDeep { number } => {
+            return ("reorg_too_deep", format!("block {number} does not link within max_reorg_depth"));
+        }
+        IngestState::StorageFull => return ("storage_full", "commits fail: the database is full".into()),
+        _ => {}
+    }
+    let status = fleet.status();
+    // Usable: breaker closed and not excluded (a half-open probe is not yet a provider).
+    let usable = status
+        .iter()
+        .filter(|p| p.breaker == crate::fleet::Breaker::Closed && matches!(p.state, "healthy" | "degraded"))
+        .count();
+    if usable == 0 {
+        return ("degraded", format!("none of {} providers can serve", status.len()));
+    }
+    if let IngestState::Stalled(why) = ingest {
+        return ("degraded", why);
+    }
+    ("ok", String::new())
+}
+
 /// What a backfill did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackfillReport {
@@ -410,6 +459,8 @@ pub struct DemoOptions {
     pub block_time: Duration,
     pub providers: usize,
     pub seed: u64,
+    /// Where the API listens (None: no API).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Run the offline demo: a simulated chain served by loopback providers, followed into `db`.
@@ -447,8 +498,31 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
     }
     let clock = tokio::spawn(sim::run_clock(chain.clone(), cancel.clone()));
     tracing::info!(db = %opts.db.display(), head = chain.head_number(), "demo: following the simulated chain (Ctrl-C to stop)");
+    if opts.listen.is_none() {
+        config.api.enabled = false;
+    }
     let app = App::start(AppOptions { db: opts.db.clone(), config, progress: false }).await?;
+    let api = match app.start_api(opts.listen, &cancel).await {
+        Ok(a) => a,
+        Err(e) => {
+            app.shutdown().await;
+            return Err(e);
+        }
+    };
+    if let Some(a) = &api {
+        let base = format!("http://{}", a.addr());
+        println!("api listening on {base}");
+        println!("try:  curl {base}/v1/blocks/latest");
+        println!("      curl {base}/v1/providers");
+        println!("      curl -N {base}/v1/stream/blocks");
+        println!(
+            "      curl -s {base}/v1/sql -d '{{\"sql\": \"SELECT provider, count(*) FROM provider_requests_view GROUP BY 1\"}}'"
+        );
+    }
     let res = app.follow(Some(0), &cancel).await;
+    if let Some(a) = api {
+        a.stop().await;
+    }
     app.shutdown().await;
     let _ = clock.await;
     for sp in &servers {

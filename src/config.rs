@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A configuration problem, naming the field at fault.
@@ -23,7 +23,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 }
 
 /// Primary providers are preferred; fallbacks are used when no primary can serve.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     #[default]
@@ -32,7 +32,7 @@ pub enum Tier {
 }
 
 /// How the fleet orders eligible providers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Highest score first, primaries before fallbacks, with a sticky primary.
@@ -59,7 +59,7 @@ impl Strategy {
 
 /// The `[routing]` table: selection, breakers, cooldowns, hedging. These defaults are the
 /// fleet's defaults too (`FleetOptions::default` reads them).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     pub strategy: Strategy,
@@ -108,7 +108,7 @@ impl Default for RoutingConfig {
 }
 
 /// One `[[providers]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: Option<String>,
@@ -134,7 +134,7 @@ pub struct ProviderConfig {
 }
 
 /// Retention of telemetry (used by maintenance; validated here).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     pub raw_days: u32,
@@ -147,9 +147,117 @@ impl Default for RetentionConfig {
     }
 }
 
+/// The `[api]` table: the HTTP server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the API while following (`run`, `demo`).
+    pub enabled: bool,
+    /// Listen address; `--listen` overrides it. A non-loopback address needs `api_key`.
+    pub listen: String,
+    /// Bearer key for `/v1/sql` and `/v1/admin/*` (may be `${VAR}`). Without it, SQL is open on
+    /// loopback and admin routes are refused.
+    pub api_key: Option<String>,
+    /// Per-peer-IP token bucket.
+    pub rate_limit_rps: f64,
+    pub rate_limit_burst: u32,
+    /// Apply the rate limit to loopback peers too (off: local tools and benchmarks are not limited).
+    pub rate_limit_loopback: bool,
+    /// Request bodies above this are refused with 413.
+    pub max_body_bytes: usize,
+    /// Whole-request deadline for the JSON routes (the stream is exempt).
+    pub request_timeout_ms: u64,
+    /// A connection that has not sent a complete request header within this is closed.
+    pub header_read_timeout_ms: u64,
+    pub max_connections: usize,
+    /// `/readyz` is ready while the stored head is within this many blocks of the fleet head.
+    pub ready_max_lag_blocks: u64,
+    pub sql_timeout_ms: u64,
+    pub sql_max_rows: usize,
+    pub sql_max_bytes: usize,
+    pub sql_concurrency: usize,
+    /// A live stream client this many blocks behind the stored head is disconnected.
+    pub stream_max_lag_blocks: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            api_key: None,
+            rate_limit_rps: 50.0,
+            rate_limit_burst: 100,
+            rate_limit_loopback: false,
+            max_body_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 1024,
+            ready_max_lag_blocks: 5,
+            sql_timeout_ms: 1000,
+            sql_max_rows: 1000,
+            sql_max_bytes: 4 << 20,
+            sql_concurrency: 2,
+            stream_max_lag_blocks: 1024,
+        }
+    }
+}
+
+/// The `[alerts]` table: the built-in evaluator's thresholds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub enabled: bool,
+    /// How often the rules are evaluated.
+    pub interval_ms: u64,
+    /// The window for the error-rate and latency rules.
+    pub window_secs: u64,
+    /// error rate above this (after `min_samples` calls in the window) opens `error_rate`.
+    pub error_rate: f64,
+    pub min_samples: u64,
+    /// p95 latency of successful calls above this opens `p95_latency`.
+    pub p95_ms: f64,
+    /// A provider behind the fleet head by more than this many blocks (`lag_blocks`) or
+    /// seconds (`lag_seconds`).
+    pub lag_blocks: u64,
+    pub lag_secs: f64,
+    /// An open gap seen for longer than this.
+    pub gap_secs: u64,
+    /// Credits spent today above this share of the daily budget.
+    pub credits_fraction: f64,
+    /// No new stored block for this many block times opens `no_new_block`.
+    pub stale_block_times: f64,
+    /// The chain's block time; unset = measured from the stored timestamps.
+    pub block_time_ms: Option<u64>,
+    /// POST each opened and resolved alert as JSON here (may be `${VAR}`).
+    pub webhook_url: Option<String>,
+    pub webhook_retries: u32,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 5000,
+            window_secs: 300,
+            error_rate: 0.05,
+            min_samples: 10,
+            p95_ms: 2000.0,
+            lag_blocks: 3,
+            lag_secs: 60.0,
+            gap_secs: 60,
+            credits_fraction: 0.8,
+            stale_block_times: 5.0,
+            block_time_ms: None,
+            webhook_url: None,
+            webhook_retries: 3,
+        }
+    }
+}
+
 /// The whole file. Every field has a default (`Config::default`, the one place they are
 /// written down), so an empty file is valid.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub chain_id: Option<u64>,
@@ -170,6 +278,8 @@ pub struct Config {
     pub max_db_size_mb: Option<u64>,
     pub retention: RetentionConfig,
     pub routing: RoutingConfig,
+    pub api: ApiConfig,
+    pub alerts: AlertsConfig,
     pub providers: Vec<ProviderConfig>,
 }
 
@@ -191,6 +301,8 @@ impl Default for Config {
             max_db_size_mb: None,
             retention: RetentionConfig::default(),
             routing: RoutingConfig::default(),
+            api: ApiConfig::default(),
+            alerts: AlertsConfig::default(),
             providers: Vec::new(),
         }
     }
@@ -257,6 +369,7 @@ impl Config {
         if r.window_secs == 0 || r.request_deadline_ms == 0 {
             return Err(invalid("routing.window_secs/request_deadline_ms", "must be positive"));
         }
+        self.check_api()?;
         let mut out: Vec<(String, String)> = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
             let field = format!("providers[{i}].url");
@@ -311,6 +424,66 @@ impl Config {
             out.push((name, url));
         }
         Ok(out)
+    }
+}
+
+impl Config {
+    fn check_api(&self) -> Result<(), ConfigError> {
+        let a = &self.api;
+        if !(a.rate_limit_rps > 0.0 && a.rate_limit_rps.is_finite()) || a.rate_limit_burst == 0 {
+            return Err(invalid("api.rate_limit_rps/rate_limit_burst", "must be positive"));
+        }
+        if a.max_body_bytes == 0 || a.max_connections == 0 || a.sql_concurrency == 0 || a.sql_max_rows == 0 {
+            return Err(invalid("api.max_body_bytes/max_connections/sql_*", "must be positive"));
+        }
+        if a.sql_timeout_ms == 0 || a.request_timeout_ms == 0 || a.header_read_timeout_ms == 0 {
+            return Err(invalid("api.*_timeout_ms", "must be positive"));
+        }
+        let al = &self.alerts;
+        if al.interval_ms < 10 || al.window_secs == 0 {
+            return Err(invalid("alerts.interval_ms/window_secs", "must be positive (interval at least 10 ms)"));
+        }
+        if !((0.0..=1.0).contains(&al.error_rate) && al.credits_fraction > 0.0 && al.credits_fraction.is_finite()) {
+            return Err(invalid(
+                "alerts.error_rate/credits_fraction",
+                "error_rate within [0, 1], credits_fraction > 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The API key with `${VAR}` expanded (None when unset or empty).
+    pub fn api_key(&self, env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+        match &self.api.api_key {
+            None => Ok(None),
+            Some(k) => {
+                let k = interpolate(k, "api.api_key", &env)?;
+                Ok((!k.is_empty()).then_some(k))
+            }
+        }
+    }
+
+    /// The configuration as JSON with every secret hidden: provider URLs keep only scheme and
+    /// host, the API key and webhook URL are replaced by whether they are set.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(ps) = v.get_mut("providers").and_then(|p| p.as_array_mut()) {
+            for (p, c) in ps.iter_mut().zip(&self.providers) {
+                p["url"] = crate::provider::SecretUrl::new(c.url.clone()).redacted().into();
+            }
+        }
+        if let Some(api) = v.get_mut("api") {
+            api["api_key"] = serde_json::Value::from(self.api.api_key.is_some().then_some("(set)"));
+        }
+        if let Some(al) = v.get_mut("alerts") {
+            al["webhook_url"] = serde_json::Value::from(self.alerts.webhook_url.is_some().then_some("(set)"));
+        }
+        v
+    }
+
+    /// The alert webhook URL with `${VAR}` expanded.
+    pub fn webhook_url(&self, env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+        self.alerts.webhook_url.as_deref().map(|u| interpolate(u, "alerts.webhook_url", &env)).transpose()
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`fault`]: a scriptable fault-injecting JSON-RPC proxy (tests, demo, `faultproxy` command).
 //! - [`app`]: the composition root that wires them together.
 
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod failpoint;

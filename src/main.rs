@@ -1,12 +1,15 @@
 //! The `blockstreamer` binary: parse the command line, set up logging, run a command.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use blockstreamer::app::{self, App, AppOptions, DemoOptions};
+use blockstreamer::api::{ApiOptions, ApiServer, ApiState};
+use blockstreamer::app::{self, App, AppError, AppOptions, DemoOptions};
 use blockstreamer::config::Config;
+use blockstreamer::ingest::IngestError;
 use blockstreamer::store::{Store, StoreOptions};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -41,11 +44,17 @@ enum Command {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         run_for: Option<u64>,
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
     },
-    /// Follow the chain head from the providers into the database.
+    /// Follow the chain head from the providers into the database, serving the API.
     Run {
         #[command(flatten)]
         common: Common,
+        /// Where the API listens (default: `[api] listen`, 127.0.0.1:8080). Use port 0 for any.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// Start height for an empty database (default: the current head).
         #[arg(long)]
         from_block: Option<u64>,
@@ -61,6 +70,21 @@ enum Command {
         from: u64,
         #[arg(long)]
         to: u64,
+    },
+    /// Serve the API over an existing database without following (a read-only local indexer).
+    Serve {
+        /// Database file.
+        #[arg(long, default_value = "./blockstreamer.db")]
+        db: PathBuf,
+        /// TOML config file (only its [api] table is used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the API listens (default: `[api] listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        run_for: Option<u64>,
     },
     /// List open gaps (missing heights, broken parent links) and recent repair attempts.
     Gaps {
@@ -162,17 +186,66 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Demo { db, block_time_ms, providers, seed, run_for } => {
+        Command::Demo { db, block_time_ms, providers, seed, run_for, listen } => {
             let cancel = shutdown_token(run_for);
-            let opts = DemoOptions { db, block_time: Duration::from_millis(block_time_ms.max(10)), providers, seed };
+            let opts = DemoOptions {
+                db,
+                block_time: Duration::from_millis(block_time_ms.max(10)),
+                providers,
+                seed,
+                listen: Some(listen),
+            };
             app::run_demo(opts, cancel).await.context("demo failed")?;
         }
-        Command::Run { common, from_block, run_for } => {
+        Command::Run { common, listen, from_block, run_for } => {
             let cancel = shutdown_token(run_for);
             let app = App::start(common.app_options()?).await.context("start-up failed")?;
+            let api = match app.start_api(listen, &cancel).await {
+                Ok(a) => a,
+                Err(e) => {
+                    app.shutdown().await;
+                    return Err(e).context("cannot start the API");
+                }
+            };
+            if let Some(a) = &api {
+                // Printed plainly so scripts can find the port.
+                println!("api listening on http://{}", a.addr());
+            }
             let res = app.follow(from_block, &cancel).await;
+            if let (Err(AppError::Ingest(e @ IngestError::DeepReorg { .. })), Some(_)) = (&res, &api) {
+                // Nothing was rewritten; keep answering (health says reorg_too_deep) so operators
+                // and monitors can see why, until told to stop.
+                tracing::error!(error = %e, "ingest stopped; the API keeps serving until Ctrl-C");
+                cancel.cancelled().await;
+            }
+            if let Some(a) = api {
+                a.stop().await;
+            }
             app.shutdown().await;
             res.context("ingest stopped")?;
+        }
+        Command::Serve { db, config, listen, run_for } => {
+            if !db.exists() {
+                anyhow::bail!("no database at {}", db.display());
+            }
+            let config = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
+            };
+            let cancel = shutdown_token(run_for);
+            let store = Store::open(&StoreOptions::new(&db)).await.context("cannot open the database")?;
+            let addr = match listen {
+                Some(a) => a,
+                None => config.api.listen.parse().context("api.listen")?,
+            };
+            let key = config.api_key(|k| std::env::var(k).ok())?;
+            let opts = ApiOptions::from_config(&config.api, key, config.redacted());
+            let state = ApiState::new(store.clone(), None, opts);
+            let server = ApiServer::start(addr, state, &cancel).await?;
+            println!("api listening on http://{}", server.addr());
+            cancel.cancelled().await;
+            server.stop().await;
+            store.close().await;
         }
         Command::Backfill { common, from, to } => {
             let cancel = shutdown_token(None);

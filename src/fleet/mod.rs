@@ -403,6 +403,16 @@ impl Fleet {
         self.head_tx.subscribe()
     }
 
+    /// The fleet head now (None until a provider reported one).
+    pub fn head(&self) -> Option<FleetHead> {
+        *self.head_tx.borrow()
+    }
+
+    /// The options the fleet runs with (strategy, window, thresholds).
+    pub fn options(&self) -> &FleetOptions {
+        &self.opts
+    }
+
     fn emit(&self, index: usize, kind: &'static str, reason: String) {
         let name = self.slots[index].provider.name();
         match kind {

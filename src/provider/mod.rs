@@ -371,6 +371,18 @@ impl Provider {
     }
 
     fn emit(&self, s: RequestSample) {
+        // Prometheus view of the same sample (a no-op until the API installs a recorder).
+        let name = self.spec.name.clone();
+        metrics::counter!("blockstreamer_provider_requests_total", "provider" => name.clone(), "method" => s.method, "outcome" => s.outcome.as_str())
+            .increment(1);
+        if s.credits > 0 {
+            metrics::counter!("blockstreamer_provider_credits_total", "provider" => name.clone())
+                .increment(u64::from(s.credits));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let secs = s.latency_us as f64 / 1e6;
+        metrics::histogram!("blockstreamer_provider_request_duration_seconds", "provider" => name, "method" => s.method)
+            .record(secs);
         self.telemetry.record(TelemetryEvent::Request(s));
     }
 

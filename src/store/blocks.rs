@@ -90,6 +90,11 @@ impl Store {
         }
         insert_blocks(self, &mut tx, &batch.blocks, now).await?;
         tx.commit().await.map_err(classify)?;
+        metrics::counter!("blockstreamer_blocks_stored_total").increment(batch.blocks.len() as u64);
+        if batch.reorg.is_some() {
+            metrics::counter!("blockstreamer_reorgs_total").increment(1);
+        }
+        self.notify_change();
         Ok(())
     }
 

@@ -4,9 +4,11 @@
 //! reorg writes are serialised without SQLITE_BUSY churn, each in a `BEGIN IMMEDIATE`
 //! transaction; `reader` is read-only (`query_only`) for the API, export and checks.
 
+mod alerts;
 mod blocks;
 pub mod migrate;
 mod multirow;
+mod query;
 mod repair;
 mod telemetry;
 
@@ -19,6 +21,8 @@ use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, Sq
 use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
 
+pub use alerts::{AlertRow, AlertWindow};
+pub use query::{BlockRow, ProviderWindow, ReorgRow, RequestRow, StoredTip, TxRow, ratio};
 pub use repair::RepairRow;
 pub use telemetry::{TelemetryWriter, TelemetryWriterStats};
 
@@ -82,6 +86,8 @@ pub struct Store {
     path: PathBuf,
     /// Fleet index → `providers.id`, filled by `register_providers`.
     provider_ids: Arc<RwLock<Vec<i64>>>,
+    /// Bumped after every commit that changed the canonical chain (stream, caches).
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -155,12 +161,28 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(read_opts)
             .await?;
-        Ok(Self { writer, reader, path: opts.path.clone(), provider_ids: Arc::default() })
+        Ok(Self {
+            writer,
+            reader,
+            path: opts.path.clone(),
+            provider_ids: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+        })
     }
 
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A receiver that changes after every commit that touched the canonical chain (new
+    /// blocks, a reorg, a repair). Commits made by another process are not seen: poll too.
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn notify_change(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// The read-only pool (API, export, checks).

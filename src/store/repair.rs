@@ -27,7 +27,7 @@ pub struct RepairRow {
 impl Store {
     /// Holes and broken links among the canonical blocks.
     pub async fn scan_gaps(&self) -> Result<GapScan, StoreError> {
-        let row = sqlx::query(include_str!("../../sql/gaps/bounds.sql")).fetch_one(&self.writer).await?;
+        let row = sqlx::query(include_str!("../../sql/gaps/bounds.sql")).fetch_one(&self.reader).await?;
         let (lo, hi): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
         let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(GapScan::default()) };
         let mut scan = GapScan {
@@ -35,10 +35,10 @@ impl Store {
             tip: Some(from_sql("block number", hi)?),
             ..GapScan::default()
         };
-        for r in sqlx::query(include_str!("../../sql/gaps/open_gaps.sql")).bind(lo).fetch_all(&self.writer).await? {
+        for r in sqlx::query(include_str!("../../sql/gaps/open_gaps.sql")).bind(lo).fetch_all(&self.reader).await? {
             scan.missing.push((from_sql("block number", r.try_get(0)?)?, from_sql("block number", r.try_get(1)?)?));
         }
-        for r in sqlx::query(include_str!("../../sql/gaps/broken_links.sql")).bind(lo).fetch_all(&self.writer).await? {
+        for r in sqlx::query(include_str!("../../sql/gaps/broken_links.sql")).bind(lo).fetch_all(&self.reader).await? {
             scan.broken_links.push(from_sql("block number", r.try_get(0)?)?);
         }
         Ok(scan)
@@ -109,6 +109,8 @@ impl Store {
         let inserted = todo.len() - replaced;
         insert_blocks(self, &mut tx, &todo, now).await?;
         tx.commit().await.map_err(classify)?;
+        metrics::counter!("blockstreamer_blocks_repaired_total").increment(todo.len() as u64);
+        self.notify_change();
         Ok(RepairOutcome::Repaired { inserted, replaced })
     }
 
@@ -134,7 +136,7 @@ impl Store {
     pub async fn recent_repairs(&self, limit: u32) -> Result<Vec<RepairRow>, StoreError> {
         let rows = sqlx::query(include_str!("../../sql/gaps/recent_repairs.sql"))
             .bind(i64::from(limit))
-            .fetch_all(&self.writer)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|r| {

@@ -1,0 +1,2 @@
+-- Every provider this database has seen, in registration order.
+SELECT id, name, url_redacted FROM providers ORDER BY id

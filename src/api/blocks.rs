@@ -1,0 +1,221 @@
+//! Chain routes: blocks (latest, by number, by hash, ranges with a cursor), a block's
+//! transactions, a transaction by hash, reorgs and gaps.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+use crate::store::BlockRow;
+
+/// Query parameters, checked by hand so every mistake gets a precise message.
+pub(super) type Params = Result<Query<BTreeMap<String, String>>, QueryRejection>;
+
+pub(super) fn params(p: Params, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+    let Query(map) = p.map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::BadRequest(format!("unknown parameter {k:?}; allowed: {}", allowed.join(", "))));
+    }
+    Ok(map)
+}
+
+/// A non-negative integer parameter (at most i64::MAX, what SQLite can hold).
+pub(super) fn uint_param(map: &BTreeMap<String, String>, key: &str) -> Result<Option<u64>, ApiError> {
+    map.get(key).map(|v| parse_uint(v, key)).transpose()
+}
+
+fn parse_uint(v: &str, what: &str) -> Result<u64, ApiError> {
+    let n: u64 = v
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{what} must be a non-negative decimal integer, got {v:?}")))?;
+    if i64::try_from(n).is_err() {
+        return Err(ApiError::BadRequest(format!("{what} = {n} is above the largest height ({})", i64::MAX)));
+    }
+    Ok(n)
+}
+
+/// `limit`: default `def`, 1..=`max`.
+pub(super) fn limit_param(map: &BTreeMap<String, String>, def: u32, max: u32) -> Result<u32, ApiError> {
+    match uint_param(map, "limit")? {
+        None => Ok(def),
+        Some(0) => Err(ApiError::BadRequest("limit must be at least 1".into())),
+        Some(n) => Ok(u32::try_from(n).unwrap_or(max).min(max)),
+    }
+}
+
+/// A 0x-prefixed 32-byte hash.
+pub(super) fn parse_hash(s: &str, what: &str) -> Result<[u8; 32], ApiError> {
+    let bad = || ApiError::BadRequest(format!("{what} must be 0x followed by 64 hex digits, got {s:?}"));
+    let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).ok_or_else(bad)?;
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let bytes = alloy_primitives::hex::decode(hex).map_err(|_| bad())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad())
+}
+
+enum BlockId {
+    Number(u64),
+    Hash([u8; 32]),
+}
+
+fn block_id(s: &str) -> Result<BlockId, ApiError> {
+    if s.starts_with("0x") || s.starts_with("0X") {
+        return Ok(BlockId::Hash(parse_hash(s, "block hash")?));
+    }
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(format!(
+            "block id must be a decimal height, a 0x-prefixed 32-byte hash or \"latest\", got {s:?}"
+        )));
+    }
+    Ok(BlockId::Number(parse_uint(s, "block number")?))
+}
+
+async fn resolve(state: &ApiState, id: &str) -> Result<BlockRow, ApiError> {
+    let store = &state.0.store;
+    let found = match block_id(id)? {
+        BlockId::Number(n) => store.block_by_number(n).await?,
+        BlockId::Hash(h) => store.block_by_hash(&h).await?,
+    };
+    found.ok_or_else(|| ApiError::NotFound(format!("block {id} is not stored")))
+}
+
+/// `GET /v1/blocks/latest`
+pub(super) async fn latest(State(state): State<ApiState>) -> Result<Json<BlockRow>, ApiError> {
+    let b = state.0.store.latest_block().await?;
+    b.map(Json).ok_or_else(|| ApiError::NotFound("no block stored yet".into()))
+}
+
+/// `GET /v1/blocks/{number|hash}`
+pub(super) async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<BlockRow>, ApiError> {
+    Ok(Json(resolve(&state, &id).await?))
+}
+
+/// `GET /v1/blocks?from=&to=&limit=&cursor=&order=asc|desc`
+pub(super) async fn list(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
+    let map = params(q, &["from", "to", "limit", "cursor", "order"])?;
+    let desc = match map.get("order").map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => return Err(ApiError::BadRequest(format!("order must be asc or desc, got {o:?}"))),
+    };
+    let limit = limit_param(&map, 100, 1000)?;
+    let mut from = uint_param(&map, "from")?.unwrap_or(0);
+    let mut to = match uint_param(&map, "to")? {
+        Some(t) => t,
+        None => i64::MAX.unsigned_abs(),
+    };
+    if from > to {
+        return Err(ApiError::BadRequest(format!("from ({from}) is above to ({to})")));
+    }
+    // The cursor is the next height to read, in the direction of `order`.
+    if let Some(c) = map.get("cursor") {
+        let c = parse_uint(c, "cursor")?;
+        if desc { to = to.min(c) } else { from = from.max(c) }
+    }
+    let rows = if from > to { Vec::new() } else { state.0.store.blocks_range(from, to, limit, desc).await? };
+    let next = if rows.len() == usize::try_from(limit).unwrap_or(usize::MAX) {
+        rows.last().and_then(|b| if desc { b.number.checked_sub(1) } else { Some(b.number + 1) })
+    } else {
+        None
+    };
+    Ok(Json(json!({ "blocks": rows, "next_cursor": next.map(|n| n.to_string()) })))
+}
+
+/// `GET /v1/blocks/{id}/transactions`
+pub(super) async fn transactions(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let b = resolve(&state, &id).await?;
+    let hash = parse_hash(&b.hash, "block hash")?;
+    let txs = state.0.store.block_transactions(&hash).await?;
+    Ok(Json(json!({
+        "block_number": b.number,
+        "block_hash": b.hash,
+        "canonical": b.canonical,
+        "full_transactions": b.full_transactions,
+        "tx_count": b.tx_count,
+        "transactions": txs,
+    })))
+}
+
+/// `GET /v1/transactions/{hash}`: the canonical copy, plus the orphaned blocks it also sat in.
+pub(super) async fn transaction(
+    State(state): State<ApiState>,
+    Path(hash): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let h = parse_hash(&hash, "transaction hash")?;
+    let mut copies = state.0.store.transaction_by_hash(&h).await?;
+    if copies.is_empty() {
+        return Err(ApiError::NotFound(format!("transaction {hash} is not stored")));
+    }
+    let first = copies.remove(0);
+    let others: Vec<&str> = copies.iter().map(|t| t.block_hash.as_str()).collect();
+    let mut v = serde_json::to_value(&first).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("also_in_blocks".into(), json!(others));
+    }
+    Ok(Json(v))
+}
+
+/// `GET /v1/reorgs?limit=&cursor=` newest first; the cursor is the last id seen.
+pub(super) async fn reorgs(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
+    let map = params(q, &["limit", "cursor"])?;
+    let limit = limit_param(&map, 100, 1000)?;
+    let before = match uint_param(&map, "cursor")? {
+        Some(c) => i64::try_from(c).unwrap_or(i64::MAX),
+        None => i64::MAX,
+    };
+    let rows = state.0.store.reorgs_page(before, limit).await?;
+    let next =
+        (rows.len() == usize::try_from(limit).unwrap_or(usize::MAX)).then(|| rows.last().map(|r| r.id.to_string()));
+    Ok(Json(json!({ "reorgs": rows, "next_cursor": next.flatten() })))
+}
+
+/// `GET /v1/gaps`: open holes and broken links now, and the latest repair attempts.
+pub(super) async fn gaps(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
+    let map = params(q, &["limit"])?;
+    let limit = limit_param(&map, 20, 1000)?;
+    let scan = state.0.store.scan_gaps().await?;
+    let repairs = state.0.store.recent_repairs(limit).await?;
+    let missing: Vec<Value> =
+        scan.missing.iter().map(|(a, b)| json!({ "from": a, "to": b, "blocks": b - a + 1 })).collect();
+    let repairs: Vec<Value> = repairs
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "detected_at_ms": r.detected_at_ms, "attempted_at_ms": r.attempted_at_ms,
+                "from": r.from, "to": r.to, "reason": r.reason, "provider": r.provider,
+                "outcome": r.outcome, "blocks": r.blocks, "error": r.error,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "floor": scan.floor,
+        "tip": scan.tip,
+        "missing": missing,
+        "broken_links": scan.broken_links,
+        "repairs": repairs,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_ids_parse_strictly() {
+        assert!(matches!(block_id("0"), Ok(BlockId::Number(0))));
+        assert!(matches!(block_id("9223372036854775807"), Ok(BlockId::Number(_))));
+        for bad in ["", "-1", "+1", "1.5", "0x12", "9223372036854775808", "abc", " 1", "0x"] {
+            assert!(block_id(bad).is_err(), "{bad:?}");
+        }
+        let h = format!("0x{}", "ab".repeat(32));
+        assert!(matches!(block_id(&h), Ok(BlockId::Hash(b)) if b == [0xab; 32]));
+        assert!(block_id(&format!("0x{}", "zz".repeat(32))).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! Operating routes: liveness and readiness, alerts, read-only SQL, admin, the OpenAPI document.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::blocks::{Params, limit_param, params, uint_param};
+use super::{ApiError, ApiState, guard};
+
+/// `GET /healthz`: the process answers.
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// `GET /readyz`: 200 while the stored head is within `ready_max_lag_blocks` of the fleet head
+/// and storage accepts writes; 503 with the reasons otherwise.
+pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
+    let mut reasons: Vec<String> = Vec::new();
+    let stored = match state.0.store.stored_tip().await {
+        Ok(t) => t.map(|t| t.number),
+        Err(e) => {
+            reasons.push(format!("database unreadable: {e}"));
+            None
+        }
+    };
+    let mut fleet_head = None;
+    let mut health = json!(null);
+    if let Some(live) = &state.0.live {
+        let (word, why) = (live.health)();
+        health = json!({ "status": word, "reason": why });
+        if word != "ok" {
+            reasons.push(if why.is_empty() { word.to_string() } else { format!("{word}: {why}") });
+        }
+        fleet_head = live.fleet.head().map(|h| h.number);
+        match (fleet_head, stored) {
+            (None, _) => reasons.push("no provider has reported a head yet".into()),
+            (Some(_), None) => reasons.push("no block stored yet".into()),
+            (Some(f), Some(s)) if f > s + state.0.opts.ready_max_lag_blocks => reasons.push(format!(
+                "stored head {s} is {} blocks behind the fleet head {f} (limit {})",
+                f - s,
+                state.0.opts.ready_max_lag_blocks
+            )),
+            _ => {}
+        }
+    }
+    let ready = reasons.is_empty();
+    let body = json!({
+        "ready": ready,
+        "stored_head": stored,
+        "fleet_head": fleet_head,
+        "lag_blocks": fleet_head.zip(stored).map(|(f, s)| f.saturating_sub(s)),
+        "health": health,
+        "reasons": reasons,
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /v1/alerts?state=open|all&limit=&cursor=`: newest first.
+pub(super) async fn alerts(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
+    let map = params(q, &["state", "limit", "cursor"])?;
+    let open_only = match map.get("state").map(String::as_str) {
+        None | Some("all") => false,
+        Some("open") => true,
+        Some(s) => return Err(ApiError::BadRequest(format!("state must be open or all, got {s:?}"))),
+    };
+    let limit = limit_param(&map, 100, 1000)?;
+    let before = uint_param(&map, "cursor")?.map_or(i64::MAX, |c| i64::try_from(c).unwrap_or(i64::MAX));
+    let rows = state.0.store.alerts_page(open_only, before, limit).await?;
+    let next = if rows.len() == usize::try_from(limit).unwrap_or(usize::MAX) {
+        rows.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(json!({ "alerts": rows, "next_cursor": next })))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    #[serde(default)]
+    params: Vec<Value>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `POST /v1/sql` with `{"sql": "...", "params": [...], "format": "json"|"csv"}`.
+pub(super) async fn sql(State(state): State<ApiState>, headers: HeaderMap, q: Params, body: Bytes) -> Response {
+    match run_sql(&state, &headers, q, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run_sql(state: &ApiState, headers: &HeaderMap, q: Params, body: &[u8]) -> Result<Response, ApiError> {
+    guard::check_sql(state, headers)?;
+    let map = params(q, &["format"])?;
+    let req: SqlRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!("body must be JSON {{\"sql\": \"SELECT ...\", \"params\": [...]}}: {e}"))
+    })?;
+    let wants_csv = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
+    let format = req.format.as_deref().or(map.get("format").map(String::as_str));
+    let csv = match format {
+        None => wants_csv,
+        Some("json") => false,
+        Some("csv") => true,
+        Some(f) => return Err(ApiError::BadRequest(format!("format must be json or csv, got {f:?}"))),
+    };
+    if req.sql.trim().is_empty() {
+        return Err(ApiError::BadRequest("sql is empty".into()));
+    }
+    let started = std::time::Instant::now();
+    let result = state.0.sandbox.query(req.sql, req.params).await;
+    metrics::histogram!("blockstreamer_api_sql_duration_seconds").record(started.elapsed().as_secs_f64());
+    let result = result?;
+    if csv {
+        let mut out = String::new();
+        write_csv_row(&mut out, result.columns.iter().map(|c| Value::String(c.clone())));
+        for row in result.rows {
+            write_csv_row(&mut out, row.into_iter());
+        }
+        let mut resp = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
+        if result.truncated
+            && let Ok(v) = axum::http::HeaderValue::from_str(&state.0.opts.sql.max_rows.to_string())
+        {
+            resp.headers_mut().insert("x-truncated-at-rows", v);
+        }
+        return Ok(resp);
+    }
+    Ok(Json(json!({
+        "columns": result.columns,
+        "rows": result.rows,
+        "row_count": result.rows.len(),
+        "truncated": result.truncated,
+        "elapsed_ms": result.elapsed_ms,
+    }))
+    .into_response())
+}
+
+/// RFC 4180: quote fields holding a comma, quote, CR or LF; NULL is an empty field.
+fn write_csv_row(out: &mut String, vals: impl Iterator<Item = Value>) {
+    for (i, v) in vals.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let text = match v {
+            Value::Null => String::new(),
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        if text.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&text.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+/// `GET /v1/admin/config`: the effective configuration, secrets redacted (key required).
+pub(super) async fn admin_config(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    guard::check_admin(&state, &headers)?;
+    Ok(Json(state.0.opts.config_redacted.clone()))
+}
+
+/// `POST /v1/admin/checkpoint`: checkpoint and truncate the WAL now (key required).
+pub(super) async fn admin_checkpoint(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    guard::check_admin(&state, &headers)?;
+    let before = state.0.store.wal_bytes();
+    let truncated = state.0.store.trim_wal(0).await?;
+    Ok(Json(
+        json!({ "wal_bytes_before": before, "wal_bytes_after": state.0.store.wal_bytes(), "truncated": truncated }),
+    ))
+}
+
+/// `GET /openapi.json`
+pub(super) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
+}
+
+/// Unknown paths: a JSON 404.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route; see /openapi.json".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_only_when_needed() {
+        let mut s = String::new();
+        write_csv_row(&mut s, vec![json!("a,b"), json!(1), Value::Null, json!("say \"hi\""), json!(1.5)].into_iter());
+        assert_eq!(s, "\"a,b\",1,,\"say \"\"hi\"\"\",1.5\r\n");
+    }
+}

@@ -1,0 +1,162 @@
+//! Provider health routes: live fleet state (breaker, score and its parts, lag, credits, rate)
+//! joined with telemetry windows (1 m, 5 m, 1 h) computed by `sql/api/provider_window.sql`,
+//! the same rules as the `provider_health_*` views users query.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::blocks::{Params, limit_param, params, uint_param};
+use super::{ApiError, ApiState};
+use crate::fleet::ProviderStatus;
+use crate::store::ProviderWindow;
+
+const WINDOWS: [(&str, i64); 3] = [("1m", 60_000), ("5m", 300_000), ("1h", 3_600_000)];
+
+fn live_json(p: &ProviderStatus) -> Value {
+    let fraction = p.daily_credit_budget.filter(|b| *b > 0).map(|b| crate::store::ratio(p.credits_today, b));
+    json!({
+        "state": p.state,
+        "reason": p.reason,
+        "tier": match p.tier { crate::config::Tier::Primary => "primary", crate::config::Tier::Fallback => "fallback" },
+        "primary": p.primary,
+        "breaker": p.breaker.as_str(),
+        "head": p.head,
+        "lag_blocks": p.lag_blocks,
+        "lag_seconds": p.lag_secs,
+        "score": p.score,
+        "score_parts": {
+            "weight": p.parts.weight,
+            "latency": p.parts.latency,
+            "errors": p.parts.errors,
+            "throttles": p.parts.throttles,
+            "lag": p.parts.lag,
+            "probing": p.parts.probing,
+            "budget": p.parts.budget,
+        },
+        "live_window": {
+            "samples": p.window.samples,
+            "successes": p.window.successes,
+            "p50_ms": p.window.p50_ms,
+            "p95_ms": p.window.p95_ms,
+            "p99_ms": p.window.p99_ms,
+            "error_rate": p.window.error_rate,
+            "throttle_rate": p.window.throttle_rate,
+        },
+        "credits_today": p.credits_today,
+        "daily_credit_budget": p.daily_credit_budget,
+        "credits_fraction": fraction,
+        "rate_limit_rps": p.rps_limit,
+        "cooldown_ms": p.cooldown_ms,
+    })
+}
+
+fn window_json(w: &ProviderWindow) -> Value {
+    json!({
+        "requests": w.requests,
+        "ok": w.ok,
+        "errors": w.errors,
+        "throttled": w.throttled,
+        "error_rate": w.error_rate,
+        "throttle_rate": w.throttle_rate,
+        "credits": w.credits,
+        "p50_ms": w.p50_ms,
+        "p95_ms": w.p95_ms,
+        "p99_ms": w.p99_ms,
+    })
+}
+
+/// Build the provider documents (all, or the one named).
+async fn build(state: &ApiState, only: Option<&str>) -> Result<Value, ApiError> {
+    let store = &state.0.store;
+    let now = crate::types::now_ms();
+    let mut windows: BTreeMap<&str, Vec<ProviderWindow>> = BTreeMap::new();
+    for (label, span) in WINDOWS {
+        windows.insert(label, store.provider_windows(now - span, now + 1).await?);
+    }
+    let names = store.provider_names().await?;
+    let live = state.0.live.as_ref().map(|l| l.fleet.status()).unwrap_or_default();
+    let mut out = Vec::new();
+    for (name, url) in &names {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut doc = json!({ "name": name, "url": url });
+        let status = live.iter().find(|s| &s.name == name);
+        if let (Some(o), Some(s)) = (doc.as_object_mut(), status) {
+            if let Value::Object(l) = live_json(s) {
+                o.extend(l);
+            }
+        } else if let Some(o) = doc.as_object_mut() {
+            // Not in the running fleet (an old provider, or `serve` without a fleet).
+            o.insert("state".into(), json!(if state.0.live.is_some() { "retired" } else { "unknown" }));
+        }
+        let mut w = serde_json::Map::new();
+        for (label, rows) in &windows {
+            if let Some(row) = rows.iter().find(|r| &r.provider == name) {
+                w.insert((*label).to_string(), window_json(row));
+            }
+        }
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("windows".into(), Value::Object(w));
+        }
+        out.push(doc);
+    }
+    let fleet_head = state.0.live.as_ref().and_then(|l| l.fleet.head()).map(|h| h.number);
+    let stored = store.stored_tip().await?.map(|t| t.number);
+    let strategy = state.0.live.as_ref().map(|l| l.fleet.options().strategy.as_str());
+    Ok(json!({
+        "as_of_ms": now,
+        "windows_end_ms": now + 1,
+        "fleet_head": fleet_head,
+        "stored_head": stored,
+        "strategy": strategy,
+        "providers": out,
+    }))
+}
+
+/// `GET /v1/providers`
+pub(super) async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(build(&state, None).await?))
+}
+
+/// `GET /v1/providers/{name}`
+pub(super) async fn one(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let mut all = build(&state, Some(&name)).await?;
+    let found = all.get_mut("providers").and_then(|p| p.as_array_mut()).and_then(|a| a.pop());
+    let Some(mut p) = found else {
+        return Err(ApiError::NotFound(format!("no provider named {name:?}")));
+    };
+    if let (Some(o), Some(all)) = (p.as_object_mut(), all.as_object()) {
+        for k in ["as_of_ms", "windows_end_ms", "fleet_head", "stored_head", "strategy"] {
+            if let Some(v) = all.get(k) {
+                o.insert(k.into(), v.clone());
+            }
+        }
+    }
+    Ok(Json(p))
+}
+
+/// `GET /v1/providers/{name}/requests?limit=&cursor=`: raw telemetry, newest first.
+pub(super) async fn requests(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    q: Params,
+) -> Result<Json<Value>, ApiError> {
+    let map = params(q, &["limit", "cursor"])?;
+    let limit = limit_param(&map, 100, 1000)?;
+    let store = &state.0.store;
+    if !store.provider_names().await?.iter().any(|(n, _)| *n == name) {
+        return Err(ApiError::NotFound(format!("no provider named {name:?}")));
+    }
+    let before = uint_param(&map, "cursor")?.map_or(i64::MAX, |c| i64::try_from(c).unwrap_or(i64::MAX));
+    let rows = store.provider_requests(&name, before, limit).await?;
+    let next = if rows.len() == usize::try_from(limit).unwrap_or(usize::MAX) {
+        rows.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(json!({ "provider": name, "requests": rows, "next_cursor": next })))
+}
