@@ -5,8 +5,10 @@
 
 mod bed;
 mod helpers;
+mod http;
 
 mod anvil_backfill;
+mod api;
 mod anvil_follow;
 mod cli;
 mod db_faults;
