@@ -178,6 +178,8 @@ pub struct ApiConfig {
     pub sql_concurrency: usize,
     /// A live stream client this many blocks behind the stored head is disconnected.
     pub stream_max_lag_blocks: u64,
+    /// A stream client that reads nothing for this long (its buffers full) is disconnected.
+    pub stream_send_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -199,6 +201,7 @@ impl Default for ApiConfig {
             sql_max_bytes: 4 << 20,
             sql_concurrency: 2,
             stream_max_lag_blocks: 1024,
+            stream_send_timeout_ms: 10_000,
         }
     }
 }

@@ -61,6 +61,7 @@ pub struct ApiOptions {
     pub ready_max_lag_blocks: u64,
     pub sql: SandboxLimits,
     pub stream_max_lag_blocks: u64,
+    pub stream_send_timeout: Duration,
     /// The effective configuration with secrets redacted (`GET /v1/admin/config`).
     pub config_redacted: serde_json::Value,
 }
@@ -89,6 +90,7 @@ impl ApiOptions {
                 concurrency: c.sql_concurrency,
             },
             stream_max_lag_blocks: c.stream_max_lag_blocks,
+            stream_send_timeout: Duration::from_millis(c.stream_send_timeout_ms.max(1)),
             config_redacted,
         }
     }

@@ -71,7 +71,9 @@ pub struct QueryResult {
 }
 
 /// SQL functions a query may call. Everything else (load_extension, readfile, writefile,
-/// fts3_tokenizer, sqlite_* internals, randomblob, zeroblob…) is denied.
+/// fts3_tokenizer, sqlite_* internals, randomblob, zeroblob…) is denied. printf/format are
+/// out too: past the length limit they quietly return NULL instead of failing, so a
+/// billion-character request could not be told apart from a real NULL.
 const FUNCTIONS: &[&str] = &[
     "abs",
     "avg",
@@ -90,7 +92,6 @@ const FUNCTIONS: &[&str] = &[
     "exp",
     "first_value",
     "floor",
-    "format",
     "glob",
     "group_concat",
     "hex",
@@ -136,7 +137,6 @@ const FUNCTIONS: &[&str] = &[
     "pi",
     "pow",
     "power",
-    "printf",
     "quote",
     "rank",
     "replace",
@@ -286,7 +286,12 @@ fn classify(e: &rusqlite::Error, limits: &SandboxLimits) -> SandboxError {
             }
             ErrorCode::TooBig => SandboxError::TooBig(msg.clone().unwrap_or_else(|| "string or blob too big".into())),
             ErrorCode::ReadOnly => SandboxError::NotReadOnly,
-            _ => SandboxError::Sql(msg.clone().unwrap_or_else(|| e.to_string())),
+            // A denied function or table comes back as a plain SQLITE_ERROR with this text.
+            _ => match msg {
+                Some(m) if m.starts_with("not authorized") => SandboxError::Denied(m.clone()),
+                Some(m) => SandboxError::Sql(m.clone()),
+                None => SandboxError::Sql(e.to_string()),
+            },
         },
         _ => SandboxError::Sql(e.to_string()),
     }
@@ -388,8 +393,28 @@ mod tests {
 
     #[test]
     fn dangerous_functions_are_not_allowed() {
-        for f in ["load_extension", "readfile", "writefile", "randomblob", "zeroblob", "fts3_tokenizer"] {
+        for f in ["load_extension", "readfile", "writefile", "randomblob", "zeroblob", "fts3_tokenizer", "printf"] {
             assert!(!FUNCTIONS.contains(&f), "{f}");
         }
+    }
+}
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_authorizer_refuses_unlisted_functions() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.db");
+        {
+            let c = Connection::open(&path).expect("open");
+            c.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);").expect("setup");
+        }
+        let sb = Sandbox::new(&path, SandboxLimits::default());
+        let r = sb.query("SELECT printf('%d', x) FROM t".into(), vec![]).await;
+        assert!(matches!(r, Err(SandboxError::Denied(_))), "{r:?}");
+        let r = sb.query("SELECT abs(x) FROM t".into(), vec![]).await;
+        assert!(r.is_ok(), "{r:?}");
     }
 }

@@ -25,8 +25,6 @@ use super::{ApiError, ApiState};
 
 /// Blocks read per database page while catching up.
 const PAGE: u32 = 200;
-/// An event that cannot be handed to the connection for this long means the client stopped reading.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Heights listed one by one in a reorg event (the range is always given).
 const MAX_LISTED: u64 = 1024;
 
@@ -102,11 +100,13 @@ pub(super) async fn blocks(
 }
 
 /// Hand one event to the connection; `Ok(false)` when the client has gone.
-async fn send(tx: &mpsc::Sender<Event>, ev: Event) -> Result<bool, String> {
-    match tokio::time::timeout(SEND_TIMEOUT, tx.send(ev)).await {
+/// An event that cannot be handed to the connection within `wait` means the client stopped
+/// reading (its socket and our small queue are full).
+async fn send(tx: &mpsc::Sender<Event>, ev: Event, wait: Duration) -> Result<bool, String> {
+    match tokio::time::timeout(wait, tx.send(ev)).await {
         Ok(Ok(())) => Ok(true),
         Ok(Err(_)) => Ok(false),
-        Err(_) => Err(format!("slow consumer: nothing read for {} s", SEND_TIMEOUT.as_secs())),
+        Err(_) => Err(format!("slow consumer: nothing read for {} ms", wait.as_millis())),
     }
 }
 
@@ -121,6 +121,7 @@ async fn produce(
     let mut changes = store.subscribe_changes();
     let cancel = state.0.cancel.clone();
     let mut live = false;
+    let wait = state.0.opts.stream_send_timeout;
     let db = |e: crate::store::StoreError| format!("database error: {e}");
     loop {
         if let Some(c) = cursor {
@@ -141,7 +142,7 @@ async fn produce(
                             .event("reorg")
                             .id(format!("{f}:{}", hex::encode_prefixed(fh)))
                             .data(data.to_string());
-                        if !send(tx, ev).await? {
+                        if !send(tx, ev, wait).await? {
                             return Ok(());
                         }
                         metrics::counter!("blockstreamer_api_stream_reorg_events_total").increment(1);
@@ -186,7 +187,7 @@ async fn produce(
             let hash = parse_hash(&b.hash, "block hash").map_err(|e| e.to_string())?;
             let data = serde_json::to_string(&b).map_err(|e| e.to_string())?;
             let ev = Event::default().event("block").id(format!("{}:{}", b.number, b.hash)).data(data);
-            if !send(tx, ev).await? {
+            if !send(tx, ev, wait).await? {
                 return Ok(());
             }
             cursor = Some(Cursor { number: b.number, hash });

@@ -65,9 +65,8 @@ pub async fn fixture_db() -> TempDb {
 pub async fn serve_db(db: &TempDb, opts: ApiOptions) -> (ApiServer, Store, String) {
     let store = Store::open(&StoreOptions::new(&db.path)).await.expect("open");
     let state = ApiState::new(store.clone(), None, opts);
-    let server = ApiServer::start("127.0.0.1:0".parse().expect("addr"), state, &CancellationToken::new())
-        .await
-        .expect("api");
+    let server =
+        ApiServer::start("127.0.0.1:0".parse().expect("addr"), state, &CancellationToken::new()).await.expect("api");
     let base = format!("http://{}", server.addr());
     (server, store, base)
 }
@@ -89,10 +88,8 @@ async fn every_route_over_a_fixture_db() {
     assert_eq!(latest["number"].as_u64(), Some(tip));
     assert!(latest["hash"].as_str().is_some_and(|h| h.len() == 66 && h.starts_with("0x")));
     let b10 = get(&c, &format!("{base}/v1/blocks/10")).await.json();
-    let db10: String = sqlx::query_scalar("SELECT hash FROM canonical_blocks WHERE number = 10")
-        .fetch_one(&pool)
-        .await
-        .expect("hash");
+    let db10: String =
+        sqlx::query_scalar("SELECT hash FROM canonical_blocks WHERE number = 10").fetch_one(&pool).await.expect("hash");
     assert_eq!(b10["hash"].as_str(), Some(db10.as_str()));
     assert_eq!(b10["canonical"], Value::Bool(true));
     assert_eq!(b10["hash_verified"], Value::Bool(true));
@@ -137,7 +134,8 @@ async fn every_route_over_a_fixture_db() {
     }
     assert_eq!(seen, (5..=20).collect::<Vec<u64>>());
     let desc = get(&c, &format!("{base}/v1/blocks?order=desc&limit=3")).await.json();
-    let nums: Vec<u64> = desc["blocks"].as_array().expect("blocks").iter().filter_map(|b| b["number"].as_u64()).collect();
+    let nums: Vec<u64> =
+        desc["blocks"].as_array().expect("blocks").iter().filter_map(|b| b["number"].as_u64()).collect();
     assert_eq!(nums, vec![tip, tip - 1, tip - 2]);
     let capped = get(&c, &format!("{base}/v1/blocks?limit=5000")).await.json();
     assert!(capped["blocks"].as_array().is_some_and(|a| a.len() <= 1000));
@@ -209,22 +207,24 @@ async fn every_route_over_a_fixture_db() {
             assert_eq!(w["throttled"].as_u64(), Some(throttled), "{name} {label} throttled");
             let mut sorted = ok.clone();
             sorted.sort_unstable();
-            let rank = |p: f64| -> Option<f64> {
+            // Nearest rank: the smallest k with k / n >= pct / 100.
+            let rank = |pct: usize| -> Option<f64> {
                 if sorted.is_empty() {
                     return None;
                 }
-                let k = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+                let k = (pct * sorted.len()).div_ceil(100).clamp(1, sorted.len());
                 Some(sorted[k - 1] as f64 / 1000.0)
             };
-            assert_eq!(w["p50_ms"].as_f64(), rank(0.50), "{name} {label} p50");
-            assert_eq!(w["p95_ms"].as_f64(), rank(0.95), "{name} {label} p95");
-            assert_eq!(w["p99_ms"].as_f64(), rank(0.99), "{name} {label} p99");
+            assert_eq!(w["p50_ms"].as_f64(), rank(50), "{name} {label} p50");
+            assert_eq!(w["p95_ms"].as_f64(), rank(95), "{name} {label} p95");
+            assert_eq!(w["p99_ms"].as_f64(), rank(99), "{name} {label} p99");
         }
         assert!(p["windows"]["1h"]["requests"].as_u64().is_some_and(|n| n > 0), "{name} has telemetry");
         assert_eq!(p["state"].as_str(), Some("unknown"), "no fleet in serve mode");
     }
     // The user-facing view computes the same figures.
-    let view: i64 = sqlx::query_scalar("SELECT sum(requests) FROM provider_health_1h").fetch_one(&pool).await.expect("view");
+    let view: i64 =
+        sqlx::query_scalar("SELECT sum(requests) FROM provider_health_1h").fetch_one(&pool).await.expect("view");
     assert!(view > 0);
     let one = get(&c, &format!("{base}/v1/providers/a")).await.json();
     assert_eq!(one["name"].as_str(), Some("a"));

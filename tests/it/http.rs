@@ -136,7 +136,9 @@ pub fn parse_prometheus(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     let legal = |n: &str| {
         !n.is_empty()
-            && n.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+            && n.chars()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
     };
     for line in text.lines() {
         if line.trim().is_empty() {
@@ -155,10 +157,10 @@ pub fn parse_prometheus(text: &str) -> Vec<String> {
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
         let name = series.split('{').next().unwrap_or("");
         assert!(legal(name), "bad metric name in {line:?}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "bad labels in {line:?}");
-            }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "bad labels in {line:?}");
         }
         let ok = value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value);
         assert!(ok, "bad value in {line:?}");

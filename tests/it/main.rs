@@ -8,8 +8,10 @@ mod helpers;
 mod http;
 
 mod anvil_backfill;
-mod api;
 mod anvil_follow;
+mod api;
+mod api_security;
+mod api_stream;
 mod cli;
 mod db_faults;
 mod kill9;
