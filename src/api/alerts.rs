@@ -80,15 +80,21 @@ impl Evaluator {
         Ok(Self { store, fleet, cfg, webhook, open: HashMap::new(), gaps_seen: BTreeMap::new() })
     }
 
+    /// Pick up the alerts left open in the database (by an earlier run), so they are resolved
+    /// rather than opened twice.
+    pub async fn load_open(&mut self) -> Result<usize, StoreError> {
+        let rows = self.store.alerts_page(true, i64::MAX, 1000).await?;
+        let n = rows.len();
+        for r in rows {
+            self.open.insert((r.kind, r.subject), r.peak);
+        }
+        Ok(n)
+    }
+
     /// Evaluate every `interval_ms` until `cancel`.
     pub async fn run(mut self, cancel: CancellationToken) {
-        match self.store.alerts_page(true, i64::MAX, 1000).await {
-            Ok(rows) => {
-                for r in rows {
-                    self.open.insert((r.kind, r.subject), r.peak);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read open alerts"),
+        if let Err(e) = self.load_open().await {
+            tracing::warn!(error = %e, "cannot read open alerts");
         }
         let every = Duration::from_millis(self.cfg.interval_ms);
         loop {

@@ -10,6 +10,7 @@ mod http;
 mod anvil_backfill;
 mod anvil_follow;
 mod api;
+mod api_alerts;
 mod api_security;
 mod api_stream;
 mod cli;
