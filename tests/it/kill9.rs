@@ -87,6 +87,8 @@ async fn kill9_loop_loses_nothing() {
     std::fs::write(&cfg, "poll_interval_ms = 100\nbatch_size = 1\nconcurrency = 1\n").expect("config");
     let args: Vec<String> = vec![
         "run".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
         "--config".into(),
         cfg.display().to_string(),
         "--rpc".into(),

@@ -97,7 +97,7 @@ async fn net02_oversized_response_cap() {
     )
     .expect("config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
-        .args(["run", "--config"])
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
         .arg("--db")
         .arg(&db.path)

@@ -99,6 +99,8 @@ async fn crash02_kill_mid_reorg_failpoint() {
     std::fs::write(&cfg, "poll_interval_ms = 100\n").expect("config");
     let args: Vec<String> = vec![
         "run".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
         "--config".into(),
         cfg.display().to_string(),
         "--rpc".into(),
