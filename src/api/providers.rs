@@ -1,6 +1,6 @@
 //! Provider health routes: live fleet state (breaker, score and its parts, lag, credits, rate)
-//! joined with telemetry windows (1 m, 5 m, 1 h) computed by `sql/api/provider_window.sql`,
-//! the same rules as the `provider_health_*` views users query.
+//! joined with telemetry windows (1 m, 5 m, 1 h) read from the minute rollups by
+//! `sql/api/provider_window.sql`, the same rules as the `provider_health_*` views users query.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,9 @@ use super::{ApiError, ApiState};
 use crate::fleet::ProviderStatus;
 use crate::store::ProviderWindow;
 
-const WINDOWS: [(&str, i64); 3] = [("1m", 60_000), ("5m", 300_000), ("1h", 3_600_000)];
+/// Windows over the minute rollups: the last N whole minutes plus the current one.
+const WINDOWS: [(&str, i64); 3] = [("1m", 1), ("5m", 5), ("1h", 60)];
+const MINUTE_MS: i64 = 60_000;
 
 fn live_json(p: &ProviderStatus) -> Value {
     let fraction = p.daily_credit_budget.filter(|b| *b > 0).map(|b| crate::store::ratio(p.credits_today, b));
@@ -73,8 +75,12 @@ async fn build(state: &ApiState, only: Option<&str>) -> Result<Value, ApiError> 
     let store = &state.0.store;
     let now = crate::types::now_ms();
     let mut windows: BTreeMap<&str, Vec<ProviderWindow>> = BTreeMap::new();
-    for (label, span) in WINDOWS {
-        windows.insert(label, store.provider_windows(now - span, now + 1).await?);
+    let mut since = serde_json::Map::new();
+    let this_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
+    for (label, minutes) in WINDOWS {
+        let start = this_minute - minutes * MINUTE_MS;
+        windows.insert(label, store.provider_windows(start, this_minute + MINUTE_MS).await?);
+        since.insert(label.to_string(), json!(start));
     }
     let names = store.provider_names().await?;
     let live = state.0.live.as_ref().map(|l| l.fleet.status()).unwrap_or_default();
@@ -109,7 +115,8 @@ async fn build(state: &ApiState, only: Option<&str>) -> Result<Value, ApiError> 
     let strategy = state.0.live.as_ref().map(|l| l.fleet.options().strategy.as_str());
     Ok(json!({
         "as_of_ms": now,
-        "windows_end_ms": now + 1,
+        "windows_since_ms": since,
+        "windows_end_ms": this_minute + MINUTE_MS,
         "fleet_head": fleet_head,
         "stored_head": stored,
         "strategy": strategy,
@@ -130,7 +137,7 @@ pub(super) async fn one(State(state): State<ApiState>, Path(name): Path<String>)
         return Err(ApiError::NotFound(format!("no provider named {name:?}")));
     };
     if let (Some(o), Some(all)) = (p.as_object_mut(), all.as_object()) {
-        for k in ["as_of_ms", "windows_end_ms", "fleet_head", "stored_head", "strategy"] {
+        for k in ["as_of_ms", "windows_since_ms", "windows_end_ms", "fleet_head", "stored_head", "strategy"] {
             if let Some(v) = all.get(k) {
                 o.insert(k.into(), v.clone());
             }

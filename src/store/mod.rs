@@ -10,6 +10,7 @@ pub mod migrate;
 mod multirow;
 mod query;
 mod repair;
+mod rollup;
 mod telemetry;
 
 use std::path::{Path, PathBuf};
@@ -161,13 +162,18 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(read_opts)
             .await?;
-        Ok(Self {
+        let store = Self {
             writer,
             reader,
             path: opts.path.clone(),
             provider_ids: Arc::default(),
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
-        })
+        };
+        let folded = store.catch_up_rollups().await?;
+        if folded > 0 {
+            tracing::info!(rows = folded, "telemetry rollups caught up");
+        }
+        Ok(store)
     }
 
     /// Path of the database file.

@@ -150,6 +150,9 @@ impl TelemetryWriter {
             }
             q.execute(&mut *tx).await.map_err(classify)?;
         }
+        if !reqs.is_empty() {
+            super::rollup::fold_new(&mut tx).await?;
+        }
         tx.commit().await.map_err(classify)?;
         Ok((reqs.len() as u64, sights.len() as u64, decisions.len() as u64))
     }

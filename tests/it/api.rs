@@ -178,21 +178,26 @@ async fn every_route_over_a_fixture_db() {
     let r = get(&c, &format!("{base}/v1/blocks/{h0}")).await;
     assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"));
 
-    // Providers: both listed, windows equal a direct SQL query over the same bounds.
+    // Providers: both listed; each window equals a direct query of the raw rows over the same
+    // minute-aligned bounds (counts exact; percentiles are the histogram bucket bounds).
     let prov = get(&c, &format!("{base}/v1/providers")).await.json();
     let end = prov["windows_end_ms"].as_i64().expect("windows_end_ms");
+    let bounds: Vec<i64> =
+        sqlx::query_scalar("SELECT ub_us FROM latency_buckets ORDER BY ub_us").fetch_all(&pool).await.expect("buckets");
+    let bucket = |us: i64| bounds.iter().copied().find(|b| *b >= us).expect("a bucket");
     let list = prov["providers"].as_array().expect("providers");
     assert_eq!(list.len(), 2);
     for p in list {
         let name = p["name"].as_str().expect("name");
-        for (label, span) in [("1m", 60_000i64), ("5m", 300_000), ("1h", 3_600_000)] {
+        for label in ["1m", "5m", "1h"] {
             let w = &p["windows"][label];
+            let since = prov["windows_since_ms"][label].as_i64().expect("since");
             let rows = sqlx::query(
                 "SELECT r.outcome, r.latency_us FROM provider_requests r JOIN providers p ON p.id = r.provider_id
                  WHERE p.name = ?1 AND r.ts_ms >= ?2 AND r.ts_ms < ?3 AND r.outcome <> 'cancelled'",
             )
             .bind(name)
-            .bind(end - span)
+            .bind(since)
             .bind(end)
             .fetch_all(&pool)
             .await
@@ -207,17 +212,22 @@ async fn every_route_over_a_fixture_db() {
             assert_eq!(w["throttled"].as_u64(), Some(throttled), "{name} {label} throttled");
             let mut sorted = ok.clone();
             sorted.sort_unstable();
-            // Nearest rank: the smallest k with k / n >= pct / 100.
+            // Nearest rank (the smallest k with k / n >= pct / 100), reported as its bucket bound.
             let rank = |pct: usize| -> Option<f64> {
                 if sorted.is_empty() {
                     return None;
                 }
                 let k = (pct * sorted.len()).div_ceil(100).clamp(1, sorted.len());
-                Some(sorted[k - 1] as f64 / 1000.0)
+                Some(bucket(sorted[k - 1]) as f64 / 1000.0)
             };
             assert_eq!(w["p50_ms"].as_f64(), rank(50), "{name} {label} p50");
             assert_eq!(w["p95_ms"].as_f64(), rank(95), "{name} {label} p95");
             assert_eq!(w["p99_ms"].as_f64(), rank(99), "{name} {label} p99");
+            // Within 10 % of the exact percentile.
+            if let (Some(b), false) = (rank(95), sorted.is_empty()) {
+                let exact = sorted[(95 * sorted.len()).div_ceil(100).clamp(1, sorted.len()) - 1] as f64 / 1000.0;
+                assert!(b >= exact && b <= exact * 1.1 + 0.1, "{name} {label}: bucket {b} vs exact {exact}");
+            }
         }
         assert!(p["windows"]["1h"]["requests"].as_u64().is_some_and(|n| n > 0), "{name} has telemetry");
         assert_eq!(p["state"].as_str(), Some("unknown"), "no fleet in serve mode");

@@ -1,0 +1,133 @@
+-- Minute rollups of the telemetry: what /v1/providers, the health views and the alert rules
+-- read, so a window over millions of raw rows costs a few hundred rollup rows. Maintained by
+-- the telemetry writer in the same transaction as the raw rows (sql/rollup/*.sql), from the
+-- raw table itself: rows with id above meta 'rollup_last_id' are folded in.
+--
+-- Latency histogram: a successful call's latency falls in the first bucket whose upper bound
+-- (ub_us) is >= it; bounds grow by 10 % from 100 µs, so a percentile read from the buckets is
+-- at most 10 % above the exact one.
+
+CREATE TABLE latency_buckets (
+    ub_us INTEGER PRIMARY KEY
+) STRICT;
+
+WITH RECURSIVE b(i, ub) AS (
+    SELECT 0, 100.0
+    UNION ALL
+    SELECT i + 1, ub * 1.1 FROM b WHERE i < 160
+)
+INSERT OR IGNORE INTO latency_buckets (ub_us) SELECT CAST(ub AS INTEGER) FROM b;
+INSERT OR IGNORE INTO latency_buckets (ub_us) VALUES (9223372036854775807);
+
+CREATE TABLE provider_minutes (
+    provider_id INTEGER NOT NULL REFERENCES providers (id),
+    -- start of the minute, ms since the epoch
+    minute_ms   INTEGER NOT NULL,
+    requests    INTEGER NOT NULL DEFAULT 0,
+    ok          INTEGER NOT NULL DEFAULT 0,
+    -- not ok, not throttled, not cancelled
+    errors      INTEGER NOT NULL DEFAULT 0,
+    throttled   INTEGER NOT NULL DEFAULT 0,
+    cancelled   INTEGER NOT NULL DEFAULT 0,
+    credits     INTEGER NOT NULL DEFAULT 0,
+    max_head    INTEGER,
+    PRIMARY KEY (provider_id, minute_ms)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX provider_minutes_minute ON provider_minutes (minute_ms);
+
+CREATE TABLE provider_latency_minutes (
+    provider_id INTEGER NOT NULL REFERENCES providers (id),
+    minute_ms   INTEGER NOT NULL,
+    ub_us       INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    PRIMARY KEY (provider_id, minute_ms, ub_us)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX provider_latency_minutes_minute ON provider_latency_minutes (minute_ms);
+
+-- The health views, now over the rollups: the last N whole minutes plus the current one.
+DROP VIEW provider_health_5m;
+DROP VIEW provider_health_1h;
+
+CREATE VIEW provider_health_5m AS
+WITH bounds AS (
+    SELECT (CAST(unixepoch('subsec') * 1000 AS INTEGER) / 60000) * 60000 - 5 * 60000 AS since
+),
+m AS (
+    SELECT provider_id, sum(requests - cancelled) AS requests, sum(ok) AS ok, sum(errors) AS errors,
+           sum(throttled) AS throttled, sum(credits) AS credits, max(max_head) AS head
+    FROM provider_minutes, bounds WHERE minute_ms >= bounds.since GROUP BY provider_id
+),
+b AS (
+    SELECT provider_id, ub_us, sum(n) AS n
+    FROM provider_latency_minutes, bounds WHERE minute_ms >= bounds.since GROUP BY provider_id, ub_us
+),
+c AS (
+    SELECT provider_id, ub_us,
+           sum(n) OVER (PARTITION BY provider_id ORDER BY ub_us ROWS UNBOUNDED PRECEDING) AS cum,
+           sum(n) OVER (PARTITION BY provider_id) AS total
+    FROM b
+),
+q AS (
+    SELECT provider_id,
+           min(CASE WHEN cum * 100 >= total * 50 THEN ub_us END) / 1000.0 AS p50_ms,
+           min(CASE WHEN cum * 100 >= total * 95 THEN ub_us END) / 1000.0 AS p95_ms,
+           min(CASE WHEN cum * 100 >= total * 99 THEN ub_us END) / 1000.0 AS p99_ms
+    FROM c GROUP BY provider_id
+)
+SELECT p.name AS provider,
+       coalesce(m.requests, 0) AS requests,
+       coalesce(m.errors, 0) AS errors,
+       coalesce(m.throttled, 0) AS throttled,
+       CASE WHEN coalesce(m.ok, 0) + coalesce(m.errors, 0) = 0 THEN 0.0
+            ELSE m.errors * 1.0 / (m.ok + m.errors) END AS error_rate,
+       CASE WHEN coalesce(m.requests, 0) = 0 THEN 0.0 ELSE m.throttled * 1.0 / m.requests END AS throttle_rate,
+       q.p50_ms, q.p95_ms, q.p99_ms,
+       coalesce(m.credits, 0) AS credits,
+       m.head,
+       (SELECT max(number) FROM blocks WHERE canonical = 1) - m.head AS lag_blocks
+FROM providers p
+LEFT JOIN m ON m.provider_id = p.id
+LEFT JOIN q ON q.provider_id = p.id;
+
+CREATE VIEW provider_health_1h AS
+WITH bounds AS (
+    SELECT (CAST(unixepoch('subsec') * 1000 AS INTEGER) / 60000) * 60000 - 60 * 60000 AS since
+),
+m AS (
+    SELECT provider_id, sum(requests - cancelled) AS requests, sum(ok) AS ok, sum(errors) AS errors,
+           sum(throttled) AS throttled, sum(credits) AS credits, max(max_head) AS head
+    FROM provider_minutes, bounds WHERE minute_ms >= bounds.since GROUP BY provider_id
+),
+b AS (
+    SELECT provider_id, ub_us, sum(n) AS n
+    FROM provider_latency_minutes, bounds WHERE minute_ms >= bounds.since GROUP BY provider_id, ub_us
+),
+c AS (
+    SELECT provider_id, ub_us,
+           sum(n) OVER (PARTITION BY provider_id ORDER BY ub_us ROWS UNBOUNDED PRECEDING) AS cum,
+           sum(n) OVER (PARTITION BY provider_id) AS total
+    FROM b
+),
+q AS (
+    SELECT provider_id,
+           min(CASE WHEN cum * 100 >= total * 50 THEN ub_us END) / 1000.0 AS p50_ms,
+           min(CASE WHEN cum * 100 >= total * 95 THEN ub_us END) / 1000.0 AS p95_ms,
+           min(CASE WHEN cum * 100 >= total * 99 THEN ub_us END) / 1000.0 AS p99_ms
+    FROM c GROUP BY provider_id
+)
+SELECT p.name AS provider,
+       coalesce(m.requests, 0) AS requests,
+       coalesce(m.errors, 0) AS errors,
+       coalesce(m.throttled, 0) AS throttled,
+       CASE WHEN coalesce(m.ok, 0) + coalesce(m.errors, 0) = 0 THEN 0.0
+            ELSE m.errors * 1.0 / (m.ok + m.errors) END AS error_rate,
+       CASE WHEN coalesce(m.requests, 0) = 0 THEN 0.0 ELSE m.throttled * 1.0 / m.requests END AS throttle_rate,
+       q.p50_ms, q.p95_ms, q.p99_ms,
+       coalesce(m.credits, 0) AS credits,
+       m.head,
+       (SELECT max(number) FROM blocks WHERE canonical = 1) - m.head AS lag_blocks
+FROM providers p
+LEFT JOIN m ON m.provider_id = p.id
+LEFT JOIN q ON q.provider_id = p.id;
