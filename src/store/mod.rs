@@ -171,6 +171,8 @@ impl Store {
         };
         let folded = store.catch_up_rollups().await?;
         if folded > 0 {
+            // Catching up can leave a large WAL behind, which every reader would then search.
+            store.checkpoint().await?;
             tracing::info!(rows = folded, "telemetry rollups caught up");
         }
         Ok(store)
