@@ -224,6 +224,10 @@ impl Evaluator {
         let now = Instant::now();
         let mut current: Vec<(u64, u64)> = scan.missing.clone();
         current.extend(scan.broken_links.iter().map(|n| (*n, *n)));
+        metrics::gauge!("blockstreamer_open_gaps").set(u32::try_from(current.len()).map_or(f64::MAX, f64::from));
+        let missing: u64 = scan.missing.iter().map(|(a, b)| b - a + 1).sum();
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("blockstreamer_missing_blocks").set(missing as f64);
         self.gaps_seen.retain(|k, _| current.contains(k));
         for g in &current {
             self.gaps_seen.entry(*g).or_insert(now);

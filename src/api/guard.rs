@@ -14,6 +14,9 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiError, ApiState};
 
+/// Past this many tracked peers, buckets that have refilled are forgotten.
+const MAX_TRACKED_PEERS: usize = 10_000;
+
 /// Token bucket per peer IP.
 pub(super) struct PeerLimiter {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
@@ -39,6 +42,10 @@ impl PeerLimiter {
     fn check(&self, ip: IpAddr) -> Result<(), u64> {
         if ip.is_loopback() && !self.loopback_too {
             return Ok(());
+        }
+        // One bucket per peer ever seen would grow without bound; drop the full (idle) ones.
+        if self.limiter.len() > MAX_TRACKED_PEERS {
+            self.limiter.retain_recent();
         }
         self.limiter.check_key(&ip).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());

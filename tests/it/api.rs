@@ -287,9 +287,7 @@ async fn live_run_serves_readiness_providers_and_metrics() {
         c.alerts.enabled = false;
     })
     .await;
-    let api = bed.app.start_api(Some("127.0.0.1:0".parse().expect("addr")), &bed.cancel).await.expect("api");
-    let api = api.expect("enabled");
-    let base = format!("http://{}", api.addr());
+    let (api, base) = bed.serve_api().await;
     let c = client();
     // Not ready before anything is stored.
     let r = get(&c, &format!("{base}/readyz")).await;
@@ -330,6 +328,83 @@ async fn live_run_serves_readiness_providers_and_metrics() {
     ] {
         assert!(names.iter().any(|x| x == n), "{n} in /metrics");
     }
+    api.stop().await;
+    let (_bed, res) = bed.stop().await;
+    res.expect("follow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_run_against_anvil_serves_blocks_transactions_and_the_stream() {
+    init_tracing();
+    let anvil = crate::helpers::Anvil::start(&[]).await;
+    anvil.mine_with_txs(20, 5).await;
+    let mut bed = crate::bed::Bed::new(crate::bed::Truth::Anvil(anvil), 2, |c| {
+        c.alerts.enabled = false;
+    })
+    .await;
+    let (api, base) = bed.serve_api().await;
+    let c = client();
+    bed.follow(0);
+    bed.settle(Duration::from_secs(30)).await;
+    let crate::bed::Truth::Anvil(anvil) = &*bed.truth else { unreachable!("anvil bed") };
+    let head = anvil.head().await;
+
+    // Blocks and transactions equal anvil's.
+    let latest = get(&c, &format!("{base}/v1/blocks/latest")).await.json();
+    assert_eq!(latest["number"].as_u64(), Some(head));
+    assert_eq!(latest["hash"], anvil.block(head, false).await["hash"]);
+    let truth = anvil.block(10, true).await;
+    let txs = get(&c, &format!("{base}/v1/blocks/10/transactions")).await.json();
+    let ours = txs["transactions"].as_array().expect("transactions");
+    let theirs = truth["transactions"].as_array().expect("anvil transactions");
+    assert_eq!(ours.len(), theirs.len());
+    assert_eq!(ours.len(), 5);
+    for (o, t) in ours.iter().zip(theirs) {
+        assert_eq!(o["hash"], t["hash"]);
+        let one = get(&c, &format!("{base}/v1/transactions/{}", t["hash"].as_str().expect("hash"))).await.json();
+        assert_eq!(one["block_number"].as_u64(), Some(10));
+        assert_eq!(one["from"], t["from"]);
+        assert_eq!(one["to"], t["to"]);
+        let value =
+            u128::from_str_radix(t["value"].as_str().expect("value").trim_start_matches("0x"), 16).expect("hex");
+        assert_eq!(one["value"].as_str(), Some(value.to_string().as_str()));
+        assert_eq!(one["nonce"].as_u64(), Some(crate::helpers::hex_u64(&t["nonce"])));
+    }
+    let r = get(&c, &format!("{base}/readyz")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let prov = get(&c, &format!("{base}/v1/providers")).await.json();
+    assert!(prov["providers"].as_array().is_some_and(|a| a.iter().all(|p| p["state"] == "healthy")), "{prov}");
+
+    // The stream from head - 2, then a depth-2 reorg on anvil while connected.
+    let from = head - 2;
+    let mut s = crate::http::Sse::open(&c, &format!("{base}/v1/stream/blocks?from={from}"), None).await;
+    let mut chain: std::collections::BTreeMap<u64, String> = std::collections::BTreeMap::new();
+    while chain.keys().next_back() != Some(&head) {
+        let ev = s.next(Duration::from_secs(10)).await.expect("replayed block");
+        assert_eq!(ev.event, "block");
+        let v: Value = serde_json::from_str(&ev.data).expect("json");
+        chain.insert(v["number"].as_u64().expect("n"), v["hash"].as_str().expect("h").to_string());
+    }
+    anvil.reorg(2).await;
+    bed.settle(Duration::from_secs(30)).await;
+    let new_head = anvil.head().await;
+    let ev = s.next(Duration::from_secs(10)).await.expect("reorg event");
+    assert_eq!(ev.event, "reorg", "{ev:?}");
+    let v: Value = serde_json::from_str(&ev.data).expect("json");
+    let drop_from = v["drop_from"].as_u64().expect("drop_from");
+    assert_eq!(v["drop_to"].as_u64(), Some(head));
+    assert_eq!(drop_from, head - 1, "depth 2");
+    chain.retain(|n, _| *n < drop_from);
+    while chain.keys().next_back() != Some(&new_head) {
+        let ev = s.next(Duration::from_secs(10)).await.expect("replacement block");
+        assert_eq!(ev.event, "block");
+        let v: Value = serde_json::from_str(&ev.data).expect("json");
+        chain.insert(v["number"].as_u64().expect("n"), v["hash"].as_str().expect("h").to_string());
+    }
+    for (n, h) in &chain {
+        assert_eq!(anvil.block(*n, false).await["hash"].as_str(), Some(h.as_str()), "block {n} equals anvil's");
+    }
+    drop(s);
     api.stop().await;
     let (_bed, res) = bed.stop().await;
     res.expect("follow");

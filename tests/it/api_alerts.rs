@@ -103,9 +103,7 @@ async fn each_default_alert_opens_and_resolves() {
         c.providers[3].daily_credit_budget = Some(300);
     })
     .await;
-    let api = bed.app.start_api(Some("127.0.0.1:0".parse().expect("addr")), &bed.cancel).await.expect("api");
-    let api = api.expect("enabled");
-    let base = format!("http://{}", api.addr());
+    let (api, base) = bed.serve_api().await;
     let c = client();
     bed.follow(0);
     bed.settle(Duration::from_secs(30)).await;

@@ -120,9 +120,7 @@ async fn api_02_sql_resource_limits() {
         c.alerts.enabled = false;
     })
     .await;
-    let api = bed.app.start_api(Some("127.0.0.1:0".parse().expect("addr")), &bed.cancel).await.expect("api");
-    let api = api.expect("enabled");
-    let base = format!("http://{}", api.addr());
+    let (api, base) = bed.serve_api().await;
     bed.follow(0);
     bed.settle(Duration::from_secs(30)).await;
     // Ingest keeps running at 200 ms blocks throughout.
@@ -314,10 +312,8 @@ async fn api_04_slowloris_and_load() {
         c.api.header_read_timeout_ms = 3000;
     })
     .await;
-    let api = bed.app.start_api(Some("127.0.0.1:0".parse().expect("addr")), &bed.cancel).await.expect("api");
-    let api = api.expect("enabled");
+    let (api, base) = bed.serve_api().await;
     let addr = api.addr();
-    let base = format!("http://{addr}");
     bed.follow(0);
     bed.settle(Duration::from_secs(30)).await;
     let started = bed.started.elapsed();

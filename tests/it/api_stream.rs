@@ -76,9 +76,7 @@ async fn stream_resumes_across_reorgs_without_gap_or_duplicate() {
         c.api.stream_send_timeout_ms = 1000;
     })
     .await;
-    let api = bed.app.start_api(Some("127.0.0.1:0".parse().expect("addr")), &bed.cancel).await.expect("api");
-    let api = api.expect("enabled");
-    let base = format!("http://{}", api.addr());
+    let (api, base) = bed.serve_api().await;
     let c = client();
     bed.follow(0);
     bed.settle(Duration::from_secs(20)).await;
@@ -147,8 +145,7 @@ async fn a_client_that_stops_reading_is_cut_off_with_a_reason() {
         c.api.stream_send_timeout_ms = 500;
     })
     .await;
-    let api = bed.app.start_api(Some("127.0.0.1:0".parse().expect("addr")), &bed.cancel).await.expect("api");
-    let api = api.expect("enabled");
+    let (api, _base) = bed.serve_api().await;
 
     bed.follow(0);
     bed.settle(Duration::from_secs(60)).await;

@@ -152,6 +152,15 @@ impl Bed {
         }
     }
 
+    /// Start the app's API (and alert evaluator, if enabled) on a free loopback port; returns
+    /// the server and its base URL.
+    pub async fn serve_api(&self) -> (blockstreamer::api::ApiServer, String) {
+        let api = self.app.start_api(Some("127.0.0.1:0".parse().expect("addr")), &self.cancel).await.expect("api");
+        let api = api.expect("[api] enabled");
+        let base = format!("http://{}", api.addr());
+        (api, base)
+    }
+
     /// Start following from `from` and sampling the measures every 100 ms.
     pub fn follow(&mut self, from: u64) {
         let app = self.app.clone();

@@ -411,7 +411,9 @@ async fn rpc05_slow_provider_hedge() {
         "rpc05: p99 ms: no fault {base_p99}, hedged {hedged_p99}, not hedged {plain_p99}; fetches/block: no fault {base_cost:.2}, hedged {hedged_cost:.2}"
     );
     assert!(hedged_p99 <= 1_000, "p99 with hedging {hedged_p99} ms");
-    assert!(plain_p99 >= 2_000, "control run without hedging has p99 {plain_p99} ms: the fault did not bite");
+    // The control only shows the fault bites: its p99 sits at the 2 s delay give or take the
+    // poll phase (1,958 ms was seen on a clean CI run), far above the hedged run's.
+    assert!(plain_p99 >= 1_800, "control run without hedging has p99 {plain_p99} ms: the fault did not bite");
     assert!(hedged_cost <= 1.5 * base_cost.max(1.0), "hedging cost {hedged_cost:.2} fetches/block vs {base_cost:.2}");
     assert_eq!(losers, 0, "hedge losers recorded as errors");
 }
