@@ -137,6 +137,15 @@ async fn api_02_sql_resource_limits() {
             }
         })
     };
+    // Enough telemetry that a 3-way join of it is a runaway on any machine (2,000³ rows).
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO provider_requests (ts_ms, provider_id, method, latency_us, outcome, attempt)
+         SELECT 0, (SELECT min(id) FROM providers), 'eth_blockNumber', i, 'ok', 1 FROM n",
+    )
+    .execute(&bed.pool)
+    .await
+    .expect("synthetic telemetry");
     let started = bed.started.elapsed();
     let c = client();
     let rss0 = rss_bytes();
