@@ -115,6 +115,8 @@ struct Inner {
     limiter: guard::PeerLimiter,
     prometheus: Option<::metrics_exporter_prometheus::PrometheusHandle>,
     cancel: CancellationToken,
+    /// The last telemetry windows computed for `/v1/providers` (reused for up to a second).
+    windows_cache: providers::WindowsCache,
 }
 
 impl ApiState {
@@ -130,6 +132,7 @@ impl ApiState {
             limiter,
             prometheus: metrics::install(),
             cancel: CancellationToken::new(),
+            windows_cache: providers::WindowsCache::default(),
         }))
     }
 

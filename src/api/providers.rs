@@ -2,7 +2,7 @@
 //! joined with telemetry windows (1 m, 5 m, 1 h) read from the minute rollups by
 //! `sql/api/provider_window.sql`, the same rules as the `provider_health_*` views users query.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -12,6 +12,16 @@ use super::blocks::{Params, limit_param, params, uint_param};
 use super::{ApiError, ApiState};
 use crate::fleet::ProviderStatus;
 use crate::store::ProviderWindow;
+
+/// The windows of one minute, computed at `at`: (label, start ms, rows per provider).
+type Windows = Vec<(&'static str, i64, Vec<ProviderWindow>)>;
+
+/// Window figures reused for up to `CACHE_FOR`: the 1h window groups thousands of histogram
+/// rows, and a dashboard polling every second should not pay that on every request.
+#[derive(Debug, Default)]
+pub(super) struct WindowsCache(tokio::sync::Mutex<Option<(std::time::Instant, i64, Arc<Windows>)>>);
+
+const CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Windows over the minute rollups: the last N whole minutes plus the current one.
 const WINDOWS: [(&str, i64); 3] = [("1m", 1), ("5m", 5), ("1h", 60)];
@@ -74,14 +84,26 @@ fn window_json(w: &ProviderWindow) -> Value {
 async fn build(state: &ApiState, only: Option<&str>) -> Result<Value, ApiError> {
     let store = &state.0.store;
     let now = crate::types::now_ms();
-    let mut windows: BTreeMap<&str, Vec<ProviderWindow>> = BTreeMap::new();
-    let mut since = serde_json::Map::new();
     let this_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
-    for (label, minutes) in WINDOWS {
-        let start = this_minute - minutes * MINUTE_MS;
-        windows.insert(label, store.provider_windows(start, this_minute + MINUTE_MS).await?);
-        since.insert(label.to_string(), json!(start));
-    }
+    let windows = {
+        // Held across the queries: concurrent requests wait for one computation, not start their own.
+        let mut slot = state.0.windows_cache.0.lock().await;
+        match slot.as_ref() {
+            Some((at, minute, w)) if *minute == this_minute && at.elapsed() < CACHE_FOR => w.clone(),
+            _ => {
+                let mut w: Windows = Vec::new();
+                for (label, minutes) in WINDOWS {
+                    let start = this_minute - minutes * MINUTE_MS;
+                    w.push((label, start, store.provider_windows(start, this_minute + MINUTE_MS).await?));
+                }
+                let w = Arc::new(w);
+                *slot = Some((std::time::Instant::now(), this_minute, w.clone()));
+                w
+            }
+        }
+    };
+    let since: serde_json::Map<String, Value> =
+        windows.iter().map(|(label, start, _)| ((*label).to_string(), json!(start))).collect();
     let names = store.provider_names().await?;
     let live = state.0.live.as_ref().map(|l| l.fleet.status()).unwrap_or_default();
     let mut out = Vec::new();
@@ -100,7 +122,7 @@ async fn build(state: &ApiState, only: Option<&str>) -> Result<Value, ApiError> 
             o.insert("state".into(), json!(if state.0.live.is_some() { "retired" } else { "unknown" }));
         }
         let mut w = serde_json::Map::new();
-        for (label, rows) in &windows {
+        for (label, _, rows) in windows.iter() {
             if let Some(row) = rows.iter().find(|r| &r.provider == name) {
                 w.insert((*label).to_string(), window_json(row));
             }
