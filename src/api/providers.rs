@@ -127,8 +127,18 @@ async fn build(state: &ApiState, only: Option<&str>) -> Result<Value, ApiError> 
                 w.insert((*label).to_string(), window_json(row));
             }
         }
+        // Rate-limit usage: the calls per second of the 1m window against the current limit.
+        let usage = status.and_then(|st| st.rps_limit).zip(windows.first()).and_then(|(limit, (_, start, rows))| {
+            let row = rows.iter().find(|r| &r.provider == name)?;
+            #[allow(clippy::cast_precision_loss)]
+            let secs = ((now - start).max(1000)) as f64 / 1000.0;
+            #[allow(clippy::cast_precision_loss)]
+            let rps = row.requests as f64 / secs;
+            (limit > 0.0).then(|| json!({ "rps": rps, "limit_rps": limit, "fraction": rps / limit }))
+        });
         if let Some(o) = doc.as_object_mut() {
             o.insert("windows".into(), Value::Object(w));
+            o.insert("rate_limit_usage".into(), usage.unwrap_or(Value::Null));
         }
         out.push(doc);
     }

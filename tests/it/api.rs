@@ -285,6 +285,7 @@ async fn live_run_serves_readiness_providers_and_metrics() {
     init_tracing();
     let mut bed = crate::bed::Bed::new(crate::bed::Truth::Sim(crate::bed::sim_chain(20, 7)), 2, |c| {
         c.alerts.enabled = false;
+        c.providers[0].max_rps = Some(100.0);
     })
     .await;
     let (api, base) = bed.serve_api().await;
@@ -305,7 +306,16 @@ async fn live_run_serves_readiness_providers_and_metrics() {
         assert!(Instant::now() < deadline, "never ready: {}", r.text());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let prov = get(&c, &format!("{base}/v1/providers")).await.json();
+    // Telemetry is flushed every 200 ms and the windows are shared for a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let prov = loop {
+        let prov = get(&c, &format!("{base}/v1/providers")).await.json();
+        if prov["providers"][0]["windows"]["1m"]["requests"].as_u64().is_some_and(|n| n > 0) {
+            break prov;
+        }
+        assert!(Instant::now() < deadline, "no telemetry in the 1m window: {prov}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     for p in prov["providers"].as_array().expect("providers") {
         assert_eq!(p["state"].as_str(), Some("healthy"), "{p}");
         assert_eq!(p["breaker"].as_str(), Some("closed"));
@@ -313,6 +323,11 @@ async fn live_run_serves_readiness_providers_and_metrics() {
         assert!(p["score_parts"]["weight"].as_f64().is_some());
     }
     assert_eq!(prov["strategy"].as_str(), Some("best"));
+    let p1 = &prov["providers"][0];
+    assert_eq!(p1["rate_limit_usage"]["limit_rps"].as_f64(), p1["rate_limit_rps"].as_f64());
+    let used = p1["rate_limit_usage"]["fraction"].as_f64().expect("usage");
+    assert!(used > 0.0 && used < 1.0, "p1 polls ~10/s against 100 rps: {used} in {p1}");
+    assert!(prov["providers"][1]["rate_limit_usage"].is_null(), "no limit, no usage");
     let m = get(&c, &format!("{base}/metrics")).await.text();
     let names = parse_prometheus(&m);
     for n in [
