@@ -6,7 +6,10 @@
 //!   sees status codes and `Retry-After`, outcome classification, one telemetry sample per call.
 //! - [`fleet`]: many providers — head polling, selection, failover and retries.
 //! - [`ingest`]: follow the head, validate parent links, walk back through reorgs, backfill ranges.
-//! - [`store`]: SQLite — migrations, one writer, batched commits, the telemetry writer.
+//! - [`store`]: SQLite — migrations, one writer, batched commits, the telemetry writer and its
+//!   minute rollups, the read side the API uses.
+//! - [`api`]: HTTP — blocks, transactions, provider health, alerts, the SSE stream, read-only
+//!   SQL, Prometheus metrics, served by its own hyper accept loop.
 //! - [`sim`]: a simulated chain served by jsonrpsee servers on loopback (demo and tests).
 //! - [`fault`]: a scriptable fault-injecting JSON-RPC proxy (tests, demo, `faultproxy` command).
 //! - [`app`]: the composition root that wires them together.
