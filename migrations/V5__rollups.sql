@@ -46,88 +46,57 @@ CREATE TABLE provider_latency_minutes (
 
 CREATE INDEX provider_latency_minutes_minute ON provider_latency_minutes (minute_ms);
 
--- The health views, now over the rollups: the last N whole minutes plus the current one.
-DROP VIEW provider_health_5m;
-DROP VIEW provider_health_1h;
+-- The health views over the rollups: per provider and window ('5m', '1h' = the last 5 / 60
+-- whole minutes plus the current one), by the rules of sql/api/provider_window.sql.
+CREATE VIEW provider_health_windows AS
+WITH bounds(span, since) AS (
+    SELECT '5m', (CAST(unixepoch('subsec') * 1000 AS INTEGER) / 60000) * 60000 - 5 * 60000
+    UNION ALL
+    SELECT '1h', (CAST(unixepoch('subsec') * 1000 AS INTEGER) / 60000) * 60000 - 60 * 60000
+),
+m AS (
+    SELECT span, provider_id, sum(requests - cancelled) AS requests, sum(ok) AS ok, sum(errors) AS errors,
+           sum(throttled) AS throttled, sum(credits) AS credits, max(max_head) AS head
+    FROM provider_minutes JOIN bounds ON minute_ms >= bounds.since GROUP BY span, provider_id
+),
+b AS (
+    SELECT span, provider_id, ub_us, sum(n) AS n
+    FROM provider_latency_minutes JOIN bounds ON minute_ms >= bounds.since GROUP BY span, provider_id, ub_us
+),
+c AS (
+    SELECT span, provider_id, ub_us,
+           sum(n) OVER (PARTITION BY span, provider_id ORDER BY ub_us ROWS UNBOUNDED PRECEDING) AS cum,
+           sum(n) OVER (PARTITION BY span, provider_id) AS total
+    FROM b
+),
+q AS (
+    SELECT span, provider_id,
+           min(CASE WHEN cum * 100 >= total * 50 THEN ub_us END) / 1000.0 AS p50_ms,
+           min(CASE WHEN cum * 100 >= total * 95 THEN ub_us END) / 1000.0 AS p95_ms,
+           min(CASE WHEN cum * 100 >= total * 99 THEN ub_us END) / 1000.0 AS p99_ms
+    FROM c GROUP BY span, provider_id
+)
+SELECT bounds.span,
+       p.name AS provider,
+       coalesce(m.requests, 0) AS requests,
+       coalesce(m.errors, 0) AS errors,
+       coalesce(m.throttled, 0) AS throttled,
+       CASE WHEN coalesce(m.ok, 0) + coalesce(m.errors, 0) = 0 THEN 0.0
+            ELSE m.errors * 1.0 / (m.ok + m.errors) END AS error_rate,
+       CASE WHEN coalesce(m.requests, 0) = 0 THEN 0.0 ELSE m.throttled * 1.0 / m.requests END AS throttle_rate,
+       q.p50_ms, q.p95_ms, q.p99_ms,
+       coalesce(m.credits, 0) AS credits,
+       m.head,
+       (SELECT max(number) FROM blocks WHERE canonical = 1) - m.head AS lag_blocks
+FROM bounds
+CROSS JOIN providers p
+LEFT JOIN m ON m.span = bounds.span AND m.provider_id = p.id
+LEFT JOIN q ON q.span = bounds.span AND q.provider_id = p.id;
 
 CREATE VIEW provider_health_5m AS
-WITH bounds AS (
-    SELECT (CAST(unixepoch('subsec') * 1000 AS INTEGER) / 60000) * 60000 - 5 * 60000 AS since
-),
-m AS (
-    SELECT provider_id, sum(requests - cancelled) AS requests, sum(ok) AS ok, sum(errors) AS errors,
-           sum(throttled) AS throttled, sum(credits) AS credits, max(max_head) AS head
-    FROM provider_minutes, bounds WHERE minute_ms >= bounds.since GROUP BY provider_id
-),
-b AS (
-    SELECT provider_id, ub_us, sum(n) AS n
-    FROM provider_latency_minutes, bounds WHERE minute_ms >= bounds.since GROUP BY provider_id, ub_us
-),
-c AS (
-    SELECT provider_id, ub_us,
-           sum(n) OVER (PARTITION BY provider_id ORDER BY ub_us ROWS UNBOUNDED PRECEDING) AS cum,
-           sum(n) OVER (PARTITION BY provider_id) AS total
-    FROM b
-),
-q AS (
-    SELECT provider_id,
-           min(CASE WHEN cum * 100 >= total * 50 THEN ub_us END) / 1000.0 AS p50_ms,
-           min(CASE WHEN cum * 100 >= total * 95 THEN ub_us END) / 1000.0 AS p95_ms,
-           min(CASE WHEN cum * 100 >= total * 99 THEN ub_us END) / 1000.0 AS p99_ms
-    FROM c GROUP BY provider_id
-)
-SELECT p.name AS provider,
-       coalesce(m.requests, 0) AS requests,
-       coalesce(m.errors, 0) AS errors,
-       coalesce(m.throttled, 0) AS throttled,
-       CASE WHEN coalesce(m.ok, 0) + coalesce(m.errors, 0) = 0 THEN 0.0
-            ELSE m.errors * 1.0 / (m.ok + m.errors) END AS error_rate,
-       CASE WHEN coalesce(m.requests, 0) = 0 THEN 0.0 ELSE m.throttled * 1.0 / m.requests END AS throttle_rate,
-       q.p50_ms, q.p95_ms, q.p99_ms,
-       coalesce(m.credits, 0) AS credits,
-       m.head,
-       (SELECT max(number) FROM blocks WHERE canonical = 1) - m.head AS lag_blocks
-FROM providers p
-LEFT JOIN m ON m.provider_id = p.id
-LEFT JOIN q ON q.provider_id = p.id;
+SELECT provider, requests, errors, throttled, error_rate, throttle_rate, p50_ms, p95_ms, p99_ms, credits, head, lag_blocks
+FROM provider_health_windows WHERE span = '5m';
 
 CREATE VIEW provider_health_1h AS
-WITH bounds AS (
-    SELECT (CAST(unixepoch('subsec') * 1000 AS INTEGER) / 60000) * 60000 - 60 * 60000 AS since
-),
-m AS (
-    SELECT provider_id, sum(requests - cancelled) AS requests, sum(ok) AS ok, sum(errors) AS errors,
-           sum(throttled) AS throttled, sum(credits) AS credits, max(max_head) AS head
-    FROM provider_minutes, bounds WHERE minute_ms >= bounds.since GROUP BY provider_id
-),
-b AS (
-    SELECT provider_id, ub_us, sum(n) AS n
-    FROM provider_latency_minutes, bounds WHERE minute_ms >= bounds.since GROUP BY provider_id, ub_us
-),
-c AS (
-    SELECT provider_id, ub_us,
-           sum(n) OVER (PARTITION BY provider_id ORDER BY ub_us ROWS UNBOUNDED PRECEDING) AS cum,
-           sum(n) OVER (PARTITION BY provider_id) AS total
-    FROM b
-),
-q AS (
-    SELECT provider_id,
-           min(CASE WHEN cum * 100 >= total * 50 THEN ub_us END) / 1000.0 AS p50_ms,
-           min(CASE WHEN cum * 100 >= total * 95 THEN ub_us END) / 1000.0 AS p95_ms,
-           min(CASE WHEN cum * 100 >= total * 99 THEN ub_us END) / 1000.0 AS p99_ms
-    FROM c GROUP BY provider_id
-)
-SELECT p.name AS provider,
-       coalesce(m.requests, 0) AS requests,
-       coalesce(m.errors, 0) AS errors,
-       coalesce(m.throttled, 0) AS throttled,
-       CASE WHEN coalesce(m.ok, 0) + coalesce(m.errors, 0) = 0 THEN 0.0
-            ELSE m.errors * 1.0 / (m.ok + m.errors) END AS error_rate,
-       CASE WHEN coalesce(m.requests, 0) = 0 THEN 0.0 ELSE m.throttled * 1.0 / m.requests END AS throttle_rate,
-       q.p50_ms, q.p95_ms, q.p99_ms,
-       coalesce(m.credits, 0) AS credits,
-       m.head,
-       (SELECT max(number) FROM blocks WHERE canonical = 1) - m.head AS lag_blocks
-FROM providers p
-LEFT JOIN m ON m.provider_id = p.id
-LEFT JOIN q ON q.provider_id = p.id;
+SELECT provider, requests, errors, throttled, error_rate, throttle_rate, p50_ms, p95_ms, p99_ms, credits, head, lag_blocks
+FROM provider_health_windows WHERE span = '1h';

@@ -382,12 +382,9 @@ impl App {
         }
         let addr = match listen {
             Some(a) => a,
-            None => self.config.api.listen.parse().map_err(|e| {
-                AppError::Config(ConfigError::Invalid { field: "api.listen".into(), message: format!("{e}") })
-            })?,
+            None => self.config.api_listen()?,
         };
-        let key = self.config.api_key(env)?;
-        let opts = crate::api::ApiOptions::from_config(&self.config.api, key, self.config.redacted());
+        let opts = crate::api::ApiOptions::resolve(&self.config, env)?;
         let live =
             crate::api::Live { fleet: self.fleet.clone(), health: self.health_fn(), telemetry: self.telemetry.clone() };
         let state = crate::api::ApiState::new(self.store.clone(), Some(live), opts);

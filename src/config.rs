@@ -455,6 +455,11 @@ impl Config {
         Ok(())
     }
 
+    /// `[api] listen` as an address.
+    pub fn api_listen(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        self.api.listen.parse().map_err(|e| invalid("api.listen", format!("{e}")))
+    }
+
     /// The API key with `${VAR}` expanded (None when unset or empty).
     pub fn api_key(&self, env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
         match &self.api.api_key {

@@ -236,10 +236,9 @@ async fn main() -> anyhow::Result<()> {
             let store = Store::open(&StoreOptions::new(&db)).await.context("cannot open the database")?;
             let addr = match listen {
                 Some(a) => a,
-                None => config.api.listen.parse().context("api.listen")?,
+                None => config.api_listen()?,
             };
-            let key = config.api_key(|k| std::env::var(k).ok())?;
-            let opts = ApiOptions::from_config(&config.api, key, config.redacted());
+            let opts = ApiOptions::resolve(&config, |k| std::env::var(k).ok())?;
             let state = ApiState::new(store.clone(), None, opts);
             let server = ApiServer::start(addr, state, &cancel).await?;
             println!("api listening on http://{}", server.addr());

@@ -96,6 +96,18 @@ impl ApiOptions {
     }
 }
 
+impl ApiOptions {
+    /// From the whole configuration: `[api]`, the key with `${VAR}` expanded from `env`, and
+    /// the redacted config for `/v1/admin/config`.
+    pub fn resolve(
+        config: &crate::config::Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let key = config.api_key(env)?;
+        Ok(Self::from_config(&config.api, key, config.redacted()))
+    }
+}
+
 impl Default for ApiOptions {
     fn default() -> Self {
         Self::from_config(&crate::config::ApiConfig::default(), None, serde_json::Value::Null)

@@ -28,10 +28,12 @@ const PAGE: u32 = 200;
 /// Heights listed one by one in a reorg event (the range is always given).
 const MAX_LISTED: u64 = 1024;
 
-#[derive(Debug, Clone, Copy)]
+/// The last block a client was sent; the hash as served (0x hex), so each new block's
+/// `parent_hash` is compared without re-encoding.
+#[derive(Debug, Clone)]
 struct Cursor {
     number: u64,
-    hash: [u8; 32],
+    hash: String,
 }
 
 fn parse_last_event_id(s: &str) -> Result<(u64, Option<[u8; 32]>), ApiError> {
@@ -63,7 +65,7 @@ pub(super) async fn blocks(
         .filter(|s| !s.trim().is_empty());
     let (cursor, next) = match (last, from) {
         (Some(id), _) => match parse_last_event_id(id)? {
-            (n, Some(hash)) => (Some(Cursor { number: n, hash }), n + 1),
+            (n, Some(hash)) => (Some(Cursor { number: n, hash: hex::encode_prefixed(hash) }), n + 1),
             (n, None) => (None, n + 1),
         },
         (None, Some(f)) => (None, f),
@@ -124,10 +126,11 @@ async fn produce(
     let wait = state.0.opts.stream_send_timeout;
     let db = |e: crate::store::StoreError| format!("database error: {e}");
     loop {
-        if let Some(c) = cursor {
+        if let Some(c) = cursor.clone() {
             let at = store.canonical_hash_at(c.number).await.map_err(db)?;
-            if at != Some(c.hash) {
-                match store.fork_point(&c.hash).await.map_err(db)? {
+            if at.map(hex::encode_prefixed).as_deref() != Some(c.hash.as_str()) {
+                let mine = parse_hash(&c.hash, "cursor hash").map_err(|e| e.to_string())?;
+                match store.fork_point(&mine).await.map_err(db)? {
                     Some((f, fh)) if f < c.number => {
                         let heights: Vec<u64> =
                             if c.number - f <= MAX_LISTED { (f + 1..=c.number).collect() } else { Vec::new() };
@@ -146,7 +149,7 @@ async fn produce(
                             return Ok(());
                         }
                         metrics::counter!("blockstreamer_api_stream_reorg_events_total").increment(1);
-                        cursor = Some(Cursor { number: f, hash: fh });
+                        cursor = Some(Cursor { number: f, hash: hex::encode_prefixed(fh) });
                         next = f + 1;
                     }
                     // The block is canonical again under our feet, or not ours at all.
@@ -154,8 +157,7 @@ async fn produce(
                     None => {
                         return Err(format!(
                             "resume point {}:{} is not in this database; reconnect with ?from=HEIGHT",
-                            c.number,
-                            hex::encode_prefixed(c.hash)
+                            c.number, c.hash
                         ));
                     }
                 }
@@ -177,20 +179,19 @@ async fn produce(
         let full = rows.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
         let mut stalled = !full;
         for b in rows {
-            let linked = cursor.is_none_or(|c| b.parent_hash == hex::encode_prefixed(c.hash));
+            let linked = cursor.as_ref().is_none_or(|c| b.parent_hash == c.hash);
             // A hole (gap repair will fill it) or a branch that changed since we looked: wait
             // and look again rather than skip.
             if b.number != next || !linked {
                 stalled = true;
                 break;
             }
-            let hash = parse_hash(&b.hash, "block hash").map_err(|e| e.to_string())?;
             let data = serde_json::to_string(&b).map_err(|e| e.to_string())?;
             let ev = Event::default().event("block").id(format!("{}:{}", b.number, b.hash)).data(data);
             if !send(tx, ev, wait).await? {
                 return Ok(());
             }
-            cursor = Some(Cursor { number: b.number, hash });
+            cursor = Some(Cursor { number: b.number, hash: b.hash });
             next = b.number + 1;
         }
         if !stalled {

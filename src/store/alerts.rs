@@ -117,8 +117,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let p95: Option<i64> = r.try_get(3)?;
-                #[allow(clippy::cast_precision_loss)]
-                let p95_ms = p95.map(|us| us as f64 / 1000.0);
+                let p95_ms = p95.map(super::query::us_to_ms);
                 Ok(AlertWindow {
                     provider: r.try_get(0)?,
                     calls: from_sql("calls", r.try_get(1)?)?,

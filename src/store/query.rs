@@ -135,7 +135,7 @@ fn uint(r: &SqliteRow, i: usize, what: &'static str) -> Result<u64, StoreError> 
 }
 
 fn hash32(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
-    <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+    super::blocks::hash32(bytes).map(|h| h.0)
 }
 
 fn block_row(r: &SqliteRow) -> Result<BlockRow, StoreError> {
@@ -184,8 +184,8 @@ fn tx_row(r: &SqliteRow) -> Result<TxRow, StoreError> {
     })
 }
 
-fn ms_to_f64(us: i64) -> f64 {
-    // Latencies are far below 2^53 µs; the cast is exact where it matters.
+/// Microseconds → milliseconds (latencies are far below 2^53 µs: the cast is exact).
+pub(super) fn us_to_ms(us: i64) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let v = us as f64 / 1000.0;
     v
@@ -290,7 +290,7 @@ impl Store {
                     ts_ms: r.try_get(1)?,
                     method: r.try_get(2)?,
                     block_number: r.try_get(3)?,
-                    latency_ms: ms_to_f64(r.try_get(4)?),
+                    latency_ms: us_to_ms(r.try_get(4)?),
                     outcome: r.try_get(5)?,
                     http_status: r.try_get(6)?,
                     rpc_code: r.try_get(7)?,
@@ -319,9 +319,8 @@ impl Store {
                 let ok = uint(r, 2, "ok")?;
                 let errors = uint(r, 3, "errors")?;
                 let throttled = uint(r, 4, "throttled")?;
-                let p = |i: usize| -> Result<Option<f64>, StoreError> {
-                    Ok(r.try_get::<Option<i64>, _>(i)?.map(ms_to_f64))
-                };
+                let p =
+                    |i: usize| -> Result<Option<f64>, StoreError> { Ok(r.try_get::<Option<i64>, _>(i)?.map(us_to_ms)) };
                 Ok(ProviderWindow {
                     provider: r.try_get(0)?,
                     requests,

@@ -107,18 +107,7 @@ async fn each_default_alert_opens_and_resolves() {
     let c = client();
     bed.follow(0);
     bed.settle(Duration::from_secs(30)).await;
-    let runner = {
-        let (chain, cancel) = (chain.clone(), bed.cancel.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    _ = tick.tick() => { chain.tick(); }
-                }
-            }
-        })
-    };
+    let runner = bed.spawn_chain(Duration::from_millis(200));
 
     // Provider faults: p1 fails 60 % of calls, p2 answers in 300 ms, p3 lags 10 blocks;
     // p4's 300-credit daily budget is spent by its head polls within seconds.

@@ -124,19 +124,7 @@ async fn api_02_sql_resource_limits() {
     bed.follow(0);
     bed.settle(Duration::from_secs(30)).await;
     // Ingest keeps running at 200 ms blocks throughout.
-    let runner = {
-        let chain = chain.clone();
-        let cancel = bed.cancel.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    _ = tick.tick() => { chain.tick(); }
-                }
-            }
-        })
-    };
+    let runner = bed.spawn_chain(Duration::from_millis(200));
     // Enough telemetry that a 3-way join of it is a runaway on any machine (2,000³ rows).
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
@@ -326,19 +314,7 @@ async fn api_04_slowloris_and_load() {
     bed.follow(0);
     bed.settle(Duration::from_secs(30)).await;
     let started = bed.started.elapsed();
-    let runner = {
-        let chain = chain.clone();
-        let cancel = bed.cancel.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    _ = tick.tick() => { chain.tick(); }
-                }
-            }
-        })
-    };
+    let runner = bed.spawn_chain(Duration::from_millis(200));
     // 256 slow-loris connections: a partial request header, one byte every 5 s.
     let mut loris = Vec::new();
     for _ in 0..256 {

@@ -185,6 +185,21 @@ impl Bed {
         }));
     }
 
+    /// Advance the truth every `every` in the background until the bed stops (or the handle
+    /// is aborted).
+    pub fn spawn_chain(&self, every: Duration) -> JoinHandle<()> {
+        let (truth, cancel) = (self.truth.clone(), self.cancel.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = tick.tick() => truth.advance().await,
+                }
+            }
+        })
+    }
+
     /// Advance the truth every `every` for `total`.
     pub async fn run_chain(&self, every: Duration, total: Duration) {
         let end = Instant::now() + total;
