@@ -10,6 +10,7 @@
 //!   minute rollups, the read side the API uses.
 //! - [`api`]: HTTP — blocks, transactions, provider health, alerts, the SSE stream, read-only
 //!   SQL, Prometheus metrics, served by its own hyper accept loop.
+//! - [`export`]: files out — CSV, JSON lines and Parquet in chunks, from read-only connections.
 //! - [`sim`]: a simulated chain served by jsonrpsee servers on loopback (demo and tests).
 //! - [`fault`]: a scriptable fault-injecting JSON-RPC proxy (tests, demo, `faultproxy` command).
 //! - [`app`]: the composition root that wires them together.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod export;
 pub mod failpoint;
 pub mod fault;
 pub mod fleet;

@@ -6,9 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use blockstreamer::api::{ApiOptions, ApiServer, ApiState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use blockstreamer::api::{ApiOptions, ApiServer, ApiState, Sandbox, SandboxLimits};
 use blockstreamer::app::{self, App, AppError, AppOptions, DemoOptions};
 use blockstreamer::config::Config;
+use blockstreamer::export::{self, ExportOptions, Format, Table};
 use blockstreamer::ingest::IngestError;
 use blockstreamer::store::{Store, StoreOptions};
 use clap::{Args, Parser, Subcommand};
@@ -86,6 +90,73 @@ enum Command {
         #[arg(long)]
         run_for: Option<u64>,
     },
+    /// Export a table to CSV, JSON lines or Parquet files, chunked like cryo.
+    ///
+    /// Tables: blocks, transactions, block_sightings, reorgs, gap_repairs (by height, --from/--to)
+    /// and provider_requests (by time, --since/--until). Finished chunks are skipped on a re-run.
+    Export {
+        /// blocks | transactions | provider_requests | block_sightings | reorgs | gap_repairs
+        table: String,
+        /// Database file.
+        #[arg(long, default_value = "./blockstreamer.db")]
+        db: PathBuf,
+        /// csv | jsonl | parquet
+        #[arg(long, default_value = "parquet")]
+        format: String,
+        /// Output directory.
+        #[arg(long, default_value = "./export")]
+        out: PathBuf,
+        /// First height (default: the lowest stored).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last height, inclusive (default: the highest stored).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Telemetry from this time: ms, 2026-11-28T14:00:00Z, 2026-11-28, or a span ago (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Telemetry before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Heights per file.
+        #[arg(long, default_value_t = 1000)]
+        chunk_size: u64,
+        /// Minutes per file for telemetry.
+        #[arg(long, default_value_t = 60)]
+        chunk_minutes: u64,
+        /// Rewrite chunks that already exist.
+        #[arg(long)]
+        overwrite: bool,
+        /// Also export orphaned (non-canonical) blocks and their transactions (`canonical` = false).
+        #[arg(long)]
+        include_orphaned: bool,
+    },
+    /// Run one read-only SQL query (the /v1/sql sandbox) and print the result.
+    ///
+    /// Example: `blockstreamer sql -f sql/reports/leaderboard.sql`.
+    Sql {
+        /// The SELECT statement (or use -f).
+        query: Option<String>,
+        /// Read the statement from a file.
+        #[arg(short = 'f', long = "file", conflicts_with = "query")]
+        file: Option<PathBuf>,
+        /// Database file.
+        #[arg(long, default_value = "./blockstreamer.db")]
+        db: PathBuf,
+        /// table | csv | json (default: table on a terminal, else csv).
+        #[arg(long)]
+        format: Option<String>,
+        /// Positional parameter ?1, ?2, … (repeat). JSON scalars (5, 1.5, null, true, "text")
+        /// are taken as such; anything else is text.
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// Stop the query after this many milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+        /// Print at most this many rows.
+        #[arg(long, default_value_t = 100_000)]
+        max_rows: usize,
+    },
     /// List open gaps (missing heights, broken parent links) and recent repair attempts.
     Gaps {
         /// Database file.
@@ -140,10 +211,27 @@ impl Common {
     }
 }
 
-fn init_logging() {
+/// Logs go to stdout, except for commands whose stdout is data (`sql`, `export`).
+fn init_logging(to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal()).init();
+    if to_stderr {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal()).init();
+    }
+}
+
+/// A `--param` value: a JSON scalar when it reads as one, else text.
+fn sql_param(raw: &str) -> serde_json::Value {
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(v) if !v.is_array() && !v.is_object() => v,
+        _ => serde_json::Value::String(raw.to_string()),
+    }
 }
 
 /// Cancel on Ctrl-C, SIGTERM, or after `run_for` seconds.
@@ -184,7 +272,7 @@ fn shutdown_token(run_for: Option<u64>) -> CancellationToken {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(matches!(cli.command, Command::Sql { .. } | Command::Export { .. }));
     match cli.command {
         Command::Demo { db, block_time_ms, providers, seed, run_for, listen } => {
             let cancel = shutdown_token(run_for);
@@ -262,6 +350,103 @@ async fn main() -> anyhow::Result<()> {
                 blocks_per_sec = format!("{:.0}", report.fetched as f64 / secs.max(1e-9)),
                 "backfill done"
             );
+        }
+        Command::Export {
+            table,
+            db,
+            format,
+            out,
+            from,
+            to,
+            since,
+            until,
+            chunk_size,
+            chunk_minutes,
+            overwrite,
+            include_orphaned,
+        } => {
+            if !db.exists() {
+                anyhow::bail!("no database at {}", db.display());
+            }
+            let now = blockstreamer::types::now_ms();
+            let time = |v: Option<String>, flag: &str| -> anyhow::Result<Option<i64>> {
+                v.map(|s| export::parse_time(&s, now).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
+            };
+            let opts = ExportOptions {
+                db,
+                table: Table::parse(&table).map_err(anyhow::Error::msg)?,
+                format: Format::parse(&format).map_err(anyhow::Error::msg)?,
+                out,
+                from,
+                to,
+                since_ms: time(since, "--since")?,
+                until_ms: time(until, "--until")?,
+                chunk_size,
+                chunk_minutes,
+                overwrite,
+                include_orphaned,
+                progress: std::io::stderr().is_terminal(),
+            };
+            let cancel = Arc::new(AtomicBool::new(false));
+            let stop = shutdown_token(None);
+            let flag = cancel.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                flag.store(true, Ordering::Relaxed);
+            });
+            let started = std::time::Instant::now();
+            let summary = tokio::task::spawn_blocking(move || export::export(&opts, &cancel)).await??;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "exported {} rows into {} files ({} bytes) in {secs:.2} s; {} chunks already done{}",
+                summary.rows,
+                summary.written.len(),
+                summary.bytes,
+                summary.skipped.len(),
+                if summary.missing_heights > 0 {
+                    format!("; {} heights missing (open gaps)", summary.missing_heights)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Command::Sql { query, file, db, format, params, timeout_ms, max_rows } => {
+            if !db.exists() {
+                anyhow::bail!("no database at {}", db.display());
+            }
+            let sql = match (query, file) {
+                (Some(q), None) => q,
+                (None, Some(f)) => {
+                    std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?
+                }
+                _ => anyhow::bail!("give a query or -f FILE"),
+            };
+            let format = match format.as_deref() {
+                Some(f @ ("table" | "csv" | "json")) => f.to_string(),
+                Some(f) => anyhow::bail!("--format must be table, csv or json, got {f:?}"),
+                None if std::io::stdout().is_terminal() => "table".into(),
+                None => "csv".into(),
+            };
+            let limits = SandboxLimits {
+                timeout: Duration::from_millis(timeout_ms.max(1)),
+                max_rows,
+                max_bytes: 1 << 30,
+                concurrency: 1,
+            };
+            let sandbox = Sandbox::new(&db, limits);
+            let params = params.iter().map(|p| sql_param(p)).collect();
+            let result = sandbox.query(sql, params).await.context("query refused")?;
+            let text = match format.as_str() {
+                "table" => result.to_table(),
+                "json" => format!("{}\n", serde_json::to_string_pretty(&result.to_json_objects())?),
+                _ => result.to_csv(),
+            };
+            print!("{text}");
+            if result.truncated {
+                eprintln!("(stopped at {max_rows} rows; raise --max-rows for more)");
+            } else if format == "table" {
+                eprintln!("({} rows, {:.1} ms)", result.rows.len(), result.elapsed_ms);
+            }
         }
         Command::Gaps { db, limit } => {
             if !db.exists() {

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 mod blocks;
+mod export;
 mod guard;
 mod metrics;
 mod ops;
@@ -129,6 +130,8 @@ struct Inner {
     cancel: CancellationToken,
     /// The last telemetry windows computed for `/v1/providers` (reused for up to a second).
     windows_cache: providers::WindowsCache,
+    /// Concurrent `/v1/export` streams (each holds a blocking thread).
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -145,6 +148,7 @@ impl ApiState {
             prometheus: metrics::install(),
             cancel: CancellationToken::new(),
             windows_cache: providers::WindowsCache::default(),
+            exports: Arc::new(tokio::sync::Semaphore::new(2)),
         }))
     }
 
@@ -333,6 +337,7 @@ pub fn routes(state: ApiState) -> axum::Router {
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout));
     axum::Router::new()
         .route("/v1/stream/blocks", get(stream::blocks))
+        .route("/v1/export/{table}", get(export::export))
         .merge(json)
         .fallback(ops::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::rate_limit))
@@ -357,6 +362,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/admin/config",
     "/v1/admin/checkpoint",
     "/v1/stream/blocks",
+    "/v1/export/{table}",
     "/healthz",
     "/readyz",
     "/metrics",

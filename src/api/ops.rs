@@ -118,12 +118,7 @@ async fn run_sql(state: &ApiState, headers: &HeaderMap, q: Params, body: &[u8]) 
     metrics::histogram!("blockstreamer_api_sql_duration_seconds").record(started.elapsed().as_secs_f64());
     let result = result?;
     if csv {
-        let mut out = String::new();
-        write_csv_row(&mut out, result.columns.iter().map(|c| Value::String(c.clone())));
-        for row in result.rows {
-            write_csv_row(&mut out, row.into_iter());
-        }
-        let mut resp = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
+        let mut resp = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], result.to_csv()).into_response();
         if result.truncated
             && let Ok(v) = axum::http::HeaderValue::from_str(&state.0.opts.sql.max_rows.to_string())
         {
@@ -139,28 +134,6 @@ async fn run_sql(state: &ApiState, headers: &HeaderMap, q: Params, body: &[u8]) 
         "elapsed_ms": result.elapsed_ms,
     }))
     .into_response())
-}
-
-/// RFC 4180: quote fields holding a comma, quote, CR or LF; NULL is an empty field.
-fn write_csv_row(out: &mut String, vals: impl Iterator<Item = Value>) {
-    for (i, v) in vals.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let text = match v {
-            Value::Null => String::new(),
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        if text.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&text.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(&text);
-        }
-    }
-    out.push_str("\r\n");
 }
 
 /// `GET /v1/admin/config`: the effective configuration, secrets redacted (key required).
@@ -190,16 +163,4 @@ pub(super) async fn openapi() -> Response {
 /// Unknown paths: a JSON 404.
 pub(super) async fn not_found() -> ApiError {
     ApiError::NotFound("no such route; see /openapi.json".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_quotes_only_when_needed() {
-        let mut s = String::new();
-        write_csv_row(&mut s, vec![json!("a,b"), json!(1), Value::Null, json!("say \"hi\""), json!(1.5)].into_iter());
-        assert_eq!(s, "\"a,b\",1,,\"say \"\"hi\"\"\",1.5\r\n");
-    }
 }

@@ -70,6 +70,104 @@ pub struct QueryResult {
     pub elapsed_ms: f64,
 }
 
+fn cell_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl QueryResult {
+    /// RFC 4180 CSV with a header row: fields holding a comma, quote, CR or LF are quoted;
+    /// NULL is an empty field.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::new();
+        let header = self.columns.iter().map(|c| serde_json::Value::String(c.clone())).collect::<Vec<_>>();
+        for row in std::iter::once(&header).chain(self.rows.iter()) {
+            for (i, v) in row.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let text = cell_text(v);
+                if text.contains([',', '"', '\n', '\r']) {
+                    out.push('"');
+                    out.push_str(&text.replace('"', "\"\""));
+                    out.push('"');
+                } else {
+                    out.push_str(&text);
+                }
+            }
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    /// One JSON object per row (column name → value), as a JSON array.
+    pub fn to_json_objects(&self) -> serde_json::Value {
+        let rows = self.rows.iter().map(|row| {
+            let obj: serde_json::Map<String, serde_json::Value> =
+                self.columns.iter().cloned().zip(row.iter().cloned()).collect();
+            serde_json::Value::Object(obj)
+        });
+        serde_json::Value::Array(rows.collect())
+    }
+
+    /// An aligned text table for a terminal: numbers right-aligned, NULL shown as `NULL`.
+    pub fn to_table(&self) -> String {
+        let cells: Vec<Vec<(String, bool)>> = self
+            .rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| match v {
+                        serde_json::Value::Null => ("NULL".to_string(), false),
+                        serde_json::Value::Number(_) => (v.to_string(), true),
+                        other => (cell_text(other).replace(['\n', '\r'], " "), false),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
+        for r in &cells {
+            for (w, (t, _)) in widths.iter_mut().zip(r) {
+                *w = (*w).max(t.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let pad = |out: &mut String, text: &str, w: usize, right: bool| {
+            let fill = " ".repeat(w.saturating_sub(text.chars().count()));
+            if right {
+                out.push_str(&fill);
+                out.push_str(text);
+            } else {
+                out.push_str(text);
+                out.push_str(&fill);
+            }
+        };
+        for (i, (c, w)) in self.columns.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                out.push_str(" | ");
+            }
+            pad(&mut out, c, *w, false);
+        }
+        out.push('\n');
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        out.push_str(&rule.join("-+-"));
+        out.push('\n');
+        for r in &cells {
+            for (i, ((t, right), w)) in r.iter().zip(&widths).enumerate() {
+                if i > 0 {
+                    out.push_str(" | ");
+                }
+                pad(&mut out, t, *w, *right);
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
 /// SQL functions a query may call. Everything else (load_extension, readfile, writefile,
 /// fts3_tokenizer, sqlite_* internals, randomblob, zeroblob…) is denied. printf/format are
 /// out too: past the length limit they quietly return NULL instead of failing, so a
@@ -384,6 +482,25 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_render_as_csv_json_and_a_table() {
+        let r = QueryResult {
+            columns: vec!["name".into(), "n".into()],
+            rows: vec![
+                vec![serde_json::json!("a,b"), serde_json::json!(10)],
+                vec![serde_json::json!("say \"hi\""), serde_json::Value::Null],
+            ],
+            truncated: false,
+            elapsed_ms: 0.0,
+        };
+        assert_eq!(r.to_csv(), "name,n\r\n\"a,b\",10\r\n\"say \"\"hi\"\"\",\r\n");
+        assert_eq!(
+            r.to_json_objects(),
+            serde_json::json!([{"name": "a,b", "n": 10}, {"name": "say \"hi\"", "n": null}])
+        );
+        assert_eq!(r.to_table(), "name     | n   \n---------+-----\na,b      |   10\nsay \"hi\" | NULL\n");
+    }
 
     #[test]
     fn internal_tables_are_denied() {

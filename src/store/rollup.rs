@@ -1,5 +1,5 @@
 //! Minute rollups of the telemetry: raw rows above `meta.rollup_last_id` are folded into
-//! `provider_minutes` and the latency histogram, in the writer's transaction, so a window
+//! `provider_minutes`, the latency histogram and the hourly error classes, in the writer's transaction, so a window
 //! over millions of raw rows reads a few hundred rollup rows.
 
 use sqlx::SqliteConnection;
@@ -15,7 +15,11 @@ async fn fold(conn: &mut SqliteConnection, after: i64, upto: i64) -> Result<(), 
     if upto <= after {
         return Ok(());
     }
-    for sql in [include_str!("../../sql/rollup/minutes.sql"), include_str!("../../sql/rollup/latency.sql")] {
+    for sql in [
+        include_str!("../../sql/rollup/minutes.sql"),
+        include_str!("../../sql/rollup/latency.sql"),
+        include_str!("../../sql/rollup/errors.sql"),
+    ] {
         sqlx::query(sql).bind(after).bind(upto).execute(&mut *conn).await.map_err(classify)?;
     }
     sqlx::query(include_str!("../../sql/store/meta_set.sql"))

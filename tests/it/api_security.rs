@@ -14,12 +14,12 @@ use crate::bed::{Bed, Truth, sim_chain};
 use crate::helpers::init_tracing;
 use crate::http::{self, client, get, post};
 
-fn sha256_file(path: &Path) -> String {
+pub fn sha256_file(path: &Path) -> String {
     let out = std::process::Command::new("sha256sum").arg(path).output().expect("sha256sum");
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
 
-fn listing(dir: &Path) -> Vec<String> {
+pub fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .expect("read dir")
         .filter_map(Result::ok)
@@ -29,21 +29,11 @@ fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_01_sql_readonly_escape_attempts() {
-    init_tracing();
-    let db = fixture_db().await;
-    let (server, store, base) = serve_db(&db, ApiOptions::default()).await;
-    store.checkpoint().await.expect("checkpoint");
-    let before = sha256_file(&db.path);
-    let dir = db.dir.path();
-    let files_before = listing(dir);
-    let outside = tempfile::tempdir().expect("tempdir");
-    let target = outside.path().join("x.db");
-    let attached = dir.join("new.db");
-    let t = target.display().to_string();
-    let a = attached.display().to_string();
-    let attacks: Vec<String> = vec![
+/// The API-01 list: statements that try to write, attach, vacuum into, change pragmas, read
+/// internals or call dangerous functions. `target` is a path outside the data dir, `attached`
+/// one inside it; neither may come to exist.
+pub fn escape_attempts(t: &str, a: &str) -> Vec<String> {
+    vec![
         "INSERT INTO meta (key, value) VALUES ('x', 1)".into(),
         "UPDATE blocks SET canonical = 0".into(),
         "DELETE FROM provider_requests".into(),
@@ -86,7 +76,24 @@ async fn api_01_sql_readonly_escape_attempts() {
         "DETACH main".into(),
         "".into(),
         "-- only a comment".into(),
-    ];
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_01_sql_readonly_escape_attempts() {
+    init_tracing();
+    let db = fixture_db().await;
+    let (server, store, base) = serve_db(&db, ApiOptions::default()).await;
+    store.checkpoint().await.expect("checkpoint");
+    let before = sha256_file(&db.path);
+    let dir = db.dir.path();
+    let files_before = listing(dir);
+    let outside = tempfile::tempdir().expect("tempdir");
+    let target = outside.path().join("x.db");
+    let attached = dir.join("new.db");
+    let t = target.display().to_string();
+    let a = attached.display().to_string();
+    let attacks = escape_attempts(&t, &a);
     let c = client();
     for sql in &attacks {
         let r = http::sql(&c, &base, sql).await;

@@ -1,0 +1,138 @@
+//! `GET /v1/export/{table}`: stream a table's range as CSV, JSON lines or Parquet, the same
+//! encoding `blockstreamer export` writes, from a blocking thread through a bounded channel.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::blocks::{Params, params, uint_param};
+use super::{ApiError, ApiState, guard};
+use crate::export::{ExportError, ExportOptions, Format, KeyKind, Prepared, Table};
+
+/// Bytes handed to the HTTP body at a time.
+const PIECE: usize = 64 * 1024;
+
+/// A `Write` that hands full pieces to the response body; fails once the client is gone.
+struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
+        self.tx
+            .blocking_send(Ok(piece))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+fn bad(e: ExportError) -> ApiError {
+    match e {
+        ExportError::BadRange(m) => ApiError::BadRequest(m),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// `GET /v1/export/{table}?from=&to=&since=&until=&format=&include_orphaned=`.
+pub(super) async fn export(
+    State(state): State<ApiState>,
+    Path(table): Path<String>,
+    headers: HeaderMap,
+    q: Params,
+) -> Result<Response, ApiError> {
+    guard::check_sql(&state, &headers)?;
+    let map = params(q, &["from", "to", "since", "until", "format", "include_orphaned"])?;
+    let table = Table::parse(&table).map_err(ApiError::NotFound)?;
+    let format = Format::parse(map.get("format").map_or("csv", String::as_str)).map_err(ApiError::BadRequest)?;
+    let now = crate::types::now_ms();
+    let time = |key: &str| {
+        map.get(key).map(|v| crate::export::parse_time(v, now).map_err(|e| ApiError::BadRequest(format!("{key}: {e}"))))
+    };
+    let include_orphaned = match map.get("include_orphaned").map(String::as_str) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(v) => return Err(ApiError::BadRequest(format!("include_orphaned must be true or false, got {v:?}"))),
+    };
+    let opts = ExportOptions {
+        db: state.0.store.path().to_path_buf(),
+        table,
+        format,
+        out: std::path::PathBuf::new(),
+        from: uint_param(&map, "from")?,
+        to: uint_param(&map, "to")?,
+        since_ms: time("since").transpose()?,
+        until_ms: time("until").transpose()?,
+        chunk_size: 1,
+        chunk_minutes: 1,
+        overwrite: false,
+        include_orphaned,
+        progress: false,
+    };
+    let permit = state
+        .0
+        .exports
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("too many exports running; try again shortly".into()))?;
+    let prepared = tokio::task::spawn_blocking(move || Prepared::new(opts))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(bad)?;
+    let name = match (prepared.range(), table.key_kind()) {
+        (Some((lo, hi)), KeyKind::Height) => format!("{}__{lo:08}_to_{hi:08}.{}", table.name(), format.ext()),
+        (Some((lo, hi)), KeyKind::Time) => format!("{}__{lo}_to_{}.{}", table.name(), hi + 1, format.ext()),
+        (None, _) => format!("{}__empty.{}", table.name(), format.ext()),
+    };
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let stop = cancel.clone();
+    let server_cancel = state.0.cancel.clone();
+    tokio::spawn(async move {
+        server_cancel.cancelled().await;
+        stop.store(true, Ordering::Relaxed);
+    });
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut w = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(PIECE) };
+        let result =
+            prepared.write_to(&mut w, &cancel).and_then(|_| w.flush().map_err(|e| ExportError::Write(e.to_string())));
+        if let Err(e) = result {
+            // The body ends with an error, so the client sees a broken transfer, not a short file.
+            tracing::warn!(table = table.name(), error = %e, "http export stopped");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut resp = Body::from_stream(stream).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,458 @@
+//! Export stored tables to CSV, JSON lines or Parquet files: split into chunks by height or
+//! time like cryo, in bounded memory, each file written atomically (temp file, fsync, rename),
+//! finished chunks skipped on a re-run.
+//!
+//! Reads go through their own read-only SQLite connection in short transactions (one per page
+//! of 8,192 rows), so an export of any size never pins the WAL. Heights are chunked on
+//! multiples of `chunk_size` (`blocks__00001000_to_00001999.parquet`); telemetry on multiples
+//! of `chunk_minutes` (`provider_requests__20261128T140000Z_to_20261128T150000Z.parquet`, end
+//! exclusive). A chunk clipped by the range (say the stored tip is 1,500) is named by what it
+//! holds (`..._00001000_to_00001500...`); a later run that can write the whole chunk replaces
+//! it, and a chunk is skipped when a file for it already reaches at least as far.
+
+mod read;
+pub mod schema;
+mod write;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use thiserror::Error;
+use time::OffsetDateTime;
+
+pub use schema::{Format, KeyKind, Table};
+
+/// Why an export failed.
+#[derive(Debug, Error)]
+pub enum ExportError {
+    #[error("cannot open the database {0}: {1}")]
+    Open(String, String),
+    #[error("reading the database: {0}")]
+    Sql(String),
+    #[error("{table}.{column}: {reason}")]
+    BadValue { table: &'static str, column: &'static str, reason: String },
+    #[error("encoding: {0}")]
+    Encode(String),
+    #[error("writing: {0}")]
+    Write(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    BadRange(String),
+    #[error("export cancelled")]
+    Cancelled,
+}
+
+/// What to export; `from/to` are heights, `since_ms/until_ms` times (ms), by the table's key.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub db: PathBuf,
+    pub table: Table,
+    pub format: Format,
+    /// Output directory (created if missing).
+    pub out: PathBuf,
+    /// First height (default: the lowest stored).
+    pub from: Option<u64>,
+    /// Last height, inclusive (default: the highest stored).
+    pub to: Option<u64>,
+    /// First time, ms, inclusive (default: the oldest row).
+    pub since_ms: Option<i64>,
+    /// End time, ms, exclusive (default: just past the newest row).
+    pub until_ms: Option<i64>,
+    /// Heights per file.
+    pub chunk_size: u64,
+    /// Minutes per file (time-keyed tables).
+    pub chunk_minutes: u64,
+    pub overwrite: bool,
+    pub include_orphaned: bool,
+    /// Draw a progress bar (on a terminal); otherwise one log line per chunk.
+    pub progress: bool,
+}
+
+/// What an export did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub written: Vec<PathBuf>,
+    pub skipped: Vec<PathBuf>,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Heights in the range with no canonical block (open gaps), for chain tables.
+    pub missing_heights: u64,
+}
+
+/// One output file's key range (both ends inclusive) and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub lo: i64,
+    pub hi: i64,
+    pub name: String,
+    /// The part of the name after `_to_`, without the extension.
+    end: String,
+}
+
+/// Order chunk ends: zero-padded heights and fixed-width stamps compare as (length, text).
+fn end_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    (a.len(), a).cmp(&(b.len(), b))
+}
+
+fn utc_stamp(ms: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// The file name prefix shared by every version of the chunk starting at `lo`.
+fn chunk_prefix(table: Table, lo: i64) -> String {
+    match table.key_kind() {
+        KeyKind::Height => format!("{}__{lo:08}_to_", table.name()),
+        KeyKind::Time => format!("{}__{}_to_", table.name(), utc_stamp(lo)),
+    }
+}
+
+/// Split `lo..=hi` into chunks aligned on multiples of `size`.
+pub fn plan(table: Table, format: Format, lo: i64, hi: i64, size: i64) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    if size <= 0 || hi < lo {
+        return out;
+    }
+    let mut start = lo;
+    loop {
+        let aligned_end = (start.div_euclid(size) + 1).saturating_mul(size).saturating_sub(1);
+        let end = aligned_end.min(hi);
+        let last = match table.key_kind() {
+            KeyKind::Height => format!("{end:08}"),
+            KeyKind::Time => utc_stamp(end.saturating_add(1)),
+        };
+        let name = format!("{}{last}.{}", chunk_prefix(table, start), format.ext());
+        out.push(Chunk { lo: start, hi: end, name, end: last });
+        if end >= hi {
+            return out;
+        }
+        start = end + 1;
+    }
+}
+
+/// Files in `dir` for the chunk starting at `lo` (any end), with the end they reach.
+fn versions(dir: &Path, table: Table, format: Format, lo: i64) -> Vec<(PathBuf, String)> {
+    let prefix = chunk_prefix(table, lo);
+    let suffix = format!(".{}", format.ext());
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let end = name.strip_prefix(&prefix)?.strip_suffix(&suffix)?.to_string();
+            Some((e.path(), end))
+        })
+        .collect()
+}
+
+/// Remove temp files left by an exporter that was killed (`.NAME.tmp-PID` whose PID is gone).
+fn remove_stale_temps(dir: &Path, table: Table) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let mine = format!(".{}__", table.name());
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((_, pid)) = name.rsplit_once(".tmp-") else { continue };
+        if !name.starts_with(&mine) {
+            continue;
+        }
+        let alive =
+            pid.parse::<u32>().is_ok_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io { path: path.display().to_string(), source }
+}
+
+/// Stream `lo..=hi` of a table into `out` as one output; returns (rows, the sink).
+fn encode_range<W: Write + Send>(
+    conn: &rusqlite::Connection,
+    table: Table,
+    format: Format,
+    lo: i64,
+    hi: i64,
+    include_orphaned: bool,
+    out: W,
+    cancel: &AtomicBool,
+) -> Result<(u64, W), ExportError> {
+    let mut enc = write::Encoder::new(table, format, out)?;
+    let mut pager = read::Pager::new(conn, table, lo, hi, include_orphaned && table.has_orphans())?;
+    let mut rows = 0u64;
+    while let Some(batch) = pager.next_page()? {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ExportError::Cancelled);
+        }
+        rows += batch.num_rows() as u64;
+        enc.write(&batch)?;
+    }
+    Ok((rows, enc.finish()?))
+}
+
+/// One chunk's length in keys (heights or ms), at least 1.
+fn chunk_len(opts: &ExportOptions) -> i64 {
+    let n = match opts.table.key_kind() {
+        KeyKind::Height => opts.chunk_size,
+        KeyKind::Time => opts.chunk_minutes.saturating_mul(60_000),
+    };
+    i64::try_from(n).unwrap_or(i64::MAX).max(1)
+}
+
+/// Resolve the key range to export: explicit ends, else the stored bounds. None = nothing stored.
+fn key_range(conn: &rusqlite::Connection, opts: &ExportOptions) -> Result<Option<(i64, i64)>, ExportError> {
+    let stored = read::bounds(conn, opts.table, opts.include_orphaned)?;
+    match opts.table.key_kind() {
+        KeyKind::Height => {
+            if opts.since_ms.is_some() || opts.until_ms.is_some() {
+                return Err(ExportError::BadRange(format!(
+                    "{} is exported by height: use --from/--to, not --since/--until",
+                    opts.table.name()
+                )));
+            }
+            let conv = |what: &'static str, v: u64| {
+                crate::types::to_sql(what, v).map_err(|e| ExportError::BadRange(e.to_string()))
+            };
+            let from = opts.from.map(|v| conv("--from", v)).transpose()?;
+            let to = opts.to.map(|v| conv("--to", v)).transpose()?;
+            if let (Some(f), Some(t)) = (from, to)
+                && f > t
+            {
+                return Err(ExportError::BadRange(format!("--from {f} is above --to {t}")));
+            }
+            let Some((slo, shi)) = stored else { return Ok(None) };
+            // Past the stored tip there is nothing to write yet; clipping keeps the last
+            // chunk's name honest so a later run completes it.
+            // A defaulted start is aligned down so chunk names stay the same from run to run.
+            let lo = from.unwrap_or(slo - slo.rem_euclid(chunk_len(opts)));
+            let hi = to.unwrap_or(shi).min(shi);
+            Ok((lo <= hi).then_some((lo, hi)))
+        }
+        KeyKind::Time => {
+            if opts.from.is_some() || opts.to.is_some() {
+                return Err(ExportError::BadRange(format!(
+                    "{} is exported by time: use --since/--until, not --from/--to",
+                    opts.table.name()
+                )));
+            }
+            if let (Some(s), Some(u)) = (opts.since_ms, opts.until_ms)
+                && s >= u
+            {
+                return Err(ExportError::BadRange("--since must be before --until".into()));
+            }
+            let Some((slo, shi)) = stored else { return Ok(None) };
+            let lo = opts.since_ms.unwrap_or(slo - slo.rem_euclid(chunk_len(opts))).max(0);
+            // By default the last minute is left out: its rows may still be in the telemetry
+            // writer's queue, and a chunk written now would be skipped on the next run.
+            let settled = crate::types::now_ms().saturating_sub(60_000);
+            let hi = opts.until_ms.map_or(shi.min(settled), |u| u.saturating_sub(1)).min(shi);
+            Ok((lo <= hi).then_some((lo, hi)))
+        }
+    }
+}
+
+/// Export to chunk files (blocking; run it on a blocking thread). `cancel` stops between pages,
+/// leaving no file under a final name for the unfinished chunk.
+pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary, ExportError> {
+    let conn = read::open(&opts.db)?;
+    let mut summary = ExportSummary::default();
+    let Some((lo, hi)) = key_range(&conn, opts)? else {
+        tracing::info!(table = opts.table.name(), "nothing stored in the range; no files written");
+        return Ok(summary);
+    };
+    if opts.chunk_size == 0 || opts.chunk_minutes == 0 {
+        return Err(ExportError::BadRange("--chunk-size and --chunk-minutes must be at least 1".into()));
+    }
+    let size = chunk_len(opts);
+    fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
+    remove_stale_temps(&opts.out, opts.table);
+    let chunks = plan(opts.table, opts.format, lo, hi, size);
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(chunks.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} chunks {msg} ({elapsed}, eta {eta})",
+        ) {
+            b.set_style(style.progress_chars("=> "));
+        }
+        b.set_prefix(opts.table.name());
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    for chunk in chunks {
+        let final_path = opts.out.join(&chunk.name);
+        let existing = versions(&opts.out, opts.table, opts.format, chunk.lo);
+        let covered = existing.iter().any(|(_, end)| end_cmp(end, &chunk.end).is_ge());
+        if covered && !opts.overwrite {
+            summary.skipped.push(final_path);
+            bar.inc(1);
+            continue;
+        }
+        if opts.table.has_orphans() {
+            let have = read::canonical_count(&conn, chunk.lo, chunk.hi)?;
+            let missing = u64::try_from(chunk.hi - chunk.lo + 1 - have).unwrap_or(0);
+            if missing > 0 {
+                tracing::warn!(
+                    chunk = %chunk.name,
+                    missing,
+                    "heights without a stored canonical block (open gaps; see `blockstreamer gaps`); \
+                     re-export with --overwrite once they are repaired"
+                );
+                summary.missing_heights += missing;
+            }
+        }
+        let tmp = opts.out.join(format!(".{}.tmp-{}", chunk.name, std::process::id()));
+        let result = (|| {
+            let file = fs::File::create(&tmp).map_err(io(&tmp))?;
+            let buf = std::io::BufWriter::with_capacity(1 << 20, file);
+            let (rows, buf) =
+                encode_range(&conn, opts.table, opts.format, chunk.lo, chunk.hi, opts.include_orphaned, buf, cancel)?;
+            let file = buf.into_inner().map_err(|e| ExportError::Write(e.to_string()))?;
+            file.sync_all().map_err(io(&tmp))?;
+            let bytes = file.metadata().map_err(io(&tmp))?.len();
+            fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
+            if let Ok(d) = fs::File::open(&opts.out) {
+                let _ = d.sync_all();
+            }
+            Ok::<_, ExportError>((rows, bytes))
+        })();
+        let (rows, bytes) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                bar.abandon();
+                return Err(e);
+            }
+        };
+        // Shorter versions of this chunk (written when the range ended inside it) are superseded.
+        for (path, end) in existing {
+            if path != final_path && end_cmp(&end, &chunk.end).is_lt() {
+                let _ = fs::remove_file(path);
+            }
+        }
+        summary.rows += rows;
+        summary.bytes += bytes;
+        if !opts.progress {
+            tracing::info!(file = %final_path.display(), rows, bytes, "chunk written");
+        }
+        bar.set_message(format!("{} rows", summary.rows));
+        bar.inc(1);
+        summary.written.push(final_path);
+    }
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+/// One table range resolved and ready to stream as a single output (HTTP export).
+#[derive(Debug)]
+pub struct Prepared {
+    conn: rusqlite::Connection,
+    opts: ExportOptions,
+    range: Option<(i64, i64)>,
+}
+
+impl Prepared {
+    /// Open the database and resolve the range (`from/to` or `since/until` as for files), so a
+    /// bad request fails before any byte is sent.
+    pub fn new(opts: ExportOptions) -> Result<Self, ExportError> {
+        let conn = read::open(&opts.db)?;
+        let range = key_range(&conn, &opts)?;
+        Ok(Self { conn, opts, range })
+    }
+
+    /// The key range that will be written (None: nothing stored in it).
+    pub fn range(&self) -> Option<(i64, i64)> {
+        self.range
+    }
+
+    /// Write the whole range into `out` (blocking); returns the rows written.
+    pub fn write_to<W: Write + Send>(self, out: W, cancel: &AtomicBool) -> Result<u64, ExportError> {
+        let (lo, hi) = self.range.unwrap_or((0, -1));
+        let o = &self.opts;
+        let (rows, _) = encode_range(&self.conn, o.table, o.format, lo, hi, o.include_orphaned, out, cancel)?;
+        Ok(rows)
+    }
+}
+
+/// Parse a `--since/--until` time: ms since the epoch, an RFC 3339 time
+/// (`2026-11-28T14:00:00Z`), a UTC date (`2026-11-28`), or a span back from `now_ms`
+/// (`90m`, `24h`, `7d`).
+pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Some(unit) = s.chars().last().filter(|c| matches!(c, 's' | 'm' | 'h' | 'd'))
+        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
+    {
+        let per = match unit {
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            _ => 86_400_000,
+        };
+        return Ok(now_ms.saturating_sub(n.saturating_mul(per)));
+    }
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| format!("{s:?} is out of range"));
+    }
+    let parts: Vec<&str> = s.split('-').collect();
+    if let [y, m, d] = parts.as_slice()
+        && let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i32>(), m.parse::<u8>(), d.parse::<u8>())
+        && let Ok(month) = time::Month::try_from(m)
+        && let Ok(date) = time::Date::from_calendar_date(y, month, d)
+    {
+        return Ok(date.midnight().assume_utc().unix_timestamp().saturating_mul(1000));
+    }
+    Err(format!(
+        "cannot read {s:?} as a time: give ms since the epoch, 2026-11-28T14:00:00Z, 2026-11-28, or a span ago like 24h or 7d"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_every_documented_form() {
+        let now = 1_764_338_400_000;
+        assert_eq!(parse_time("1764338400000", now), Ok(1_764_338_400_000));
+        assert_eq!(parse_time("2025-11-28T14:00:00Z", now), Ok(1_764_338_400_000));
+        assert_eq!(parse_time("2025-11-28", now), Ok(1_764_288_000_000));
+        assert_eq!(parse_time("2h", now), Ok(now - 7_200_000));
+        assert_eq!(parse_time("7d", now), Ok(now - 7 * 86_400_000));
+        assert!(parse_time("yesterday", now).unwrap_err().contains("24h"));
+    }
+
+    #[test]
+    fn chunks_align_on_multiples_and_clip_at_the_range() {
+        let c = plan(Table::Blocks, Format::Parquet, 1500, 3200, 1000);
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "blocks__00001500_to_00001999.parquet",
+                "blocks__00002000_to_00002999.parquet",
+                "blocks__00003000_to_00003200.parquet"
+            ]
+        );
+        assert_eq!((c[1].lo, c[1].hi), (2000, 2999));
+        let t = plan(Table::ProviderRequests, Format::Csv, 1_764_338_400_000, 1_764_345_599_999, 3_600_000);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].name, "provider_requests__20251128T140000Z_to_20251128T150000Z.csv");
+        assert!(plan(Table::Blocks, Format::Csv, 5, 4, 10).is_empty());
+    }
+}

@@ -1,0 +1,227 @@
+//! Read a table's key range from SQLite as Arrow record batches, one short read transaction
+//! per page so a long export never holds back the WAL checkpoint.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+
+use super::ExportError;
+use super::schema::{Column, Kind, Table};
+
+/// Rows per page (one read transaction each).
+pub(crate) const PAGE_ROWS: usize = 8192;
+/// A page also ends once its text and blob bytes pass this, so huge calldata stays bounded.
+const PAGE_BYTES: usize = 16 << 20;
+
+/// A read-only connection for exports (no writes possible, small cache).
+pub(crate) fn open(path: &Path) -> Result<Connection, ExportError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| ExportError::Open(path.display().to_string(), e.to_string()))?;
+    let setup = || -> rusqlite::Result<()> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -16384)?;
+        Ok(())
+    };
+    setup().map_err(|e| ExportError::Open(path.display().to_string(), e.to_string()))?;
+    Ok(conn)
+}
+
+/// The stored key bounds of a table (None when it has no rows).
+pub(crate) fn bounds(
+    conn: &Connection,
+    table: Table,
+    include_orphaned: bool,
+) -> Result<Option<(i64, i64)>, ExportError> {
+    let (lo, hi): (Option<i64>, Option<i64>) = conn
+        .query_row(table.bounds_sql(), [i64::from(include_orphaned)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql_err)?;
+    Ok(lo.zip(hi))
+}
+
+/// How many heights in `lo..=hi` have a canonical block.
+pub(crate) fn canonical_count(conn: &Connection, lo: i64, hi: i64) -> Result<i64, ExportError> {
+    conn.query_row(include_str!("../../sql/export/canonical_count.sql"), [lo, hi], |r| r.get(0)).map_err(sql_err)
+}
+
+pub(crate) fn sql_err(e: rusqlite::Error) -> ExportError {
+    ExportError::Sql(e.to_string())
+}
+
+enum Builder {
+    U64(UInt64Builder),
+    I64(Int64Builder),
+    Bool(BooleanBuilder),
+    Text(StringBuilder),
+    Fixed(FixedSizeBinaryBuilder),
+    Bytes(BinaryBuilder),
+}
+
+impl Builder {
+    fn new(kind: Kind) -> Self {
+        match kind {
+            Kind::U64 => Builder::U64(UInt64Builder::with_capacity(PAGE_ROWS)),
+            Kind::I64 => Builder::I64(Int64Builder::with_capacity(PAGE_ROWS)),
+            Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(PAGE_ROWS)),
+            Kind::Text | Kind::Wei => Builder::Text(StringBuilder::new()),
+            Kind::Hash => Builder::Fixed(FixedSizeBinaryBuilder::with_capacity(PAGE_ROWS, 32)),
+            Kind::Address => Builder::Fixed(FixedSizeBinaryBuilder::with_capacity(PAGE_ROWS, 20)),
+            Kind::Bytes => Builder::Bytes(BinaryBuilder::new()),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::U64(b) => Arc::new(b.finish()),
+            Builder::I64(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Text(b) => Arc::new(b.finish()),
+            Builder::Fixed(b) => Arc::new(b.finish()),
+            Builder::Bytes(b) => Arc::new(b.finish()),
+        }
+    }
+
+    /// Append one stored value; Err(reason) when it does not fit the column's type.
+    fn append(&mut self, col: &Column, v: ValueRef<'_>) -> Result<usize, String> {
+        if let ValueRef::Null = v {
+            if !col.nullable {
+                return Err("NULL in a column that cannot be null".into());
+            }
+            match self {
+                Builder::U64(b) => b.append_null(),
+                Builder::I64(b) => b.append_null(),
+                Builder::Bool(b) => b.append_null(),
+                Builder::Text(b) => b.append_null(),
+                Builder::Fixed(b) => b.append_null(),
+                Builder::Bytes(b) => b.append_null(),
+            }
+            return Ok(0);
+        }
+        match (self, col.kind, v) {
+            (Builder::U64(b), _, ValueRef::Integer(i)) => {
+                b.append_value(u64::try_from(i).map_err(|_| format!("negative value {i}"))?);
+                Ok(8)
+            }
+            (Builder::I64(b), _, ValueRef::Integer(i)) => {
+                b.append_value(i);
+                Ok(8)
+            }
+            (Builder::Bool(b), _, ValueRef::Integer(i)) if i == 0 || i == 1 => {
+                b.append_value(i == 1);
+                Ok(1)
+            }
+            (Builder::Text(b), Kind::Wei, ValueRef::Integer(i)) if i >= 0 => {
+                b.append_value(i.to_string());
+                Ok(20)
+            }
+            (Builder::Text(b), Kind::Wei, ValueRef::Text(t)) => {
+                let s = std::str::from_utf8(t).map_err(|_| "wei text is not UTF-8".to_string())?;
+                if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(format!("wei text {s:?} is not a decimal number"));
+                }
+                b.append_value(s);
+                Ok(s.len())
+            }
+            (Builder::Text(b), Kind::Text, ValueRef::Text(t)) => {
+                b.append_value(String::from_utf8_lossy(t));
+                Ok(t.len())
+            }
+            (Builder::Fixed(b), _, ValueRef::Blob(x)) => {
+                b.append_value(x)
+                    .map_err(|_| format!("{} bytes where {:?} expects a fixed width", x.len(), col.kind))?;
+                Ok(x.len())
+            }
+            (Builder::Bytes(b), _, ValueRef::Blob(x)) => {
+                b.append_value(x);
+                Ok(x.len())
+            }
+            (_, kind, v) => Err(format!("a stored {:?} where {kind:?} was expected", v.data_type())),
+        }
+    }
+}
+
+/// Pages through one table's key range `lo..=hi`.
+pub(crate) struct Pager<'c> {
+    stmt: rusqlite::Statement<'c>,
+    table: Table,
+    hi: i64,
+    include_orphaned: bool,
+    cursor: Vec<Value>,
+    done: bool,
+}
+
+impl<'c> Pager<'c> {
+    pub(crate) fn new(
+        conn: &'c Connection,
+        table: Table,
+        lo: i64,
+        hi: i64,
+        include_orphaned: bool,
+    ) -> Result<Self, ExportError> {
+        let stmt = conn.prepare(table.page_sql()).map_err(sql_err)?;
+        // The cursor starts just below (lo, anything): the first key column is lo, the rest
+        // i64::MIN, below every stored id (and every blob, which sorts after integers).
+        Ok(Self { stmt, table, hi, include_orphaned, cursor: vec![Value::Integer(lo)], done: false })
+    }
+
+    /// The next page, or None at the end of the range.
+    pub(crate) fn next_page(&mut self) -> Result<Option<RecordBatch>, ExportError> {
+        if self.done {
+            return Ok(None);
+        }
+        let cols = self.table.columns();
+        let stmt = &mut self.stmt;
+        let nparams = stmt.parameter_count();
+        let cursor_len = nparams.saturating_sub(3);
+        stmt.raw_bind_parameter(1, self.hi).map_err(sql_err)?;
+        stmt.raw_bind_parameter(2, i64::from(self.include_orphaned)).map_err(sql_err)?;
+        stmt.raw_bind_parameter(3, i64::try_from(PAGE_ROWS).unwrap_or(i64::MAX)).map_err(sql_err)?;
+        for i in 0..cursor_len {
+            let v = self.cursor.get(i).cloned().unwrap_or(Value::Integer(i64::MIN));
+            stmt.raw_bind_parameter(4 + i, v).map_err(sql_err)?;
+        }
+        let mut builders: Vec<Builder> = cols.iter().map(|c| Builder::new(c.kind)).collect();
+        let mut rows = 0usize;
+        let mut bytes = 0usize;
+        let mut last: Option<Vec<Value>> = None;
+        {
+            let mut it = stmt.raw_query();
+            while let Some(row) = it.next().map_err(sql_err)? {
+                for (i, (c, b)) in cols.iter().zip(builders.iter_mut()).enumerate() {
+                    let v = row.get_ref(i).map_err(sql_err)?;
+                    bytes += b.append(c, v).map_err(|reason| ExportError::BadValue {
+                        table: self.table.name(),
+                        column: c.name,
+                        reason,
+                    })?;
+                }
+                rows += 1;
+                if rows == PAGE_ROWS || bytes >= PAGE_BYTES {
+                    let mut cur = Vec::with_capacity(cursor_len);
+                    for j in 0..cursor_len {
+                        cur.push(row.get::<_, Value>(cols.len() + j).map_err(sql_err)?);
+                    }
+                    last = Some(cur);
+                    break;
+                }
+            }
+        }
+        // Dropping the statement's rows resets it, which ends this page's read transaction.
+        match last {
+            Some(cur) => self.cursor = cur,
+            None => self.done = true,
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        let arrays: Vec<ArrayRef> = builders.iter_mut().map(Builder::finish).collect();
+        RecordBatch::try_new(self.table.schema(), arrays).map(Some).map_err(|e| ExportError::Encode(e.to_string()))
+    }
+}

@@ -1,0 +1,321 @@
+//! The exported tables: their columns, typed schema and the SQL that pages through them.
+//!
+//! One typed schema serves every format. Parquet gets it as written (documented in the
+//! README, "Export schema"); CSV and JSONL render the same values as text:
+//! - block numbers, gas, nonces, counts, timestamps in seconds: `UInt64`;
+//! - `*_ms` times (ms since the Unix epoch), latencies, ids, RPC codes: `Int64`;
+//! - hashes: `FixedSizeBinary(32)`, addresses: `FixedSizeBinary(20)`, calldata: `Binary` in
+//!   Parquet (half the size of hex and what cryo writes); `0x` lowercase hex in CSV and JSONL;
+//! - wei amounts: `Utf8` decimal strings (a u256 fits no Parquet integer type);
+//! - flags: `Boolean`.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema};
+
+/// How a column is typed in every format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Unsigned 64-bit (block numbers, gas, counts).
+    U64,
+    /// Signed 64-bit (ms timestamps, latencies, ids, error codes).
+    I64,
+    /// true/false, stored as 0/1.
+    Bool,
+    /// UTF-8 text.
+    Text,
+    /// A wei amount: stored as an integer or decimal text, exported as decimal text.
+    Wei,
+    /// 32 bytes.
+    Hash,
+    /// 20 bytes.
+    Address,
+    /// Any length of bytes.
+    Bytes,
+}
+
+impl Kind {
+    fn data_type(self) -> DataType {
+        match self {
+            Kind::U64 => DataType::UInt64,
+            Kind::I64 => DataType::Int64,
+            Kind::Bool => DataType::Boolean,
+            Kind::Text | Kind::Wei => DataType::Utf8,
+            Kind::Hash => DataType::FixedSizeBinary(32),
+            Kind::Address => DataType::FixedSizeBinary(20),
+            Kind::Bytes => DataType::Binary,
+        }
+    }
+}
+
+/// One exported column.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub nullable: bool,
+}
+
+const fn col(name: &'static str, kind: Kind) -> Column {
+    Column { name, kind, nullable: false }
+}
+
+const fn opt(name: &'static str, kind: Kind) -> Column {
+    Column { name, kind, nullable: true }
+}
+
+/// What a table's ranges and chunks are measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Block heights (`--from/--to`, `--chunk-size` blocks).
+    Height,
+    /// Milliseconds since the epoch (`--since/--until`, `--chunk-minutes`).
+    Time,
+}
+
+/// The tables `export` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    Blocks,
+    Transactions,
+    ProviderRequests,
+    BlockSightings,
+    Reorgs,
+    GapRepairs,
+}
+
+use Kind::{Address, Bool, Bytes, Hash, I64, Text, U64, Wei};
+
+const BLOCKS: &[Column] = &[
+    col("number", U64),
+    col("hash", Hash),
+    col("parent_hash", Hash),
+    col("timestamp", U64),
+    col("miner", Address),
+    col("gas_used", U64),
+    col("gas_limit", U64),
+    opt("base_fee_per_gas", Wei),
+    col("state_root", Hash),
+    col("transactions_root", Hash),
+    col("receipts_root", Hash),
+    opt("size", U64),
+    col("tx_count", U64),
+    opt("hash_verified", Bool),
+    opt("provider", Text),
+    col("fetched_at_ms", I64),
+    col("canonical", Bool),
+];
+
+const TRANSACTIONS: &[Column] = &[
+    col("block_number", U64),
+    col("block_hash", Hash),
+    col("transaction_index", U64),
+    col("hash", Hash),
+    col("from_address", Address),
+    opt("to_address", Address),
+    col("value", Wei),
+    col("nonce", U64),
+    col("gas", U64),
+    opt("gas_price", Wei),
+    opt("max_fee_per_gas", Wei),
+    opt("max_priority_fee_per_gas", Wei),
+    col("input", Bytes),
+    col("tx_type", U64),
+    col("block_timestamp", U64),
+    col("canonical", Bool),
+];
+
+const PROVIDER_REQUESTS: &[Column] = &[
+    col("id", I64),
+    col("ts_ms", I64),
+    col("provider", Text),
+    col("method", Text),
+    opt("block_number", U64),
+    col("latency_us", I64),
+    col("outcome", Text),
+    opt("http_status", I64),
+    opt("rpc_code", I64),
+    opt("bytes", I64),
+    opt("head_reported", U64),
+    col("attempt", I64),
+    col("hedged", Bool),
+    col("batch_size", I64),
+    col("credits", I64),
+    opt("error", Text),
+];
+
+const BLOCK_SIGHTINGS: &[Column] = &[
+    col("number", U64),
+    col("hash", Hash),
+    col("provider", Text),
+    col("first_seen_ms", I64),
+    col("behind_first_ms", I64),
+];
+
+const REORGS: &[Column] = &[
+    col("id", I64),
+    col("detected_at_ms", I64),
+    col("depth", U64),
+    col("fork_number", U64),
+    col("fork_hash", Hash),
+    col("old_tip_number", U64),
+    col("old_tip_hash", Hash),
+    col("new_tip_number", U64),
+    col("new_tip_hash", Hash),
+    opt("provider", Text),
+];
+
+const GAP_REPAIRS: &[Column] = &[
+    col("id", I64),
+    col("detected_at_ms", I64),
+    col("attempted_at_ms", I64),
+    col("from_number", U64),
+    col("to_number", U64),
+    col("reason", Text),
+    opt("provider", Text),
+    col("outcome", Text),
+    col("blocks", U64),
+    opt("error", Text),
+];
+
+impl Table {
+    /// Every table, in the order the help text lists them.
+    pub const ALL: [Table; 6] = [
+        Table::Blocks,
+        Table::Transactions,
+        Table::ProviderRequests,
+        Table::BlockSightings,
+        Table::Reorgs,
+        Table::GapRepairs,
+    ];
+
+    /// The table's name on the command line, in URLs and in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Blocks => "blocks",
+            Table::Transactions => "transactions",
+            Table::ProviderRequests => "provider_requests",
+            Table::BlockSightings => "block_sightings",
+            Table::Reorgs => "reorgs",
+            Table::GapRepairs => "gap_repairs",
+        }
+    }
+
+    /// Parse a table name; the error lists the known ones.
+    pub fn parse(name: &str) -> Result<Table, String> {
+        Table::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+            format!("unknown table {name:?}; expected one of {}", known.join(", "))
+        })
+    }
+
+    /// The exported columns, in order.
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Table::Blocks => BLOCKS,
+            Table::Transactions => TRANSACTIONS,
+            Table::ProviderRequests => PROVIDER_REQUESTS,
+            Table::BlockSightings => BLOCK_SIGHTINGS,
+            Table::Reorgs => REORGS,
+            Table::GapRepairs => GAP_REPAIRS,
+        }
+    }
+
+    /// The Arrow schema every format follows.
+    pub fn schema(self) -> Arc<Schema> {
+        let fields: Vec<Field> =
+            self.columns().iter().map(|c| Field::new(c.name, c.kind.data_type(), c.nullable)).collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Heights or time.
+    pub fn key_kind(self) -> KeyKind {
+        match self {
+            Table::ProviderRequests => KeyKind::Time,
+            _ => KeyKind::Height,
+        }
+    }
+
+    /// Chain tables hold canonical and orphaned rows; `--include-orphaned` applies to them.
+    pub fn has_orphans(self) -> bool {
+        matches!(self, Table::Blocks | Table::Transactions)
+    }
+
+    /// The page query: `?1` upper key (inclusive), `?2` include orphaned (0/1), `?3` row limit,
+    /// `?4..` the cursor, which is also the last columns of each row.
+    pub(crate) fn page_sql(self) -> &'static str {
+        match self {
+            Table::Blocks => include_str!("../../sql/export/blocks.sql"),
+            Table::Transactions => include_str!("../../sql/export/transactions.sql"),
+            Table::ProviderRequests => include_str!("../../sql/export/provider_requests.sql"),
+            Table::BlockSightings => include_str!("../../sql/export/block_sightings.sql"),
+            Table::Reorgs => include_str!("../../sql/export/reorgs.sql"),
+            Table::GapRepairs => include_str!("../../sql/export/gap_repairs.sql"),
+        }
+    }
+
+    /// The default range: lowest and highest key stored (`?1` include orphaned).
+    pub(crate) fn bounds_sql(self) -> &'static str {
+        match self {
+            Table::Blocks | Table::Transactions => include_str!("../../sql/export/bounds_blocks.sql"),
+            Table::ProviderRequests => include_str!("../../sql/export/bounds_provider_requests.sql"),
+            Table::BlockSightings => include_str!("../../sql/export/bounds_block_sightings.sql"),
+            Table::Reorgs => include_str!("../../sql/export/bounds_reorgs.sql"),
+            Table::GapRepairs => include_str!("../../sql/export/bounds_gap_repairs.sql"),
+        }
+    }
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+impl Format {
+    /// Parse `csv`, `jsonl` or `parquet`.
+    pub fn parse(s: &str) -> Result<Format, String> {
+        match s {
+            "csv" => Ok(Format::Csv),
+            "jsonl" | "ndjson" => Ok(Format::Jsonl),
+            "parquet" => Ok(Format::Parquet),
+            _ => Err(format!("unknown format {s:?}; expected csv, jsonl or parquet")),
+        }
+    }
+
+    /// File extension.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    /// HTTP content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Jsonl => "application/x-ndjson",
+            Format::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_is_explained() {
+        for t in Table::ALL {
+            assert_eq!(Table::parse(t.name()), Ok(t));
+            assert!(!t.columns().is_empty());
+        }
+        let e = Table::parse("nope").unwrap_err();
+        assert!(e.contains("blocks") && e.contains("gap_repairs"), "{e}");
+        assert!(Format::parse("xml").is_err());
+    }
+}

@@ -1,0 +1,557 @@
+//! Export: every table in every format read back (parquet crate, serde) equals the database;
+//! a range spanning a reorg holds only canonical blocks; finished chunks are skipped; kill -9
+//! leaves no partial file under a final name; HTTP export streams the same bytes; the SQL
+//! sandbox refuses the API-01 list from the command line too.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use blockstreamer::api::ApiOptions;
+use blockstreamer::export::{self, ExportOptions, Format, Table};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sqlx::{Row, SqlitePool};
+
+use crate::api::{fixture_db, serve_db};
+use crate::api_security::{escape_attempts, listing, sha256_file};
+use crate::helpers::{TempDb, init_tracing, inspect, scalar_i64};
+use crate::http::{self, client};
+
+type Rows = Vec<Vec<String>>;
+
+/// The database's rows as text (numbers in decimal, flags true/false, bytes 0x hex, NULL
+/// empty), in export order — written independently of sql/export so a mistake there shows.
+fn expected_sql(table: Table) -> &'static str {
+    match table {
+        Table::Blocks => {
+            "SELECT number, '0x'||lower(hex(hash)), '0x'||lower(hex(parent_hash)), timestamp, '0x'||lower(hex(miner)),
+                    gas_used, gas_limit, coalesce(CAST(base_fee_per_gas AS TEXT), ''), '0x'||lower(hex(state_root)),
+                    '0x'||lower(hex(transactions_root)), '0x'||lower(hex(receipts_root)), coalesce(CAST(size AS TEXT), ''),
+                    tx_count, CASE hash_verified WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE '' END,
+                    coalesce((SELECT name FROM providers p WHERE p.id = provider_id), ''), fetched_at_ms,
+                    CASE canonical WHEN 1 THEN 'true' ELSE 'false' END
+             FROM blocks WHERE canonical = 1 OR ?1 ORDER BY number, id"
+        }
+        Table::Transactions => {
+            "SELECT b.number, '0x'||lower(hex(b.hash)), t.idx, '0x'||lower(hex(t.hash)), '0x'||lower(hex(t.from_address)),
+                    CASE WHEN t.to_address IS NULL THEN '' ELSE '0x'||lower(hex(t.to_address)) END, CAST(t.value AS TEXT), t.nonce, t.gas,
+                    coalesce(CAST(t.gas_price AS TEXT), ''), coalesce(CAST(t.max_fee_per_gas AS TEXT), ''),
+                    coalesce(CAST(t.max_priority_fee_per_gas AS TEXT), ''), '0x'||lower(hex(t.input)), t.tx_type,
+                    b.timestamp, CASE b.canonical WHEN 1 THEN 'true' ELSE 'false' END
+             FROM transactions t JOIN blocks b ON b.id = t.block_id
+             WHERE b.canonical = 1 OR ?1 ORDER BY b.number, b.id, t.idx"
+        }
+        Table::ProviderRequests => {
+            "SELECT r.id, r.ts_ms, p.name, r.method, coalesce(CAST(r.block_number AS TEXT), ''), r.latency_us, r.outcome,
+                    coalesce(CAST(r.http_status AS TEXT), ''), coalesce(CAST(r.rpc_code AS TEXT), ''),
+                    coalesce(CAST(r.bytes AS TEXT), ''), coalesce(CAST(r.head_reported AS TEXT), ''), r.attempt,
+                    CASE r.hedged WHEN 1 THEN 'true' ELSE 'false' END, r.batch_size, r.credits, coalesce(r.error, '')
+             FROM provider_requests r JOIN providers p ON p.id = r.provider_id WHERE ?1 IN (0, 1) ORDER BY r.ts_ms, r.id"
+        }
+        Table::BlockSightings => {
+            "SELECT s.number, '0x'||lower(hex(s.hash)), p.name, s.first_seen_ms,
+                    s.first_seen_ms - (SELECT min(first_seen_ms) FROM block_sightings o WHERE o.hash = s.hash)
+             FROM block_sightings s JOIN providers p ON p.id = s.provider_id WHERE ?1 IN (0, 1)
+             ORDER BY s.number, s.provider_id, s.hash"
+        }
+        Table::Reorgs => {
+            "SELECT id, detected_at_ms, depth, fork_number, '0x'||lower(hex(fork_hash)), old_tip_number,
+                    '0x'||lower(hex(old_tip_hash)), new_tip_number, '0x'||lower(hex(new_tip_hash)),
+                    coalesce((SELECT name FROM providers p WHERE p.id = provider_id), '')
+             FROM reorgs WHERE ?1 IN (0, 1) ORDER BY fork_number, id"
+        }
+        Table::GapRepairs => {
+            "SELECT id, detected_at_ms, attempted_at_ms, from_number, to_number, reason,
+                    coalesce((SELECT name FROM providers p WHERE p.id = provider_id), ''), outcome, blocks, coalesce(error, '')
+             FROM gap_repairs WHERE ?1 IN (0, 1) ORDER BY from_number, id"
+        }
+    }
+}
+
+async fn expected(pool: &SqlitePool, table: Table, include_orphaned: bool) -> Rows {
+    let rows = sqlx::query(expected_sql(table)).bind(include_orphaned).fetch_all(pool).await.expect("expected rows");
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| match r.try_get::<String, _>(i) {
+                    Ok(s) => s,
+                    Err(_) => r.try_get::<i64, _>(i).map(|v| v.to_string()).expect("text or integer"),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn hexs(b: &[u8]) -> String {
+    format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+fn arrow_text(col: &dyn Array, row: usize) -> String {
+    if col.is_null(row) {
+        return String::new();
+    }
+    match col.data_type() {
+        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(row).to_string(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().value(row).to_string(),
+        DataType::Boolean => col.as_boolean().value(row).to_string(),
+        DataType::FixedSizeBinary(_) => hexs(col.as_fixed_size_binary().value(row)),
+        DataType::Binary => hexs(col.as_binary::<i32>().value(row)),
+        DataType::Utf8 => col.as_string::<i32>().value(row).to_string(),
+        other => panic!("unexpected column type {other}"),
+    }
+}
+
+fn read_parquet(path: &Path, table: Table) -> Rows {
+    let file = std::fs::File::open(path).expect("open parquet");
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet footer");
+    assert_eq!(builder.schema().fields(), table.schema().fields(), "{}: the documented schema", path.display());
+    let mut out = Vec::new();
+    for batch in builder.build().expect("reader") {
+        let batch: RecordBatch = batch.expect("batch");
+        for row in 0..batch.num_rows() {
+            out.push(batch.columns().iter().map(|c| arrow_text(c.as_ref(), row)).collect());
+        }
+    }
+    out
+}
+
+/// RFC 4180 records (quoted fields may hold commas, quotes and newlines).
+fn read_csv(path: &Path, table: Table) -> Rows {
+    let text = std::fs::read_to_string(path).expect("read csv");
+    let mut records: Rows = Vec::new();
+    let (mut rec, mut field, mut quoted, mut chars) = (Vec::new(), String::new(), false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => rec.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                rec.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut rec));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    assert!(field.is_empty() && rec.is_empty() && !quoted, "{}: ends with a newline", path.display());
+    let header = records.remove(0);
+    let names: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+    assert_eq!(header, names, "csv header");
+    records
+}
+
+fn read_jsonl(path: &Path, table: Table) -> Rows {
+    let text = std::fs::read_to_string(path).expect("read jsonl");
+    let names: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+    text.lines()
+        .map(|line| {
+            let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).expect("json line");
+            assert_eq!(obj.keys().map(String::as_str).collect::<Vec<_>>().len(), names.len());
+            names
+                .iter()
+                .map(|n| match obj.get(*n).expect("every column present") {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Every exported file of `table` in `dir`, in chunk order, read back.
+fn read_all(dir: &Path, table: Table, format: Format) -> Rows {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("out dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            n.starts_with(&format!("{}__", table.name())) && n.ends_with(&format!(".{}", format.ext()))
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| match format {
+            Format::Parquet => read_parquet(f, table),
+            Format::Csv => read_csv(f, table),
+            Format::Jsonl => read_jsonl(f, table),
+        })
+        .collect()
+}
+
+fn opts(db: &TempDb, table: Table, format: Format, out: &Path) -> ExportOptions {
+    ExportOptions {
+        db: db.path.clone(),
+        table,
+        format,
+        out: out.to_path_buf(),
+        from: None,
+        to: None,
+        since_ms: None,
+        until_ms: Some(i64::MAX),
+        chunk_size: 16,
+        chunk_minutes: 1,
+        overwrite: false,
+        include_orphaned: false,
+        progress: false,
+    }
+}
+
+fn run_export(o: &ExportOptions) -> export::ExportSummary {
+    let o = ExportOptions { until_ms: if o.table == Table::ProviderRequests { o.until_ms } else { None }, ..o.clone() };
+    export::export(&o, &AtomicBool::new(false)).unwrap_or_else(|e| panic!("export {}: {e}", o.table.name()))
+}
+
+/// Gap repair rows with awkward text (commas, quotes, a newline, non-ASCII) for the round trip.
+async fn add_awkward_rows(pool: &SqlitePool) {
+    sqlx::query(
+        "INSERT INTO gap_repairs (detected_at_ms, attempted_at_ms, from_number, to_number, reason, provider_id, outcome, blocks, error)
+         VALUES (1000, 2000, 10, 12, 'missing', 1, 'failed', 0, 'upstream said \"no\", twice
+         then ✗'),
+                (1500, 2500, 10, 12, 'missing', NULL, 'repaired', 3, NULL),
+                (3000, 3100, 40, 40, 'broken_link', 2, 'repaired', 1, '')",
+    )
+    .execute(pool)
+    .await
+    .expect("gap rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_in_every_format_reads_back_equal() {
+    init_tracing();
+    let db = fixture_db().await;
+    let pool = inspect(&db.path).await;
+    add_awkward_rows(&pool).await;
+    let out = tempfile::tempdir().expect("out");
+    for table in Table::ALL {
+        let want = expected(&pool, table, false).await;
+        assert!(!want.is_empty(), "{} has rows in the fixture", table.name());
+        for format in [Format::Parquet, Format::Csv, Format::Jsonl] {
+            let dir = out.path().join(format!("{}-{}", table.name(), format.ext()));
+            let summary = run_export(&opts(&db, table, format, &dir));
+            assert_eq!(summary.rows as usize, want.len(), "{} {format:?} row count", table.name());
+            let got = read_all(&dir, table, format);
+            assert_eq!(got.len(), want.len(), "{} {format:?}", table.name());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g, w, "{} {format:?} row {i}", table.name());
+            }
+        }
+    }
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_across_a_reorg_holds_only_canonical_blocks() {
+    init_tracing();
+    let db = fixture_db().await;
+    let pool = inspect(&db.path).await;
+    let orphans = scalar_i64(&pool, "SELECT count(*) FROM blocks WHERE canonical = 0").await;
+    assert!(orphans >= 1, "the fixture reorged");
+    let fork = scalar_i64(&pool, "SELECT fork_number FROM reorgs ORDER BY id LIMIT 1").await;
+    let tip = scalar_i64(&pool, "SELECT max(number) FROM blocks WHERE canonical = 1").await;
+    let last = (fork + 5).min(tip);
+    let out = tempfile::tempdir().expect("out");
+    let mut o = opts(&db, Table::Blocks, Format::Parquet, out.path());
+    o.from = Some(u64::try_from(fork - 5).expect("fork above 5"));
+    o.to = Some(u64::try_from(last).expect("tip"));
+    run_export(&o);
+    let rows = read_all(out.path(), Table::Blocks, Format::Parquet);
+    assert_eq!(rows.len() as i64, last - fork + 6, "one block per height");
+    let want: Vec<(String, String)> = sqlx::query_as(
+        "SELECT CAST(number AS TEXT), '0x'||lower(hex(hash)) FROM blocks WHERE canonical = 1 AND number BETWEEN ?1 - 5 AND ?2 ORDER BY number",
+    )
+    .bind(fork)
+    .bind(last)
+    .fetch_all(&pool)
+    .await
+    .expect("canonical");
+    let got: Vec<(String, String)> = rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    assert_eq!(got, want);
+    assert!(rows.iter().all(|r| r[16] == "true"));
+
+    // --include-orphaned adds the replaced blocks, flagged.
+    let out2 = tempfile::tempdir().expect("out");
+    let mut o2 = opts(&db, Table::Transactions, Format::Csv, out2.path());
+    o2.include_orphaned = true;
+    run_export(&o2);
+    let all = read_all(out2.path(), Table::Transactions, Format::Csv);
+    assert_eq!(all, expected(&pool, Table::Transactions, true).await);
+    let o3 = ExportOptions { table: Table::Blocks, ..o2 };
+    run_export(&o3);
+    let blocks = read_all(out2.path(), Table::Blocks, Format::Csv);
+    assert_eq!(blocks.iter().filter(|r| r[16] == "false").count() as i64, orphans);
+    pool.close().await;
+}
+
+fn mtimes(dir: &Path) -> BTreeMap<String, std::time::SystemTime> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| {
+            (e.file_name().to_string_lossy().into_owned(), e.metadata().and_then(|m| m.modified()).expect("mtime"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_chunks_are_skipped_and_clipped_ones_completed() {
+    init_tracing();
+    let db = fixture_db().await;
+    let out = tempfile::tempdir().expect("out");
+    let mut o = opts(&db, Table::Blocks, Format::Parquet, out.path());
+    o.chunk_size = 10;
+    o.to = Some(45);
+    let first = run_export(&o);
+    assert_eq!(first.written.len(), 5, "0-9 … 40-45");
+    assert!(out.path().join("blocks__00000040_to_00000045.parquet").exists());
+    let before = mtimes(out.path());
+    // Same range again: nothing rewritten.
+    let again = run_export(&o);
+    assert!(again.written.is_empty() && again.skipped.len() == 5, "{again:?}");
+    assert_eq!(mtimes(out.path()), before);
+    // A smaller range inside a finished chunk is covered by it.
+    o.to = Some(44);
+    assert!(run_export(&o).written.is_empty());
+    // The whole stored range: only the clipped chunk and the new ones are written; the clipped
+    // file is replaced by the complete one.
+    o.to = None;
+    let full = run_export(&o);
+    assert_eq!(full.skipped.len(), 4);
+    assert!(full.written.iter().any(|p| p.ends_with("blocks__00000040_to_00000049.parquet")), "{full:?}");
+    assert!(!out.path().join("blocks__00000040_to_00000045.parquet").exists(), "superseded");
+    let after = mtimes(out.path());
+    for (name, t) in &before {
+        if name != "blocks__00000040_to_00000045.parquet" {
+            assert_eq!(after.get(name), Some(t), "{name} untouched");
+        }
+    }
+    // --overwrite rewrites everything.
+    o.overwrite = true;
+    let over = run_export(&o);
+    assert_eq!(over.skipped.len(), 0);
+    assert_eq!(read_all(out.path(), Table::Blocks, Format::Parquet).len() as u64, over.rows);
+    // Bad ranges are refused with the reason.
+    o.from = Some(50);
+    o.to = Some(40);
+    let e = export::export(&o, &AtomicBool::new(false)).expect_err("from > to");
+    assert!(e.to_string().contains("--from"), "{e}");
+    let t = ExportOptions { from: None, to: Some(3), ..opts(&db, Table::ProviderRequests, Format::Csv, out.path()) };
+    let e = export::export(&t, &AtomicBool::new(false)).expect_err("heights on a time table");
+    assert!(e.to_string().contains("--since"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_export_leaves_no_partial_file() {
+    init_tracing();
+    let db = fixture_db().await;
+    let pool = inspect(&db.path).await;
+    // One block with 150,000 transactions of 120 bytes of calldata each: a chunk that takes a
+    // while to write.
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 151000)
+         INSERT INTO transactions (block_id, idx, hash, from_address, to_address, value, nonce, gas, gas_price,
+                                   max_fee_per_gas, max_priority_fee_per_gas, input, tx_type)
+         SELECT (SELECT id FROM blocks WHERE canonical = 1 AND number = 35), i, randomblob(32), randomblob(20), NULL,
+                i * 1000, i, 21000, 7, NULL, NULL, randomblob(120), 0 FROM n",
+    )
+    .execute(&pool)
+    .await
+    .expect("many transactions");
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.expect("checkpoint");
+    let out = tempfile::tempdir().expect("out");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "export".to_string(),
+            "transactions".into(),
+            "--db".into(),
+            db.path.display().to_string(),
+            "--out".into(),
+            out.path().display().to_string(),
+            "--format".into(),
+            "csv".into(),
+            "--chunk-size".into(),
+            "10".into(),
+        ];
+        a.extend(extra.iter().map(|s| (*s).to_string()));
+        a
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
+        .args(args(&[]))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn export");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    // Chunk 20-29 done means 30-39 (the big one) is being written: kill it there.
+    loop {
+        let line = lines.next().expect("export logs each chunk").expect("line");
+        if line.contains("transactions__00000020_to_00000029.csv") {
+            break;
+        }
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let big = out.path().join("transactions__00000030_to_00000039.csv");
+    let want_big = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM transactions t JOIN blocks b ON b.id = t.block_id WHERE b.canonical = 1 AND b.number BETWEEN 30 AND 39",
+    )
+    .await;
+    if big.exists() {
+        // It finished before the kill: then it must be whole.
+        assert_eq!(read_csv(&big, Table::Transactions).len() as i64, want_big);
+    }
+    for name in listing(out.path()).iter().filter(|n| !n.starts_with('.')) {
+        let rows = read_csv(&out.path().join(name), Table::Transactions);
+        assert!(!rows.is_empty(), "{name} is whole");
+    }
+    // The re-run finishes the job, skips what was done and sweeps the dead run's temp file.
+    let done_before = listing(out.path()).iter().filter(|n| !n.starts_with('.')).count();
+    let status = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
+        .args(args(&[]))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("re-run");
+    let text = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains(&format!("{done_before} chunks already done")), "{text}");
+    assert!(listing(out.path()).iter().all(|n| !n.starts_with('.')), "no temp files left: {:?}", listing(out.path()));
+    let rows = read_all(out.path(), Table::Transactions, Format::Csv);
+    assert_eq!(rows, expected(&pool, Table::Transactions, false).await);
+    assert_eq!(read_csv(&big, Table::Transactions).len() as i64, want_big);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_export_streams_the_same_rows() {
+    init_tracing();
+    let db = fixture_db().await;
+    let (server, store, base) = serve_db(&db, ApiOptions::default()).await;
+    let pool = inspect(&db.path).await;
+    let c = client();
+    let dir = tempfile::tempdir().expect("dir");
+    for (format, table) in
+        [(Format::Parquet, Table::Blocks), (Format::Csv, Table::Transactions), (Format::Jsonl, Table::Blocks)]
+    {
+        let r =
+            http::get(&c, &format!("{base}/v1/export/{}?format={}&from=10&to=40", table.name(), format.ext())).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.headers.get("content-type").and_then(|v| v.to_str().ok()), Some(format.content_type()));
+        let path = dir.path().join(format!("{}__x.{}", table.name(), format.ext()));
+        std::fs::write(&path, &r.body).expect("write");
+        let got = match format {
+            Format::Parquet => read_parquet(&path, table),
+            Format::Csv => read_csv(&path, table),
+            Format::Jsonl => read_jsonl(&path, table),
+        };
+        let want: Rows = expected(&pool, table, false)
+            .await
+            .into_iter()
+            .filter(|r| r[0].parse::<u64>().is_ok_and(|n| (10..=40).contains(&n)))
+            .collect();
+        assert_eq!(got, want, "{format:?}");
+        std::fs::remove_file(&path).expect("rm");
+    }
+    for (url, code) in [
+        ("/v1/export/nope", 404),
+        ("/v1/export/blocks?format=xml", 400),
+        ("/v1/export/blocks?from=9&to=3", 400),
+        ("/v1/export/blocks?since=1h", 400),
+        ("/v1/export/provider_requests?since=yesterday", 400),
+        ("/v1/export/blocks?include_orphaned=maybe", 400),
+        ("/v1/export/blocks?limit=3", 400),
+    ] {
+        let r = http::get(&c, &format!("{base}{url}")).await;
+        assert_eq!(r.status, code, "{url}: {}", r.text());
+        r.error_code();
+    }
+    server.stop().await;
+    store.close().await;
+    pool.close().await;
+}
+
+fn sql_cli(db: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
+        .arg("sql")
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run sql");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_command_outputs_and_refuses_the_escape_list() {
+    init_tracing();
+    let db = fixture_db().await;
+    let pool = inspect(&db.path).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.expect("checkpoint");
+    pool.close().await;
+    let before = sha256_file(&db.path);
+    let files_before = listing(db.dir.path());
+    let outside = tempfile::tempdir().expect("outside");
+    let target = outside.path().join("x.db").display().to_string();
+    let attached = db.dir.path().join("new.db").display().to_string();
+    for attack in escape_attempts(&target, &attached) {
+        let (ok, stdout, stderr) = sql_cli(&db.path, &["--", &attack]);
+        assert!(!ok, "{attack:?} was accepted: {stdout}");
+        assert!(stderr.contains("query refused") || stderr.contains("give a query"), "{attack:?}: {stderr}");
+    }
+    assert_eq!(sha256_file(&db.path), before, "the database file is unchanged");
+    // A reader of a WAL database creates its -shm/-wal companions; nothing else may appear.
+    let now: Vec<String> =
+        listing(db.dir.path()).into_iter().filter(|n| !n.ends_with("-shm") && !n.ends_with("-wal")).collect();
+    assert_eq!(now, files_before);
+    assert!(listing(outside.path()).is_empty());
+
+    // Output formats and parameters.
+    let q = "SELECT number, hash FROM canonical_blocks WHERE number BETWEEN ?1 AND ?2 ORDER BY number";
+    let (ok, csv, err) = sql_cli(&db.path, &[q, "--param", "3", "--param", "4", "--format", "csv"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], "number,hash");
+    assert!(lines[1].starts_with("3,0x") && lines[2].starts_with("4,0x"), "{csv}");
+    let (ok, json, _) = sql_cli(&db.path, &[q, "--param", "3", "--param", "3", "--format", "json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v[0]["number"], 3);
+    let (ok, table, _) = sql_cli(&db.path, &[q, "--param", "3", "--param", "4", "--format", "table"]);
+    assert!(ok);
+    assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("-------")), "{table}");
+    let file = db.dir.path().join("q.sql");
+    std::fs::write(&file, "SELECT count(*) AS n FROM canonical_blocks WHERE number < ?1").expect("write");
+    let (ok, out, _) = sql_cli(&db.path, &["-f", file.to_str().expect("utf8"), "--param", "10", "--format", "csv"]);
+    assert!(ok);
+    assert_eq!(out, "n\r\n10\r\n");
+    let (ok, _, err) = sql_cli(&db.path, &[q, "--param", "3"]);
+    assert!(!ok && err.contains("parameters"), "{err}");
+    // A runaway query is stopped by the deadline.
+    let (ok, _, err) = sql_cli(
+        &db.path,
+        &[
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n",
+            "--timeout-ms",
+            "300",
+        ],
+    );
+    assert!(!ok && err.contains("limit"), "{err}");
+}
