@@ -210,6 +210,35 @@ impl App {
         });
     }
 
+    /// Apply telemetry retention a minute after start and then every 10 minutes, in small
+    /// batches (see `Store::prune_telemetry`).
+    pub fn start_retention(&self) {
+        let store = self.store.clone();
+        let cancel = self.poll_cancel.clone();
+        let (raw_days, rollup_days) = (self.config.retention.raw_days, self.config.retention.rollup_days);
+        self.workers.spawn(async move {
+            let mut wait = Duration::from_secs(60);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = Duration::from_secs(600);
+                match store.prune_telemetry(crate::types::now_ms(), raw_days, rollup_days).await {
+                    Ok(r) if r.raw_requests + r.rollup_rows + r.sightings + r.events > 0 => tracing::info!(
+                        raw_requests = r.raw_requests,
+                        rollup_rows = r.rollup_rows,
+                        sightings = r.sightings,
+                        events = r.events,
+                        "telemetry retention applied"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "telemetry retention failed; will retry"),
+                }
+            }
+        });
+    }
+
     /// Start the gap-repair worker in the background (stopped with the head poller).
     pub fn start_gap_repair(&self) {
         let opts = RepairOptions { protect_top: self.config.max_reorg_depth, ..RepairOptions::default() };
@@ -275,6 +304,7 @@ impl App {
             self.start_gap_repair();
         }
         self.start_wal_trimmer();
+        self.start_retention();
         let mut syncer = Syncer::new(self.fleet.clone(), self.store.clone(), window, self.ingest_options())
             .with_state(self.ingest_state.clone());
         syncer.follow(cancel).await?;

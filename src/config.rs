@@ -133,7 +133,8 @@ pub struct ProviderConfig {
     pub chain_id: Option<u64>,
 }
 
-/// Retention of telemetry (used by maintenance; validated here).
+/// Retention of telemetry: raw `provider_requests` rows are kept `raw_days`; the minute
+/// rollups, hourly error classes, block sightings and provider events `rollup_days`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
@@ -352,6 +353,12 @@ impl Config {
         }
         if self.max_reorg_depth == 0 {
             return Err(invalid("max_reorg_depth", "must be at least 1"));
+        }
+        if self.retention.raw_days == 0 {
+            return Err(invalid("retention.raw_days", "must be at least 1"));
+        }
+        if self.retention.rollup_days < self.retention.raw_days {
+            return Err(invalid("retention.rollup_days", "must be at least retention.raw_days"));
         }
         if self.poll_interval_ms < 10 {
             return Err(invalid("poll_interval_ms", "must be at least 10"));

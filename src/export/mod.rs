@@ -181,16 +181,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
 /// Stream `lo..=hi` of a table into `out` as one output; returns (rows, the sink).
 fn encode_range<W: Write + Send>(
     conn: &rusqlite::Connection,
-    table: Table,
-    format: Format,
-    lo: i64,
-    hi: i64,
-    include_orphaned: bool,
+    opts: &ExportOptions,
+    (lo, hi): (i64, i64),
     out: W,
     cancel: &AtomicBool,
 ) -> Result<(u64, W), ExportError> {
-    let mut enc = write::Encoder::new(table, format, out)?;
-    let mut pager = read::Pager::new(conn, table, lo, hi, include_orphaned && table.has_orphans())?;
+    let table = opts.table;
+    let mut enc = write::Encoder::new(table, opts.format, out)?;
+    let mut pager = read::Pager::new(conn, table, lo, hi, opts.include_orphaned && table.has_orphans())?;
     let mut rows = 0u64;
     while let Some(batch) = pager.next_page()? {
         if cancel.load(Ordering::Relaxed) {
@@ -317,8 +315,7 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
         let result = (|| {
             let file = fs::File::create(&tmp).map_err(io(&tmp))?;
             let buf = std::io::BufWriter::with_capacity(1 << 20, file);
-            let (rows, buf) =
-                encode_range(&conn, opts.table, opts.format, chunk.lo, chunk.hi, opts.include_orphaned, buf, cancel)?;
+            let (rows, buf) = encode_range(&conn, opts, (chunk.lo, chunk.hi), buf, cancel)?;
             let file = buf.into_inner().map_err(|e| ExportError::Write(e.to_string()))?;
             file.sync_all().map_err(io(&tmp))?;
             let bytes = file.metadata().map_err(io(&tmp))?.len();
@@ -379,9 +376,8 @@ impl Prepared {
 
     /// Write the whole range into `out` (blocking); returns the rows written.
     pub fn write_to<W: Write + Send>(self, out: W, cancel: &AtomicBool) -> Result<u64, ExportError> {
-        let (lo, hi) = self.range.unwrap_or((0, -1));
-        let o = &self.opts;
-        let (rows, _) = encode_range(&self.conn, o.table, o.format, lo, hi, o.include_orphaned, out, cancel)?;
+        let range = self.range.unwrap_or((0, -1));
+        let (rows, _) = encode_range(&self.conn, &self.opts, range, out, cancel)?;
         Ok(rows)
     }
 }

@@ -51,6 +51,7 @@ pub(crate) fn canonical_count(conn: &Connection, lo: i64, hi: i64) -> Result<i64
     conn.query_row(include_str!("../../sql/export/canonical_count.sql"), [lo, hi], |r| r.get(0)).map_err(sql_err)
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as map_err(sql_err)
 pub(crate) fn sql_err(e: rusqlite::Error) -> ExportError {
     ExportError::Sql(e.to_string())
 }
@@ -67,24 +68,24 @@ enum Builder {
 impl Builder {
     fn new(kind: Kind) -> Self {
         match kind {
-            Kind::U64 => Builder::U64(UInt64Builder::with_capacity(PAGE_ROWS)),
-            Kind::I64 => Builder::I64(Int64Builder::with_capacity(PAGE_ROWS)),
-            Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(PAGE_ROWS)),
-            Kind::Text | Kind::Wei => Builder::Text(StringBuilder::new()),
-            Kind::Hash => Builder::Fixed(FixedSizeBinaryBuilder::with_capacity(PAGE_ROWS, 32)),
-            Kind::Address => Builder::Fixed(FixedSizeBinaryBuilder::with_capacity(PAGE_ROWS, 20)),
-            Kind::Bytes => Builder::Bytes(BinaryBuilder::new()),
+            Kind::U64 => Self::U64(UInt64Builder::with_capacity(PAGE_ROWS)),
+            Kind::I64 => Self::I64(Int64Builder::with_capacity(PAGE_ROWS)),
+            Kind::Bool => Self::Bool(BooleanBuilder::with_capacity(PAGE_ROWS)),
+            Kind::Text | Kind::Wei => Self::Text(StringBuilder::new()),
+            Kind::Hash => Self::Fixed(FixedSizeBinaryBuilder::with_capacity(PAGE_ROWS, 32)),
+            Kind::Address => Self::Fixed(FixedSizeBinaryBuilder::with_capacity(PAGE_ROWS, 20)),
+            Kind::Bytes => Self::Bytes(BinaryBuilder::new()),
         }
     }
 
     fn finish(&mut self) -> ArrayRef {
         match self {
-            Builder::U64(b) => Arc::new(b.finish()),
-            Builder::I64(b) => Arc::new(b.finish()),
-            Builder::Bool(b) => Arc::new(b.finish()),
-            Builder::Text(b) => Arc::new(b.finish()),
-            Builder::Fixed(b) => Arc::new(b.finish()),
-            Builder::Bytes(b) => Arc::new(b.finish()),
+            Self::U64(b) => Arc::new(b.finish()),
+            Self::I64(b) => Arc::new(b.finish()),
+            Self::Bool(b) => Arc::new(b.finish()),
+            Self::Text(b) => Arc::new(b.finish()),
+            Self::Fixed(b) => Arc::new(b.finish()),
+            Self::Bytes(b) => Arc::new(b.finish()),
         }
     }
 
@@ -95,33 +96,33 @@ impl Builder {
                 return Err("NULL in a column that cannot be null".into());
             }
             match self {
-                Builder::U64(b) => b.append_null(),
-                Builder::I64(b) => b.append_null(),
-                Builder::Bool(b) => b.append_null(),
-                Builder::Text(b) => b.append_null(),
-                Builder::Fixed(b) => b.append_null(),
-                Builder::Bytes(b) => b.append_null(),
+                Self::U64(b) => b.append_null(),
+                Self::I64(b) => b.append_null(),
+                Self::Bool(b) => b.append_null(),
+                Self::Text(b) => b.append_null(),
+                Self::Fixed(b) => b.append_null(),
+                Self::Bytes(b) => b.append_null(),
             }
             return Ok(0);
         }
         match (self, col.kind, v) {
-            (Builder::U64(b), _, ValueRef::Integer(i)) => {
+            (Self::U64(b), _, ValueRef::Integer(i)) => {
                 b.append_value(u64::try_from(i).map_err(|_| format!("negative value {i}"))?);
                 Ok(8)
             }
-            (Builder::I64(b), _, ValueRef::Integer(i)) => {
+            (Self::I64(b), _, ValueRef::Integer(i)) => {
                 b.append_value(i);
                 Ok(8)
             }
-            (Builder::Bool(b), _, ValueRef::Integer(i)) if i == 0 || i == 1 => {
+            (Self::Bool(b), _, ValueRef::Integer(i)) if i == 0 || i == 1 => {
                 b.append_value(i == 1);
                 Ok(1)
             }
-            (Builder::Text(b), Kind::Wei, ValueRef::Integer(i)) if i >= 0 => {
+            (Self::Text(b), Kind::Wei, ValueRef::Integer(i)) if i >= 0 => {
                 b.append_value(i.to_string());
                 Ok(20)
             }
-            (Builder::Text(b), Kind::Wei, ValueRef::Text(t)) => {
+            (Self::Text(b), Kind::Wei, ValueRef::Text(t)) => {
                 let s = std::str::from_utf8(t).map_err(|_| "wei text is not UTF-8".to_string())?;
                 if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
                     return Err(format!("wei text {s:?} is not a decimal number"));
@@ -129,16 +130,16 @@ impl Builder {
                 b.append_value(s);
                 Ok(s.len())
             }
-            (Builder::Text(b), Kind::Text, ValueRef::Text(t)) => {
+            (Self::Text(b), Kind::Text, ValueRef::Text(t)) => {
                 b.append_value(String::from_utf8_lossy(t));
                 Ok(t.len())
             }
-            (Builder::Fixed(b), _, ValueRef::Blob(x)) => {
+            (Self::Fixed(b), _, ValueRef::Blob(x)) => {
                 b.append_value(x)
                     .map_err(|_| format!("{} bytes where {:?} expects a fixed width", x.len(), col.kind))?;
                 Ok(x.len())
             }
-            (Builder::Bytes(b), _, ValueRef::Blob(x)) => {
+            (Self::Bytes(b), _, ValueRef::Blob(x)) => {
                 b.append_value(x);
                 Ok(x.len())
             }

@@ -37,13 +37,13 @@ pub enum Kind {
 impl Kind {
     fn data_type(self) -> DataType {
         match self {
-            Kind::U64 => DataType::UInt64,
-            Kind::I64 => DataType::Int64,
-            Kind::Bool => DataType::Boolean,
-            Kind::Text | Kind::Wei => DataType::Utf8,
-            Kind::Hash => DataType::FixedSizeBinary(32),
-            Kind::Address => DataType::FixedSizeBinary(20),
-            Kind::Bytes => DataType::Binary,
+            Self::U64 => DataType::UInt64,
+            Self::I64 => DataType::Int64,
+            Self::Bool => DataType::Boolean,
+            Self::Text | Self::Wei => DataType::Utf8,
+            Self::Hash => DataType::FixedSizeBinary(32),
+            Self::Address => DataType::FixedSizeBinary(20),
+            Self::Bytes => DataType::Binary,
         }
     }
 }
@@ -180,31 +180,31 @@ const GAP_REPAIRS: &[Column] = &[
 
 impl Table {
     /// Every table, in the order the help text lists them.
-    pub const ALL: [Table; 6] = [
-        Table::Blocks,
-        Table::Transactions,
-        Table::ProviderRequests,
-        Table::BlockSightings,
-        Table::Reorgs,
-        Table::GapRepairs,
+    pub const ALL: [Self; 6] = [
+        Self::Blocks,
+        Self::Transactions,
+        Self::ProviderRequests,
+        Self::BlockSightings,
+        Self::Reorgs,
+        Self::GapRepairs,
     ];
 
     /// The table's name on the command line, in URLs and in file names.
     pub fn name(self) -> &'static str {
         match self {
-            Table::Blocks => "blocks",
-            Table::Transactions => "transactions",
-            Table::ProviderRequests => "provider_requests",
-            Table::BlockSightings => "block_sightings",
-            Table::Reorgs => "reorgs",
-            Table::GapRepairs => "gap_repairs",
+            Self::Blocks => "blocks",
+            Self::Transactions => "transactions",
+            Self::ProviderRequests => "provider_requests",
+            Self::BlockSightings => "block_sightings",
+            Self::Reorgs => "reorgs",
+            Self::GapRepairs => "gap_repairs",
         }
     }
 
     /// Parse a table name; the error lists the known ones.
-    pub fn parse(name: &str) -> Result<Table, String> {
-        Table::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| {
-            let known: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|t| t.name()).collect();
             format!("unknown table {name:?}; expected one of {}", known.join(", "))
         })
     }
@@ -212,12 +212,12 @@ impl Table {
     /// The exported columns, in order.
     pub fn columns(self) -> &'static [Column] {
         match self {
-            Table::Blocks => BLOCKS,
-            Table::Transactions => TRANSACTIONS,
-            Table::ProviderRequests => PROVIDER_REQUESTS,
-            Table::BlockSightings => BLOCK_SIGHTINGS,
-            Table::Reorgs => REORGS,
-            Table::GapRepairs => GAP_REPAIRS,
+            Self::Blocks => BLOCKS,
+            Self::Transactions => TRANSACTIONS,
+            Self::ProviderRequests => PROVIDER_REQUESTS,
+            Self::BlockSightings => BLOCK_SIGHTINGS,
+            Self::Reorgs => REORGS,
+            Self::GapRepairs => GAP_REPAIRS,
         }
     }
 
@@ -231,37 +231,37 @@ impl Table {
     /// Heights or time.
     pub fn key_kind(self) -> KeyKind {
         match self {
-            Table::ProviderRequests => KeyKind::Time,
+            Self::ProviderRequests => KeyKind::Time,
             _ => KeyKind::Height,
         }
     }
 
     /// Chain tables hold canonical and orphaned rows; `--include-orphaned` applies to them.
     pub fn has_orphans(self) -> bool {
-        matches!(self, Table::Blocks | Table::Transactions)
+        matches!(self, Self::Blocks | Self::Transactions)
     }
 
     /// The page query: `?1` upper key (inclusive), `?2` include orphaned (0/1), `?3` row limit,
     /// `?4..` the cursor, which is also the last columns of each row.
     pub(crate) fn page_sql(self) -> &'static str {
         match self {
-            Table::Blocks => include_str!("../../sql/export/blocks.sql"),
-            Table::Transactions => include_str!("../../sql/export/transactions.sql"),
-            Table::ProviderRequests => include_str!("../../sql/export/provider_requests.sql"),
-            Table::BlockSightings => include_str!("../../sql/export/block_sightings.sql"),
-            Table::Reorgs => include_str!("../../sql/export/reorgs.sql"),
-            Table::GapRepairs => include_str!("../../sql/export/gap_repairs.sql"),
+            Self::Blocks => include_str!("../../sql/export/blocks.sql"),
+            Self::Transactions => include_str!("../../sql/export/transactions.sql"),
+            Self::ProviderRequests => include_str!("../../sql/export/provider_requests.sql"),
+            Self::BlockSightings => include_str!("../../sql/export/block_sightings.sql"),
+            Self::Reorgs => include_str!("../../sql/export/reorgs.sql"),
+            Self::GapRepairs => include_str!("../../sql/export/gap_repairs.sql"),
         }
     }
 
     /// The default range: lowest and highest key stored (`?1` include orphaned).
     pub(crate) fn bounds_sql(self) -> &'static str {
         match self {
-            Table::Blocks | Table::Transactions => include_str!("../../sql/export/bounds_blocks.sql"),
-            Table::ProviderRequests => include_str!("../../sql/export/bounds_provider_requests.sql"),
-            Table::BlockSightings => include_str!("../../sql/export/bounds_block_sightings.sql"),
-            Table::Reorgs => include_str!("../../sql/export/bounds_reorgs.sql"),
-            Table::GapRepairs => include_str!("../../sql/export/bounds_gap_repairs.sql"),
+            Self::Blocks | Self::Transactions => include_str!("../../sql/export/bounds_blocks.sql"),
+            Self::ProviderRequests => include_str!("../../sql/export/bounds_provider_requests.sql"),
+            Self::BlockSightings => include_str!("../../sql/export/bounds_block_sightings.sql"),
+            Self::Reorgs => include_str!("../../sql/export/bounds_reorgs.sql"),
+            Self::GapRepairs => include_str!("../../sql/export/bounds_gap_repairs.sql"),
         }
     }
 }
@@ -276,11 +276,11 @@ pub enum Format {
 
 impl Format {
     /// Parse `csv`, `jsonl` or `parquet`.
-    pub fn parse(s: &str) -> Result<Format, String> {
+    pub fn parse(s: &str) -> Result<Self, String> {
         match s {
-            "csv" => Ok(Format::Csv),
-            "jsonl" | "ndjson" => Ok(Format::Jsonl),
-            "parquet" => Ok(Format::Parquet),
+            "csv" => Ok(Self::Csv),
+            "jsonl" | "ndjson" => Ok(Self::Jsonl),
+            "parquet" => Ok(Self::Parquet),
             _ => Err(format!("unknown format {s:?}; expected csv, jsonl or parquet")),
         }
     }
@@ -288,18 +288,18 @@ impl Format {
     /// File extension.
     pub fn ext(self) -> &'static str {
         match self {
-            Format::Csv => "csv",
-            Format::Jsonl => "jsonl",
-            Format::Parquet => "parquet",
+            Self::Csv => "csv",
+            Self::Jsonl => "jsonl",
+            Self::Parquet => "parquet",
         }
     }
 
     /// HTTP content type.
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::Csv => "text/csv; charset=utf-8",
-            Format::Jsonl => "application/x-ndjson",
-            Format::Parquet => "application/vnd.apache.parquet",
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Jsonl => "application/x-ndjson",
+            Self::Parquet => "application/vnd.apache.parquet",
         }
     }
 }

@@ -18,6 +18,7 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// A row group is also closed once its encoded size passes this.
 const ROW_GROUP_BYTES: usize = 64 << 20;
 
+#[allow(clippy::needless_pass_by_value)] // used as map_err(io_err)
 fn io_err(e: std::io::Error) -> ExportError {
     ExportError::Write(e.to_string())
 }
@@ -43,23 +44,23 @@ impl<W: Write + Send> Encoder<W> {
                     .build();
                 let w = ArrowWriter::try_new(out, table.schema(), Some(props))
                     .map_err(|e| ExportError::Encode(e.to_string()))?;
-                Ok(Encoder::Parquet(Box::new(w)))
+                Ok(Self::Parquet(Box::new(w)))
             }
             Format::Csv => {
                 let header: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
                 out.write_all(header.join(",").as_bytes()).map_err(io_err)?;
                 out.write_all(b"\n").map_err(io_err)?;
-                Ok(Encoder::Text { out, format, line: Vec::with_capacity(4096) })
+                Ok(Self::Text { out, format, line: Vec::with_capacity(4096) })
             }
-            Format::Jsonl => Ok(Encoder::Text { out, format, line: Vec::with_capacity(4096) }),
+            Format::Jsonl => Ok(Self::Text { out, format, line: Vec::with_capacity(4096) }),
         }
     }
 
     /// Append a batch.
     pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), ExportError> {
         match self {
-            Encoder::Parquet(w) => w.write(batch).map_err(|e| ExportError::Encode(e.to_string())),
-            Encoder::Text { out, format, line } => {
+            Self::Parquet(w) => w.write(batch).map_err(|e| ExportError::Encode(e.to_string())),
+            Self::Text { out, format, line } => {
                 let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
                 for row in 0..batch.num_rows() {
                     line.clear();
@@ -89,8 +90,8 @@ impl<W: Write + Send> Encoder<W> {
     /// Finish the output (Parquet writes its footer) and hand back the sink.
     pub(crate) fn finish(self) -> Result<W, ExportError> {
         match self {
-            Encoder::Parquet(w) => w.into_inner().map_err(|e| ExportError::Encode(e.to_string())),
-            Encoder::Text { mut out, .. } => {
+            Self::Parquet(w) => w.into_inner().map_err(|e| ExportError::Encode(e.to_string())),
+            Self::Text { mut out, .. } => {
                 out.flush().map_err(io_err)?;
                 Ok(out)
             }

@@ -10,6 +10,7 @@ pub mod migrate;
 mod multirow;
 mod query;
 mod repair;
+mod retention;
 mod rollup;
 mod telemetry;
 
@@ -25,6 +26,7 @@ use thiserror::Error;
 pub use alerts::{AlertRow, AlertWindow};
 pub use query::{BlockRow, ProviderWindow, ReorgRow, RequestRow, StoredTip, TxRow, ratio};
 pub use repair::RepairRow;
+pub use retention::PruneReport;
 pub use telemetry::{TelemetryWriter, TelemetryWriterStats};
 
 use crate::types::OutOfRange;

@@ -88,6 +88,10 @@ async fn expected(pool: &SqlitePool, table: Table, include_orphaned: bool) -> Ro
         .collect()
 }
 
+fn n64(n: usize) -> u64 {
+    u64::try_from(n).expect("fits")
+}
+
 fn hexs(b: &[u8]) -> String {
     format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
 }
@@ -133,14 +137,13 @@ fn read_csv(path: &Path, table: Table) -> Rows {
                 field.push('"');
             }
             (true, '"') => quoted = false,
-            (true, c) => field.push(c),
             (false, '"') => quoted = true,
             (false, ',') => rec.push(std::mem::take(&mut field)),
             (false, '\n') => {
                 rec.push(std::mem::take(&mut field));
                 records.push(std::mem::take(&mut rec));
             }
-            (false, c) => field.push(c),
+            (_, c) => field.push(c),
         }
     }
     assert!(field.is_empty() && rec.is_empty() && !quoted, "{}: ends with a newline", path.display());
@@ -241,7 +244,7 @@ async fn every_table_in_every_format_reads_back_equal() {
         for format in [Format::Parquet, Format::Csv, Format::Jsonl] {
             let dir = out.path().join(format!("{}-{}", table.name(), format.ext()));
             let summary = run_export(&opts(&db, table, format, &dir));
-            assert_eq!(summary.rows as usize, want.len(), "{} {format:?} row count", table.name());
+            assert_eq!(summary.rows, n64(want.len()), "{} {format:?} row count", table.name());
             let got = read_all(&dir, table, format);
             assert_eq!(got.len(), want.len(), "{} {format:?}", table.name());
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -268,7 +271,7 @@ async fn a_range_across_a_reorg_holds_only_canonical_blocks() {
     o.to = Some(u64::try_from(last).expect("tip"));
     run_export(&o);
     let rows = read_all(out.path(), Table::Blocks, Format::Parquet);
-    assert_eq!(rows.len() as i64, last - fork + 6, "one block per height");
+    assert_eq!(i64::try_from(rows.len()).expect("fits"), last - fork + 6, "one block per height");
     let want: Vec<(String, String)> = sqlx::query_as(
         "SELECT CAST(number AS TEXT), '0x'||lower(hex(hash)) FROM blocks WHERE canonical = 1 AND number BETWEEN ?1 - 5 AND ?2 ORDER BY number",
     )
@@ -291,7 +294,7 @@ async fn a_range_across_a_reorg_holds_only_canonical_blocks() {
     let o3 = ExportOptions { table: Table::Blocks, ..o2 };
     run_export(&o3);
     let blocks = read_all(out2.path(), Table::Blocks, Format::Csv);
-    assert_eq!(blocks.iter().filter(|r| r[16] == "false").count() as i64, orphans);
+    assert_eq!(i64::try_from(blocks.iter().filter(|r| r[16] == "false").count()).expect("fits"), orphans);
     pool.close().await;
 }
 
@@ -412,7 +415,7 @@ async fn kill_9_during_export_leaves_no_partial_file() {
     .await;
     if big.exists() {
         // It finished before the kill: then it must be whole.
-        assert_eq!(read_csv(&big, Table::Transactions).len() as i64, want_big);
+        assert_eq!(i64::try_from(read_csv(&big, Table::Transactions).len()).expect("fits"), want_big);
     }
     for name in listing(out.path()).iter().filter(|n| !n.starts_with('.')) {
         let rows = read_csv(&out.path().join(name), Table::Transactions);
@@ -431,7 +434,7 @@ async fn kill_9_during_export_leaves_no_partial_file() {
     assert!(listing(out.path()).iter().all(|n| !n.starts_with('.')), "no temp files left: {:?}", listing(out.path()));
     let rows = read_all(out.path(), Table::Transactions, Format::Csv);
     assert_eq!(rows, expected(&pool, Table::Transactions, false).await);
-    assert_eq!(read_csv(&big, Table::Transactions).len() as i64, want_big);
+    assert_eq!(i64::try_from(read_csv(&big, Table::Transactions).len()).expect("fits"), want_big);
     pool.close().await;
 }
 

@@ -21,6 +21,7 @@ mod migrations;
 mod net_faults;
 mod reorg_faults;
 mod repair_crash;
+mod reports;
 mod rpc_faults;
 mod sim_fleet;
 mod val_faults;
