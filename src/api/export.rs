@@ -112,12 +112,17 @@ pub(super) async fn export(
     let cancel = Arc::new(AtomicBool::new(false));
     let stop = cancel.clone();
     let server_cancel = state.0.cancel.clone();
+    // Ends with the export (the sender is dropped) or stops it when the server shuts down.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        server_cancel.cancelled().await;
-        stop.store(true, Ordering::Relaxed);
+        tokio::select! {
+            () = server_cancel.cancelled() => stop.store(true, Ordering::Relaxed),
+            _ = done_rx => {}
+        }
     });
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let _done = done_tx;
         let mut w = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(PIECE) };
         let result =
             prepared.write_to(&mut w, &cancel).and_then(|_| w.flush().map_err(|e| ExportError::Write(e.to_string())));

@@ -438,6 +438,79 @@ async fn kill_9_during_export_leaves_no_partial_file() {
     pool.close().await;
 }
 
+/// A sink that pauses now and then, so an export spans seconds.
+struct SlowSink {
+    writes: u64,
+    bytes: u64,
+}
+
+impl std::io::Write for SlowSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writes += 1;
+        self.bytes += buf.len() as u64;
+        if self.writes % 200 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_export_never_holds_back_the_wal_checkpoint() {
+    init_tracing();
+    let db = fixture_db().await;
+    let pool = inspect(&db.path).await;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 101000)
+         INSERT INTO transactions (block_id, idx, hash, from_address, to_address, value, nonce, gas, gas_price,
+                                   max_fee_per_gas, max_priority_fee_per_gas, input, tx_type)
+         SELECT (SELECT id FROM blocks WHERE canonical = 1 AND number = 20), i, randomblob(32), randomblob(20), NULL,
+                i, i, 21000, 7, NULL, NULL, randomblob(40), 0 FROM n",
+    )
+    .execute(&pool)
+    .await
+    .expect("many transactions");
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.expect("checkpoint");
+    let o = ExportOptions { to: Some(30), ..opts(&db, Table::Transactions, Format::Csv, db.dir.path()) };
+    let prepared = export::Prepared::new(o).expect("prepare");
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let export = std::thread::spawn(move || {
+        let mut sink = SlowSink { writes: 0, bytes: 0 };
+        let rows = prepared.write_to(&mut sink, &AtomicBool::new(false)).expect("export");
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        rows
+    });
+    // While the export runs: write, then checkpoint with TRUNCATE. A reader holding one
+    // snapshot for the whole export would make every checkpoint report busy and keep the WAL.
+    let wal = db.path.with_extension("db-wal");
+    let mut checkpoints = 0;
+    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('bench', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(checkpoints)
+            .execute(&pool)
+            .await
+            .expect("write during export");
+        let (busy, _, _): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&pool).await.expect("checkpoint");
+        if done.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        assert_eq!(busy, 0, "checkpoint {checkpoints} was blocked by the export");
+        assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0, "WAL truncated");
+        checkpoints += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let rows = export.join().expect("export thread");
+    assert!(rows > 100_000, "{rows}");
+    assert!(checkpoints >= 3, "the export ran long enough to test ({checkpoints} checkpoints)");
+    pool.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_export_streams_the_same_rows() {
     init_tracing();
