@@ -449,7 +449,7 @@ impl std::io::Write for SlowSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.writes += 1;
         self.bytes += buf.len() as u64;
-        if self.writes % 200 == 0 {
+        if self.writes.is_multiple_of(200) {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         Ok(buf.len())
