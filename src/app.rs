@@ -507,22 +507,41 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
         }
     }
     let chain = SimChain::new(SimOptions { block_time: opts.block_time, seed: opts.seed, ..SimOptions::default() });
-    let names = ["sim-steady", "sim-second", "sim-lagging", "sim-four", "sim-five"];
+    let profiles = crate::fault::Script::named_from_toml(include_str!("demo_profiles.toml"), "demo_profiles.toml")
+        .map_err(|e| AppError::Other(e.to_string()))?;
     let mut servers = Vec::new();
-    for (i, name) in names.iter().enumerate().take(opts.providers.clamp(1, names.len())) {
-        let lag = u64::from(i == 2);
-        let sp = sim::serve(chain.clone(), SimProviderOptions { name: (*name).into(), lag })
+    let mut proxies = Vec::new();
+    let mut config = Config { poll_interval_ms: 250, ..Config::default() };
+    for name in DEMO_PROFILES.iter().take(opts.providers.clamp(1, DEMO_PROFILES.len())) {
+        let sp = sim::serve(chain.clone(), SimProviderOptions { name: format!("sim-{name}"), lag: 0 })
             .await
             .map_err(|e| AppError::Other(format!("cannot start simulated provider: {e}")))?;
-        tracing::info!(provider = %sp.name, url = %sp.url(), lag, "simulated provider listening");
+        let script = profiles.get(*name).cloned().unwrap_or_default();
+        let rules = script.rules.len();
+        let proxy = crate::fault::FaultProxy::start(&sp.url(), std::net::SocketAddr::from(([127, 0, 0, 1], 0)), script)
+            .await
+            .map_err(|e| AppError::Other(format!("cannot start the {name} fault proxy: {e}")))?;
+        tracing::info!(provider = %name, url = %proxy.url(), rules, "demo provider listening");
+        let mut entry =
+            crate::config::ProviderConfig { name: Some((*name).to_string()), ..provider_entry(proxy.url()) };
+        if *name == "liar" {
+            // Looks best on paper, so the router tries it until its lies are caught.
+            entry.weight = Some(1.5);
+        }
+        if *name == "throttled" {
+            // A tight plan: 4 requests a second and the dearest credits of the fleet.
+            entry.max_rps = Some(4.0);
+            entry.burst = Some(4);
+            entry.price_per_million_credits = Some(5.0);
+        }
+        config.providers.push(entry);
         servers.push(sp);
+        proxies.push(proxy);
     }
-    let mut config = Config { poll_interval_ms: 250, ..Config::default() };
-    for sp in &servers {
-        config
-            .providers
-            .push(crate::config::ProviderConfig { name: Some(sp.name.clone()), ..provider_entry(sp.url()) });
-    }
+    // Short alert windows, so an alert opens and resolves within the demo's first minute.
+    config.alerts.window_secs = 20;
+    config.alerts.interval_ms = 1000;
+    config.alerts.min_samples = 5;
     let clock = tokio::spawn(sim::run_clock(chain.clone(), cancel.clone()));
     tracing::info!(db = %opts.db.display(), head = chain.head_number(), "demo: following the simulated chain (Ctrl-C to stop)");
     if opts.listen.is_none() {
@@ -552,11 +571,18 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
     }
     app.shutdown().await;
     let _ = clock.await;
+    for p in &proxies {
+        p.stop().await;
+    }
     for sp in &servers {
         sp.stop();
     }
     res
 }
+
+/// The demo's providers, each behind a fault proxy running the script of the same name in
+/// `demo_profiles.toml`.
+pub const DEMO_PROFILES: [&str; 5] = ["steady", "flaky", "laggard", "throttled", "liar"];
 
 fn provider_entry(url: String) -> crate::config::ProviderConfig {
     let mut c = Config::default();

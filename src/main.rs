@@ -39,8 +39,9 @@ enum Command {
         /// Simulated block time in milliseconds.
         #[arg(long, default_value_t = 1000)]
         block_time_ms: u64,
-        /// Number of simulated providers (1-5).
-        #[arg(long, default_value_t = 3)]
+        /// How many of the five fault profiles to run, in order: steady, flaky, laggard,
+        /// throttled, liar (see src/demo_profiles.toml).
+        #[arg(long, default_value_t = 5)]
         providers: usize,
         /// Seed of the simulated chain.
         #[arg(long, default_value_t = 1)]

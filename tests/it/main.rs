@@ -15,6 +15,7 @@ mod api_security;
 mod api_stream;
 mod cli;
 mod db_faults;
+mod demo;
 mod export;
 mod kill9;
 mod migrations;
