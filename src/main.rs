@@ -25,8 +25,20 @@ use tokio_util::sync::CancellationToken;
     about = "Follow an EVM chain through a fleet of JSON-RPC providers into one SQLite file"
 )]
 struct Cli {
+    /// Log lines as `pretty` text or `json` (one object per line: time, level, target, the
+    /// event's fields — provider, method, height, latency_ms, outcome, request_id for calls —
+    /// and the current span: fetch, commit, reorg, repair). Filter with RUST_LOG, e.g.
+    /// `RUST_LOG=info,blockstreamer::rpc=debug` for one line per JSON-RPC call.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,17 +225,21 @@ impl Common {
 }
 
 /// Logs go to stdout, except for commands whose stdout is data (`sql`, `export`).
-fn init_logging(to_stderr: bool) {
+fn init_logging(to_stderr: bool, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if to_stderr {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let writer = if to_stderr {
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal()).init();
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout)
+    };
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).with_writer(writer).init(),
+        LogFormat::Pretty => {
+            let ansi = if to_stderr { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
+            builder.with_ansi(ansi).with_writer(writer).init();
+        }
     }
 }
 
@@ -273,8 +289,20 @@ fn shutdown_token(run_for: Option<u64>) -> CancellationToken {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Sql { .. } | Command::Export { .. }));
-    match cli.command {
+    let format = cli.log_format;
+    init_logging(matches!(cli.command, Command::Sql { .. } | Command::Export { .. }), format);
+    match run(cli.command).await {
+        // A log collector reading JSON lines gets the fatal error as one more JSON line.
+        Err(e) if format == LogFormat::Json => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
+            std::process::exit(1);
+        }
+        other => other,
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Demo { db, block_time_ms, providers, seed, run_for, listen } => {
             let cancel = shutdown_token(run_for);
             let opts = DemoOptions {

@@ -1043,6 +1043,7 @@ impl Fleet {
     }
 
     /// One block by number, from whichever provider serves it first (hedged at the tip).
+    #[tracing::instrument(name = "fetch", skip(self), fields(height = number))]
     pub async fn block_by_number(&self, number: u64) -> Result<Block, FleetError> {
         let opts = self.opts.decode;
         let hedge = self.opts.hedge && self.at_tip(number);
@@ -1057,6 +1058,7 @@ impl Fleet {
     }
 
     /// One block by hash (reorg walk-back).
+    #[tracing::instrument(name = "fetch", skip(self), fields(hash = %hash))]
     pub async fn block_by_hash(&self, hash: B256) -> Result<Block, FleetError> {
         let opts = self.opts.decode;
         self.with_failover(
@@ -1085,6 +1087,7 @@ impl Fleet {
 
     /// Like [`blocks_by_number`](Self::blocks_by_number), but asks the providers in `avoid`
     /// (fleet indexes) only after every other one failed or was ineligible.
+    #[tracing::instrument(name = "fetch", skip_all, fields(from = numbers.first(), to = numbers.last()))]
     pub async fn blocks_by_number_avoiding(&self, numbers: &[u64], avoid: &[u16]) -> Result<Vec<Block>, FleetError> {
         let opts = self.opts.decode;
         let started = Instant::now();

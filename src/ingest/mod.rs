@@ -175,6 +175,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
     }
 
     /// Commit synchronously (reorgs), after any background commit.
+    #[tracing::instrument(name = "commit", skip_all, fields(blocks = batch.blocks.len()))]
     async fn commit(&mut self, batch: CommitBatch) -> Result<(), IngestError> {
         self.settle().await?;
         let n = batch.blocks.len();
@@ -188,6 +189,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
     }
 
     /// Start committing `pending` in the background (after the previous commit finished).
+    #[tracing::instrument(name = "commit", skip_all, fields(blocks = pending.len()))]
     async fn flush(&mut self, pending: &mut Vec<Block>) -> Result<(), IngestError> {
         self.settle().await?;
         let (Some(first), Some(tip)) = (pending.first().map(|b| b.number), pending.last().map(|b| b.number)) else {
@@ -295,6 +297,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
 
     /// `new_block` does not extend the stored tip: walk back by parent hash until the branch
     /// meets the stored chain, then replace the old branch above the fork in one transaction.
+    #[tracing::instrument(name = "reorg", skip_all, fields(height = new_block.number))]
     pub async fn resolve_reorg(&mut self, new_block: Block) -> Result<(), IngestError> {
         let limit = self.opts.max_reorg_depth;
         let provider = new_block.provider;

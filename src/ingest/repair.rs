@@ -86,6 +86,7 @@ impl<S: RepairSink> GapRepairer<S> {
     }
 
     /// One scan and one step of repair for each open problem.
+    #[tracing::instrument(name = "repair", skip_all)]
     pub async fn repair_once(&mut self) -> Result<RepairPass, S::Error> {
         let scan = self.sink.scan_gaps().await?;
         let (Some(floor), Some(tip)) = (scan.floor, scan.tip) else { return Ok(RepairPass::default()) };

@@ -21,6 +21,9 @@ use crate::types::{micros, now_ms};
 use http::{MetaLayer, ResponseMeta, with_meta};
 use wire::{DecodeOptions, Reject, Want};
 
+/// Ids for the per-call debug events (`request_id`), unique within the process.
+static NEXT_REQUEST_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A provider URL. Its `Debug` and `Display` never show the path or query, where API keys live.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretUrl(String);
@@ -371,6 +374,26 @@ impl Provider {
     }
 
     fn emit(&self, s: RequestSample) {
+        // One debug event per call (`RUST_LOG=blockstreamer::rpc=debug`), with an id that is
+        // unique in this process so a call can be followed through the logs.
+        let request_id = NEXT_REQUEST_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)]
+        let latency_ms = s.latency_us as f64 / 1000.0;
+        tracing::debug!(
+            target: "blockstreamer::rpc",
+            request_id,
+            provider = %self.spec.name,
+            method = s.method,
+            height = s.block_number,
+            latency_ms,
+            outcome = s.outcome.as_str(),
+            http_status = s.http_status,
+            rpc_code = s.rpc_code,
+            attempt = s.attempt,
+            hedged = s.hedged,
+            batch = s.batch_size,
+            "rpc call"
+        );
         // Prometheus view of the same sample (a no-op until the API installs a recorder).
         let name = self.spec.name.clone();
         metrics::counter!("blockstreamer_provider_requests_total", "provider" => name.clone(), "method" => s.method, "outcome" => s.outcome.as_str())
