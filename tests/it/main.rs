@@ -16,6 +16,7 @@ mod api_stream;
 mod cli;
 mod db_faults;
 mod demo;
+mod deploy;
 mod export;
 mod kill9;
 mod migrations;
