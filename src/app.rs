@@ -558,6 +558,7 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
     if let Some(a) = &api {
         let base = format!("http://{}", a.addr());
         println!("api listening on {base}");
+        println!("dashboard: {base}/");
         println!("try:  curl {base}/v1/blocks/latest");
         println!("      curl {base}/v1/providers");
         println!("      curl -N {base}/v1/stream/blocks");

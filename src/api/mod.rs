@@ -5,6 +5,7 @@
 
 pub mod alerts;
 mod blocks;
+mod dashboard;
 mod export;
 mod guard;
 mod metrics;
@@ -330,6 +331,11 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/v1/sql", post(ops::sql))
         .route("/v1/admin/config", get(ops::admin_config))
         .route("/v1/admin/checkpoint", post(ops::admin_checkpoint))
+        .route("/v1/events", get(dashboard::events))
+        .route("/v1/latency", get(dashboard::latency))
+        .route("/", get(dashboard::index))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(metrics::render))
@@ -363,6 +369,11 @@ pub const ROUTES: &[&str] = &[
     "/v1/admin/checkpoint",
     "/v1/stream/blocks",
     "/v1/export/{table}",
+    "/v1/events",
+    "/v1/latency",
+    "/",
+    "/dashboard.js",
+    "/dashboard.css",
     "/healthz",
     "/readyz",
     "/metrics",

@@ -24,7 +24,9 @@ use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
 
 pub use alerts::{AlertRow, AlertWindow};
-pub use query::{BlockRow, ProviderWindow, ReorgRow, RequestRow, StoredTip, TxRow, ratio};
+pub use query::{
+    BlockRow, CallPoint, EventRow, ProviderWindow, ReorgRow, RequestRow, StoredTip, TxRow, ratio, us_to_ms,
+};
 pub use repair::RepairRow;
 pub use retention::PruneReport;
 pub use telemetry::{TelemetryWriter, TelemetryWriterStats};

@@ -72,6 +72,25 @@ pub struct ReorgRow {
     pub provider: Option<String>,
 }
 
+/// One routing decision (a `provider_events` row).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub provider: String,
+    pub kind: String,
+    pub reason: String,
+}
+
+/// One call for the latency series: provider, start (ms), latency (µs), outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallPoint {
+    pub provider: String,
+    pub ts_ms: i64,
+    pub latency_us: i64,
+    pub ok: bool,
+}
+
 /// One raw telemetry row (one JSON-RPC attempt).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RequestRow {
@@ -185,7 +204,7 @@ fn tx_row(r: &SqliteRow) -> Result<TxRow, StoreError> {
 }
 
 /// Microseconds → milliseconds (latencies are far below 2^53 µs: the cast is exact).
-pub(super) fn us_to_ms(us: i64) -> f64 {
+pub fn us_to_ms(us: i64) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let v = us as f64 / 1000.0;
     v
@@ -270,6 +289,46 @@ impl Store {
                     new_tip_number: uint(r, 7, "new tip")?,
                     new_tip_hash: hex_blob(r, 8)?,
                     provider: r.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Routing decisions newest first, id below `before`, at most `limit`.
+    pub async fn events_page(&self, before: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(include_str!("../../sql/api/events_page.sql"))
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    id: r.try_get(0)?,
+                    ts_ms: r.try_get(1)?,
+                    provider: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Calls since `since_ms`, oldest first, at most `limit` (the latency plot).
+    pub async fn calls_since(&self, since_ms: i64, limit: u32) -> Result<Vec<CallPoint>, StoreError> {
+        let rows = sqlx::query(include_str!("../../sql/api/latency_series.sql"))
+            .bind(since_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let outcome: String = r.try_get(3)?;
+                Ok(CallPoint {
+                    provider: r.try_get(0)?,
+                    ts_ms: r.try_get(1)?,
+                    latency_us: r.try_get(2)?,
+                    ok: outcome == "ok",
                 })
             })
             .collect()

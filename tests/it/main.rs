@@ -14,6 +14,7 @@ mod api_alerts;
 mod api_security;
 mod api_stream;
 mod cli;
+mod dashboard;
 mod db_faults;
 mod demo;
 mod deploy;
