@@ -31,6 +31,10 @@ struct Cli {
     /// `RUST_LOG=info,blockstreamer::rpc=debug` for one line per JSON-RPC call.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+    /// Export the spans (fetch, commit, reorg, repair, and the calls inside them) to this
+    /// OTLP/HTTP collector, e.g. http://127.0.0.1:4318/v1/traces (needs `--features otlp`).
+    #[arg(long, global = true, env = "BLOCKSTREAMER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -224,22 +228,87 @@ impl Common {
     }
 }
 
-/// Logs go to stdout, except for commands whose stdout is data (`sql`, `export`).
-fn init_logging(to_stderr: bool, format: LogFormat) {
+/// Logs go to stdout, except for commands whose stdout is data (`sql`, `export`). With
+/// `--otlp-endpoint` (built with `--features otlp`) the spans are also exported over OTLP; the
+/// returned guard flushes them at exit.
+fn init_logging(to_stderr: bool, format: LogFormat, otlp: Option<&str>) -> anyhow::Result<Option<otlp::Guard>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let writer = if to_stderr {
         tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
     } else {
         tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout)
     };
-    match format {
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).with_writer(writer).init(),
+    let (json, pretty) = match format {
+        LogFormat::Json => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(writer),
+            ),
+            None,
+        ),
         LogFormat::Pretty => {
             let ansi = if to_stderr { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
-            builder.with_ansi(ansi).with_writer(writer).init();
+            (None, Some(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer)))
         }
+    };
+    let (otel, guard) = match otlp {
+        Some(endpoint) => {
+            let (layer, guard) = otlp::layer(endpoint)?;
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    // The OTLP layer sits right on the registry; the filter still decides for every layer.
+    tracing_subscriber::registry().with(otel).with(filter).with(json).with(pretty).init();
+    Ok(guard)
+}
+
+/// The optional span exporter, boxed so both builds give the subscriber one type.
+type OtelLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// OpenTelemetry export of the spans, compiled in with `--features otlp`.
+#[cfg(feature = "otlp")]
+mod otlp {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+
+    /// Flushes and shuts the exporter down when dropped.
+    pub(crate) struct Guard(opentelemetry_sdk::trace::SdkTracerProvider);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.shutdown();
+        }
+    }
+
+    /// A tracing layer exporting spans to the OTLP/HTTP collector at `endpoint`
+    /// (e.g. `http://127.0.0.1:4318/v1/traces`).
+    pub(crate) fn layer(endpoint: &str) -> anyhow::Result<(super::OtelLayer, Guard)> {
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(endpoint).build()?;
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name("blockstreamer").build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer("blockstreamer");
+        Ok((Box::new(tracing_opentelemetry::layer().with_tracer(tracer)), Guard(provider)))
+    }
+}
+
+/// Without the `otlp` feature the flag is refused with the reason.
+#[cfg(not(feature = "otlp"))]
+mod otlp {
+    /// Nothing to flush.
+    pub(crate) struct Guard;
+
+    pub(crate) fn layer(_endpoint: &str) -> anyhow::Result<(super::OtelLayer, Guard)> {
+        anyhow::bail!("--otlp-endpoint needs a build with the otlp feature: cargo build --release --features otlp")
     }
 }
 
@@ -290,7 +359,11 @@ fn shutdown_token(run_for: Option<u64>) -> CancellationToken {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let format = cli.log_format;
-    init_logging(matches!(cli.command, Command::Sql { .. } | Command::Export { .. }), format);
+    let _otlp = init_logging(
+        matches!(cli.command, Command::Sql { .. } | Command::Export { .. }),
+        format,
+        cli.otlp_endpoint.as_deref(),
+    )?;
     match run(cli.command).await {
         // A log collector reading JSON lines gets the fatal error as one more JSON line.
         Err(e) if format == LogFormat::Json => {

@@ -122,7 +122,7 @@ fn json_logs_carry_the_call_fields_and_spans() {
     // Lines that are not JSON are the demo's own hints for people (address and curl lines).
     for line in text.lines().filter(|l| !l.starts_with('{')) {
         assert!(
-            line.starts_with("api listening on") || line.trim_start().starts_with("curl") || line.starts_with("try:"),
+            ["api listening on", "dashboard:", "try:", "curl"].iter().any(|p| line.trim_start().starts_with(p)),
             "{line}"
         );
     }
