@@ -7,13 +7,14 @@
 //! - [`fleet`]: many providers — head polling, selection, failover and retries.
 //! - [`ingest`]: follow the head, validate parent links, walk back through reorgs, backfill ranges.
 //! - [`store`]: SQLite — migrations, one writer, batched commits, the telemetry writer and its
-//!   minute rollups, the read side the API uses.
+//!   minute rollups, retention, the read side the API uses.
 //! - [`api`]: HTTP — blocks, transactions, provider health, alerts, the SSE stream, read-only
-//!   SQL, Prometheus metrics, served by its own hyper accept loop.
+//!   SQL, exports, Prometheus metrics and the built-in dashboard, served by its own hyper
+//!   accept loop.
 //! - [`export`]: files out — CSV, JSON lines and Parquet in chunks, from read-only connections.
 //! - [`sim`]: a simulated chain served by jsonrpsee servers on loopback (demo and tests).
 //! - [`fault`]: a scriptable fault-injecting JSON-RPC proxy (tests, demo, `faultproxy` command).
-//! - [`app`]: the composition root that wires them together.
+//! - [`app`]: the composition root that wires them together (and the demo's fault profiles).
 
 pub mod api;
 pub mod app;

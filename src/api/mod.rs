@@ -1,5 +1,6 @@
-//! The HTTP API: axum routes over the store (read pool), the live fleet and the SQL sandbox,
-//! served by our own hyper accept loop (header-read timeout, connection cap, graceful stop).
+//! The HTTP API: axum routes over the store (read pool), the live fleet and the SQL sandbox —
+//! JSON, the SSE stream, exports, metrics and the embedded dashboard page — served by our own
+//! hyper accept loop (header-read timeout, connection cap, graceful stop).
 //!
 //! Routes are listed in `routes()` and described in `openapi.json`; a test keeps the two equal.
 
