@@ -46,6 +46,16 @@ pub(super) fn limit_param(map: &BTreeMap<String, String>, def: u32, max: u32) ->
     }
 }
 
+/// The `cursor` of a newest-first page keyed by row id: read ids below it (all when absent).
+pub(super) fn id_cursor(map: &BTreeMap<String, String>) -> Result<i64, ApiError> {
+    Ok(uint_param(map, "cursor")?.map_or(i64::MAX, |c| i64::try_from(c).unwrap_or(i64::MAX)))
+}
+
+/// The next page's cursor: the last id, when the page came back full.
+pub(super) fn next_id_cursor(len: usize, limit: u32, last_id: Option<i64>) -> Option<String> {
+    (len == usize::try_from(limit).unwrap_or(usize::MAX)).then(|| last_id.map(|id| id.to_string())).flatten()
+}
+
 /// A 0x-prefixed 32-byte hash.
 pub(super) fn parse_hash(s: &str, what: &str) -> Result<[u8; 32], ApiError> {
     let bad = || ApiError::BadRequest(format!("{what} must be 0x followed by 64 hex digits, got {s:?}"));
@@ -166,14 +176,9 @@ pub(super) async fn transaction(
 pub(super) async fn reorgs(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
     let map = params(q, &["limit", "cursor"])?;
     let limit = limit_param(&map, 100, 1000)?;
-    let before = match uint_param(&map, "cursor")? {
-        Some(c) => i64::try_from(c).unwrap_or(i64::MAX),
-        None => i64::MAX,
-    };
-    let rows = state.0.store.reorgs_page(before, limit).await?;
-    let next =
-        (rows.len() == usize::try_from(limit).unwrap_or(usize::MAX)).then(|| rows.last().map(|r| r.id.to_string()));
-    Ok(Json(json!({ "reorgs": rows, "next_cursor": next.flatten() })))
+    let rows = state.0.store.reorgs_page(id_cursor(&map)?, limit).await?;
+    let next = next_id_cursor(rows.len(), limit, rows.last().map(|r| r.id));
+    Ok(Json(json!({ "reorgs": rows, "next_cursor": next })))
 }
 
 /// `GET /v1/gaps`: open holes and broken links now, and the latest repair attempts.

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::blocks::{Params, limit_param, params, uint_param};
+use super::blocks::{Params, id_cursor, limit_param, next_id_cursor, params, uint_param};
 use super::{ApiError, ApiState};
 use crate::store::CallPoint;
 
@@ -54,11 +54,9 @@ pub(super) async fn style() -> Response {
 pub(super) async fn events(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
     let map = params(q, &["limit", "cursor"])?;
     let limit = limit_param(&map, 50, 1000)?;
-    let before = uint_param(&map, "cursor")?.map_or(i64::MAX, |c| i64::try_from(c).unwrap_or(i64::MAX));
-    let rows = state.0.store.events_page(before, limit).await?;
-    let next =
-        (rows.len() == usize::try_from(limit).unwrap_or(usize::MAX)).then(|| rows.last().map(|r| r.id.to_string()));
-    Ok(Json(json!({ "events": rows, "next_cursor": next.flatten() })))
+    let rows = state.0.store.events_page(id_cursor(&map)?, limit).await?;
+    let next = next_id_cursor(rows.len(), limit, rows.last().map(|r| r.id));
+    Ok(Json(json!({ "events": rows, "next_cursor": next })))
 }
 
 /// Nearest-rank percentile of sorted values.

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::blocks::{Params, params, uint_param};
 use super::{ApiError, ApiState, guard};
-use crate::export::{ExportError, ExportOptions, Format, KeyKind, Prepared, Table};
+use crate::export::{ExportError, ExportOptions, Format, Prepared, Table};
 
 /// Bytes handed to the HTTP body at a time.
 const PIECE: usize = 64 * 1024;
@@ -103,11 +103,11 @@ pub(super) async fn export(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(bad)?;
-    let name = match (prepared.range(), table.key_kind()) {
-        (Some((lo, hi)), KeyKind::Height) => format!("{}__{lo:08}_to_{hi:08}.{}", table.name(), format.ext()),
-        (Some((lo, hi)), KeyKind::Time) => format!("{}__{lo}_to_{}.{}", table.name(), hi + 1, format.ext()),
-        (None, _) => format!("{}__empty.{}", table.name(), format.ext()),
-    };
+    // Named as `blockstreamer export` would name the range as one chunk.
+    let name = prepared
+        .range()
+        .and_then(|(lo, hi)| crate::export::plan(table, format, lo, hi, i64::MAX).pop())
+        .map_or_else(|| format!("{}__empty.{}", table.name(), format.ext()), |c| c.name);
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let cancel = Arc::new(AtomicBool::new(false));
     let stop = cancel.clone();

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::blocks::{Params, limit_param, params, uint_param};
+use super::blocks::{Params, id_cursor, limit_param, next_id_cursor, params};
 use super::{ApiError, ApiState, guard};
 
 /// `GET /healthz`: the process answers.
@@ -68,13 +68,8 @@ pub(super) async fn alerts(State(state): State<ApiState>, q: Params) -> Result<J
         Some(s) => return Err(ApiError::BadRequest(format!("state must be open or all, got {s:?}"))),
     };
     let limit = limit_param(&map, 100, 1000)?;
-    let before = uint_param(&map, "cursor")?.map_or(i64::MAX, |c| i64::try_from(c).unwrap_or(i64::MAX));
-    let rows = state.0.store.alerts_page(open_only, before, limit).await?;
-    let next = if rows.len() == usize::try_from(limit).unwrap_or(usize::MAX) {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let rows = state.0.store.alerts_page(open_only, id_cursor(&map)?, limit).await?;
+    let next = next_id_cursor(rows.len(), limit, rows.last().map(|r| r.id));
     Ok(Json(json!({ "alerts": rows, "next_cursor": next })))
 }
 

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use super::blocks::{Params, limit_param, params, uint_param};
+use super::blocks::{Params, id_cursor, limit_param, next_id_cursor, params};
 use super::{ApiError, ApiState};
 use crate::fleet::ProviderStatus;
 use crate::store::ProviderWindow;
@@ -190,12 +190,7 @@ pub(super) async fn requests(
     if !store.provider_names().await?.iter().any(|(n, _)| *n == name) {
         return Err(ApiError::NotFound(format!("no provider named {name:?}")));
     }
-    let before = uint_param(&map, "cursor")?.map_or(i64::MAX, |c| i64::try_from(c).unwrap_or(i64::MAX));
-    let rows = store.provider_requests(&name, before, limit).await?;
-    let next = if rows.len() == usize::try_from(limit).unwrap_or(usize::MAX) {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let rows = store.provider_requests(&name, id_cursor(&map)?, limit).await?;
+    let next = next_id_cursor(rows.len(), limit, rows.last().map(|r| r.id));
     Ok(Json(json!({ "provider": name, "requests": rows, "next_cursor": next })))
 }

@@ -14,6 +14,7 @@ mod read;
 pub mod schema;
 mod write;
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -141,19 +142,21 @@ pub fn plan(table: Table, format: Format, lo: i64, hi: i64, size: i64) -> Vec<Ch
     }
 }
 
-/// Files in `dir` for the chunk starting at `lo` (any end), with the end they reach.
-fn versions(dir: &Path, table: Table, format: Format, lo: i64) -> Vec<(PathBuf, String)> {
-    let prefix = chunk_prefix(table, lo);
+/// The finished files of `table` in `format` already in `dir`, read once: chunk prefix (the
+/// part up to `_to_`, which names the chunk's start) → (path, the end it reaches).
+fn existing_chunks(dir: &Path, table: Table, format: Format) -> HashMap<String, Vec<(PathBuf, String)>> {
+    let head = format!("{}__", table.name());
     let suffix = format!(".{}", format.ext());
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let end = name.strip_prefix(&prefix)?.strip_suffix(&suffix)?.to_string();
-            Some((e.path(), end))
-        })
-        .collect()
+    let mut out: HashMap<String, Vec<(PathBuf, String)>> = HashMap::new();
+    let Ok(entries) = fs::read_dir(dir) else { return out };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_prefix(&head).and_then(|n| n.strip_suffix(&suffix)) else { continue };
+        let Some((_, end)) = stem.split_once("_to_") else { continue };
+        let prefix = name[..head.len() + stem.len() - end.len()].to_string();
+        out.entry(prefix).or_default().push((e.path(), end.to_string()));
+    }
+    out
 }
 
 /// Remove temp files left by an exporter that was killed (`.NAME.tmp-PID` whose PID is gone).
@@ -289,9 +292,10 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let mut done = existing_chunks(&opts.out, opts.table, opts.format);
     for chunk in chunks {
         let final_path = opts.out.join(&chunk.name);
-        let existing = versions(&opts.out, opts.table, opts.format, chunk.lo);
+        let existing = done.remove(&chunk_prefix(opts.table, chunk.lo)).unwrap_or_default();
         let covered = existing.iter().any(|(_, end)| end_cmp(end, &chunk.end).is_ge());
         if covered && !opts.overwrite {
             summary.skipped.push(final_path);

@@ -374,18 +374,18 @@ impl Provider {
     }
 
     fn emit(&self, s: RequestSample) {
-        // One debug event per call (`RUST_LOG=blockstreamer::rpc=debug`), with an id that is
-        // unique in this process so a call can be followed through the logs.
-        let request_id = NEXT_REQUEST_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         #[allow(clippy::cast_precision_loss)]
-        let latency_ms = s.latency_us as f64 / 1000.0;
+        let secs = s.latency_us as f64 / 1e6;
+        // One debug event per call (`RUST_LOG=blockstreamer::rpc=debug`), with an id that is
+        // unique in this process so a call can be followed through the logs. The field values
+        // are only computed when the event is enabled: nothing is added to the call path otherwise.
         tracing::debug!(
             target: "blockstreamer::rpc",
-            request_id,
+            request_id = NEXT_REQUEST_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             provider = %self.spec.name,
             method = s.method,
             height = s.block_number,
-            latency_ms,
+            latency_ms = secs * 1000.0,
             outcome = s.outcome.as_str(),
             http_status = s.http_status,
             rpc_code = s.rpc_code,
@@ -402,8 +402,6 @@ impl Provider {
             metrics::counter!("blockstreamer_provider_credits_total", "provider" => name.clone())
                 .increment(u64::from(s.credits));
         }
-        #[allow(clippy::cast_precision_loss)]
-        let secs = s.latency_us as f64 / 1e6;
         metrics::histogram!("blockstreamer_provider_request_duration_seconds", "provider" => name, "method" => s.method)
             .record(secs);
         self.telemetry.record(TelemetryEvent::Request(s));

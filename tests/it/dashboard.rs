@@ -9,54 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::demo::start_demo;
 use crate::helpers::init_tracing;
 use crate::http::{self, client};
 
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start the demo on a free loopback port; returns it and its base URL.
-fn start_demo(db: &std::path::Path) -> (Demo, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--run-for", "120", "--db"])
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let demo = Demo(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("api listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(20)).expect("the demo prints its API address");
-    (demo, base)
-}
-
 fn chromium() -> PathBuf {
-    if let Some(p) = std::env::var_os("CHROMIUM") {
-        return PathBuf::from(p);
-    }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        for name in ["chromium", "chromium-browser"] {
-            let p = std::path::Path::new(dir).join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!("chromium not found: set CHROMIUM or install Debian's chromium (.ci/run does)");
+    crate::helpers::find_tool("CHROMIUM", &["chromium", "chromium-browser"], ".ci/run installs Debian's chromium")
 }
 
 /// Headless Chromium with a DevTools WebSocket to its one page.

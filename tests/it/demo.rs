@@ -11,14 +11,37 @@ use serde_json::Value;
 use crate::helpers::init_tracing;
 use crate::http::{self, client};
 
-/// Kills the demo when the test ends, however it ends.
-struct Demo(Child);
+/// The demo as a child process, killed when the test ends, however it ends.
+pub struct Demo(Child);
 
 impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Start the demo on a free loopback port; returns it and its base URL.
+pub fn start_demo(db: &std::path::Path) -> (Demo, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--run-for", "120", "--db"])
+        .arg(db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let demo = Demo(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("api listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let base = rx.recv_timeout(Duration::from_secs(20)).expect("the demo prints its API address");
+    (demo, base)
 }
 
 async fn scalar(c: &http::HttpClient, base: &str, sql: &str) -> i64 {
@@ -97,24 +120,7 @@ async fn the_demo_shows_every_behaviour_within_a_minute() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("demo.db");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_blockstreamer"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--run-for", "120", "--db"])
-        .arg(&db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let demo = Demo(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("api listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(20)).expect("the demo prints its API address");
+    let (demo, base) = start_demo(&db);
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     let c = client();
     let mut seen = Seen::default();

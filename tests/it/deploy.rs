@@ -10,16 +10,7 @@ fn root() -> PathBuf {
 }
 
 fn promtool() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROMTOOL") {
-        return PathBuf::from(p);
-    }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join("promtool");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("promtool not found: set PROMTOOL or put it on PATH (.ci/run extracts it from Debian's prometheus package)");
+    crate::helpers::find_tool("PROMTOOL", &["promtool"], ".ci/run extracts it from Debian's prometheus package")
 }
 
 fn run_promtool(args: &[&str]) {

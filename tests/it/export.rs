@@ -232,6 +232,25 @@ async fn add_awkward_rows(pool: &SqlitePool) {
     .expect("gap rows");
 }
 
+/// `count` more transactions (with `input_bytes` of calldata each) in the canonical block at
+/// `height`, then a checkpoint, so a chunk takes a while to export.
+async fn add_transactions(pool: &SqlitePool, height: i64, count: i64, input_bytes: i64) {
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 1000 + ?2 - 1)
+         INSERT INTO transactions (block_id, idx, hash, from_address, to_address, value, nonce, gas, gas_price,
+                                   max_fee_per_gas, max_priority_fee_per_gas, input, tx_type)
+         SELECT (SELECT id FROM blocks WHERE canonical = 1 AND number = ?1), i, randomblob(32), randomblob(20), NULL,
+                i * 1000, i, 21000, 7, NULL, NULL, randomblob(?3), 0 FROM n",
+    )
+    .bind(height)
+    .bind(count)
+    .bind(input_bytes)
+    .execute(pool)
+    .await
+    .expect("many transactions");
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.expect("checkpoint");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_table_in_every_format_reads_back_equal() {
     init_tracing();
@@ -363,17 +382,7 @@ async fn kill_9_during_export_leaves_no_partial_file() {
     let pool = inspect(&db.path).await;
     // One block with 150,000 transactions of 120 bytes of calldata each: a chunk that takes a
     // while to write.
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 151000)
-         INSERT INTO transactions (block_id, idx, hash, from_address, to_address, value, nonce, gas, gas_price,
-                                   max_fee_per_gas, max_priority_fee_per_gas, input, tx_type)
-         SELECT (SELECT id FROM blocks WHERE canonical = 1 AND number = 35), i, randomblob(32), randomblob(20), NULL,
-                i * 1000, i, 21000, 7, NULL, NULL, randomblob(120), 0 FROM n",
-    )
-    .execute(&pool)
-    .await
-    .expect("many transactions");
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.expect("checkpoint");
+    add_transactions(&pool, 35, 150_001, 120).await;
     let out = tempfile::tempdir().expect("out");
     let args = |extra: &[&str]| {
         let mut a = vec![
@@ -465,17 +474,7 @@ async fn a_long_export_never_holds_back_the_wal_checkpoint() {
     init_tracing();
     let db = fixture_db().await;
     let pool = inspect(&db.path).await;
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 101000)
-         INSERT INTO transactions (block_id, idx, hash, from_address, to_address, value, nonce, gas, gas_price,
-                                   max_fee_per_gas, max_priority_fee_per_gas, input, tx_type)
-         SELECT (SELECT id FROM blocks WHERE canonical = 1 AND number = 20), i, randomblob(32), randomblob(20), NULL,
-                i, i, 21000, 7, NULL, NULL, randomblob(40), 0 FROM n",
-    )
-    .execute(&pool)
-    .await
-    .expect("many transactions");
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.expect("checkpoint");
+    add_transactions(&pool, 20, 100_001, 40).await;
     let o = ExportOptions { to: Some(30), ..opts(&db, Table::Transactions, Format::Csv, db.dir.path()) };
     let prepared = export::Prepared::new(o).expect("prepare");
     let done = std::sync::Arc::new(AtomicBool::new(false));

@@ -35,17 +35,24 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-fn anvil_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ANVIL_BIN") {
+/// An external tool: `$var` if set, else the first of `names` on PATH; panics with `hint`.
+pub fn find_tool(var: &str, names: &[&str], hint: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join("anvil");
-        if p.is_file() {
-            return p;
+        for name in names {
+            let p = Path::new(dir).join(name);
+            if p.is_file() {
+                return p;
+            }
         }
     }
-    panic!("anvil not found: set ANVIL_BIN or put anvil on PATH (.ci/run installs it from npm)");
+    panic!("{} not found: set {var} or put it on PATH ({hint})", names.join(" / "));
+}
+
+fn anvil_bin() -> PathBuf {
+    find_tool("ANVIL_BIN", &["anvil"], ".ci/run installs it from npm")
 }
 
 /// A running anvil, killed (SIGKILL by PID) on drop.

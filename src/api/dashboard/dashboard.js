@@ -3,10 +3,12 @@
 "use strict";
 
 const POLL_MS = 2000;
+const LATENCY_MS = 10000;
 const COLORS = ["#58a6ff", "#f78166", "#d2a8ff", "#3fb950", "#e3b341", "#ff7b72", "#79c0ff", "#ffa657"];
 const colorOf = new Map();
 const heads = []; // [t_ms, fleet_head | null, stored_head | null]
 let updates = 0;
+let latencyAt = 0;
 
 function color(name) {
   if (!colorOf.has(name)) colorOf.set(name, COLORS[colorOf.size % COLORS.length]);
@@ -219,15 +221,20 @@ function renderHeads() {
 async function refresh() {
   const status = document.getElementById("status");
   try {
+    // The latency series reads raw telemetry in 10 s buckets: once per bucket is enough.
+    const latencyDue = Date.now() - latencyAt >= LATENCY_MS;
     const [providers, latency, alerts, reorgs, events] = await Promise.all([
       getJson("/v1/providers"),
-      getJson("/v1/latency?seconds=600&step=10"),
+      latencyDue ? getJson("/v1/latency?seconds=600&step=10") : null,
       getJson("/v1/alerts?state=open&limit=20"),
       getJson("/v1/reorgs?limit=10"),
       getJson("/v1/events?limit=20"),
     ]);
     renderProviders(providers);
-    renderLatency(latency);
+    if (latency) {
+      renderLatency(latency);
+      latencyAt = Date.now();
+    }
     renderAlerts(alerts);
     renderReorgs(reorgs);
     renderEvents(events);
