@@ -160,11 +160,95 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for UniqueMap<'a> {
     }
 }
 
+/// The `transactions` member of a block: the transactions themselves, or only how many there
+/// are when they were asked for as hashes.
+enum TxList<'a> {
+    Full(Vec<RpcTx<'a>>),
+    Count(usize),
+}
+
+/// Errors from inside `transactions` start with this, so they can be reported against it.
+const TX_ERROR_PREFIX: &str = "transactions: ";
+
+struct TxSeed {
+    full: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TxSeed {
+    type Value = TxList<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let list = if self.full {
+            Vec::<RpcTx<'de>>::deserialize(d).map(TxList::Full)
+        } else {
+            Vec::<serde::de::IgnoredAny>::deserialize(d).map(|v| TxList::Count(v.len()))
+        };
+        list.map_err(|e| serde::de::Error::custom(format!("{TX_ERROR_PREFIX}{e}")))
+    }
+}
+
+/// A block object: every member but `transactions` as raw text (duplicates refused, as in
+/// `UniqueMap`), `transactions` decoded in the same pass.
+struct BlockMap<'a> {
+    fields: HashMap<&'a str, &'a RawValue>,
+    transactions: Option<TxList<'a>>,
+}
+
+struct BlockSeed {
+    full: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BlockSeed {
+    type Value = BlockMap<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BlockSeed {
+    type Value = BlockMap<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut fields = HashMap::with_capacity(32);
+        let mut transactions = None;
+        while let Some(k) = map.next_key::<&'de str>()? {
+            let duplicate = if k == "transactions" {
+                transactions.replace(map.next_value_seed(TxSeed { full: self.full })?).is_some()
+            } else {
+                fields.insert(k, map.next_value::<&'de RawValue>()?).is_some()
+            };
+            if duplicate {
+                return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+            }
+        }
+        Ok(BlockMap { fields, transactions })
+    }
+}
+
 impl<'a> Fields<'a> {
     fn parse(raw: &'a str) -> Result<Self, Reject> {
         serde_json::from_str::<UniqueMap<'a>>(raw)
             .map(|m| Self(m.0))
             .map_err(|e| Reject::NotAnObject(truncate(raw, &e)))
+    }
+
+    /// A block object and its `transactions` member in one pass over the text (the member is
+    /// most of a full block, and reading it as a raw value first meant scanning it twice).
+    fn parse_block(raw: &'a str, full: bool) -> Result<(Self, Option<TxList<'a>>), Reject> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let parsed = BlockSeed { full }.deserialize(&mut de).and_then(|m| de.end().map(|()| m));
+        match parsed {
+            Ok(m) => Ok((Self(m.fields), m.transactions)),
+            Err(e) => {
+                let text = truncate(raw, &e);
+                Err(match text.strip_prefix(TX_ERROR_PREFIX) {
+                    Some(why) => malformed("transactions", why),
+                    None => Reject::NotAnObject(text),
+                })
+            }
+        }
     }
 
     fn opt_str(&self, key: &'static str) -> Result<Option<&'a str>, Reject> {
@@ -207,7 +291,7 @@ pub struct DecodeOptions {
 
 /// Decode and validate a block from a provider. `provider` is the fleet index of its source.
 pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: u16) -> Result<Block, Reject> {
-    let f = Fields::parse(raw)?;
+    let (f, txs) = Fields::parse_block(raw, opts.full_transactions)?;
     let number = quantity("number", f.str("number")?)?;
     let block_hash = hash("hash", f.str("hash")?)?;
     match want {
@@ -247,19 +331,15 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: u16) -
         Some(false)
     };
 
-    let txs_raw = f.0.get("transactions").ok_or(Reject::Missing("transactions"))?;
-    let (tx_count, transactions, full_txs) = if opts.full_transactions {
-        let list: Vec<RpcTx<'_>> =
-            serde_json::from_str(txs_raw.get()).map_err(|e| malformed("transactions", truncate(txs_raw.get(), &e)))?;
-        let mut txs = Vec::with_capacity(list.len());
-        for (i, t) in list.iter().enumerate() {
-            txs.push(decode_tx(t, i, number, block_hash).map_err(|why| Reject::Transaction { index: i, why })?);
+    let (tx_count, transactions, full_txs) = match txs.ok_or(Reject::Missing("transactions"))? {
+        TxList::Full(list) => {
+            let mut txs = Vec::with_capacity(list.len());
+            for (i, t) in list.iter().enumerate() {
+                txs.push(decode_tx(t, i, number, block_hash).map_err(|why| Reject::Transaction { index: i, why })?);
+            }
+            (txs.len(), txs, true)
         }
-        (txs.len(), txs, true)
-    } else {
-        let list: Vec<&RawValue> =
-            serde_json::from_str(txs_raw.get()).map_err(|e| malformed("transactions", truncate(txs_raw.get(), &e)))?;
-        (list.len(), Vec::new(), false)
+        TxList::Count(n) => (n, Vec::new(), false),
     };
     let tx_count = u32::try_from(tx_count).map_err(|_| Reject::TooBig("transactions"))?;
 
@@ -413,6 +493,42 @@ mod tests {
         assert_eq!(quantity("n", "0x8000000000000000"), Err(Reject::TooBig("n")));
         assert!(hash("h", "0x12").is_err());
         assert_eq!(quantity256("v", "0xde0b6b3a7640000"), Ok(U256::from(10u64.pow(18))));
+    }
+
+    fn block_json(txs: &str) -> String {
+        let h = format!("\"0x{}\"", "ab".repeat(32));
+        format!(
+            r#"{{"number":"0x5","hash":{h},"parentHash":{h},"timestamp":"0x1","miner":"0x{a}","gasUsed":"0x0",
+            "gasLimit":"0x1","stateRoot":{h},"transactionsRoot":{h},"receiptsRoot":{h},"transactions":{txs}}}"#,
+            a = "cd".repeat(20)
+        )
+    }
+
+    #[test]
+    fn transactions_are_read_in_the_same_pass_and_checked() {
+        let opts = |full| DecodeOptions { full_transactions: full, verify_header_hash: false };
+        let h = format!("0x{}", "ab".repeat(32));
+        let tx = format!(
+            r#"{{"hash":"{h}","from":"0x{a}","to":null,"value":"0x1","nonce":"0x0","gas":"0x5208",
+            "input":"0x","blockHash":"{h}","blockNumber":"0x5","transactionIndex":"0x0","v":"0x1"}}"#,
+            a = "cd".repeat(20)
+        );
+        let full = decode_block(&block_json(&format!("[{tx}]")), Want::Number(5), opts(true), 0);
+        assert_eq!(full.map(|b| (b.tx_count, b.transactions.len(), b.full_txs)), Ok((1, 1, true)));
+        let hashes = decode_block(&block_json(&format!(r#"["{h}","{h}"]"#)), Want::Number(5), opts(false), 0);
+        assert_eq!(hashes.map(|b| (b.tx_count, b.transactions.len(), b.full_txs)), Ok((2, 0, false)));
+        // hashes where objects were asked for: the member is named
+        let e = decode_block(&block_json(&format!(r#"["{h}"]"#)), Want::Number(5), opts(true), 0);
+        assert!(matches!(e, Err(Reject::Malformed { field: "transactions", .. })), "{e:?}");
+        // a second `transactions` member is as ambiguous as any other duplicate
+        let twice = block_json("[]").replacen(r#""transactions":[]"#, r#""transactions":[],"transactions":[]"#, 1);
+        let e = decode_block(&twice, Want::Number(5), opts(false), 0).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("duplicate key"), "{e}");
+        let none = block_json("[]").replacen(r#","transactions":[]"#, "", 1);
+        assert_eq!(decode_block(&none, Want::Number(5), opts(true), 0).err(), Some(Reject::Missing("transactions")));
+        // trailing bytes after the object are refused, as a whole-document parse would
+        let trailing = format!("{} x", block_json("[]"));
+        assert!(matches!(decode_block(&trailing, Want::Number(5), opts(true), 0), Err(Reject::NotAnObject(_))));
     }
 
     #[test]
