@@ -15,12 +15,12 @@ URL="http://127.0.0.1:$PORT"
 ANVIL_BIN=${ANVIL_BIN:-.ci/tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}
 CRYO_PY=${CRYO_PY:-/opt/bench/cryo/bin/python}
 ETL_BIN=${ETL_BIN:-/opt/bench/etl/bin/ethereumetl}
-BIN=target/release/blockstreamer
-BENCH=target/release/examples/bench
+BIN=${CARGO_TARGET_DIR:-target}/release/blockstreamer
+BENCH=${CARGO_TARGET_DIR:-target}/release/examples/bench
 WORK=$(mktemp -d)
 trap 'kill $ANVIL_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-"$ANVIL_BIN" --host 127.0.0.1 --port "$PORT" --silent --accounts 40 --gas-limit 100000000 &
+"$ANVIL_BIN" --host 127.0.0.1 --port "$PORT" --silent --accounts 40 --gas-limit 100000000 --max-persisted-states 0 &
 ANVIL_PID=$!
 for _ in $(seq 50); do curl -sf -H 'content-type: application/json' \
   -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' "$URL" >/dev/null && break; sleep 0.1; done

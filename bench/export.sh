@@ -66,7 +66,7 @@ rm -f "$DB" "$DB-wal" "$DB-shm"
 fi
 
 # ---- B. cryo from anvil vs blockstreamer backfill + export ----------------------------------
-"$ANVIL_BIN" --host 127.0.0.1 --port "$PORT" --silent --accounts 40 --gas-limit 100000000 &
+"$ANVIL_BIN" --host 127.0.0.1 --port "$PORT" --silent --accounts 40 --gas-limit 100000000 --max-persisted-states 0 &
 ANVIL_PID=$!
 for _ in $(seq 50); do curl -sf -H 'content-type: application/json' \
   -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' "$URL" >/dev/null && break; sleep 0.1; done

@@ -8,7 +8,7 @@ cargo build --release --quiet
 BIN="$PWD/target/release/blockstreamer"
 ANVIL="${ANVIL_BIN:-.ci/tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}"
 WORK="$(mktemp -d)"
-"$ANVIL" --port 18545 --silent >/dev/null 2>&1 &
+"$ANVIL" --port 18545 --silent --max-persisted-states 0 >/dev/null 2>&1 &
 ANVIL_PID=$!
 trap 'kill $ANVIL_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 sleep 1.5

@@ -98,11 +98,6 @@ enum Cmd {
     },
 }
 
-// mimalloc: glibc's malloc cost ~15 % of ingest CPU (BENCHMARKS.md §2), much of it blocks
-// decoded on the tokio threads and freed on the SQLite writer thread.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {

@@ -355,11 +355,6 @@ fn shutdown_token(run_for: Option<u64>) -> CancellationToken {
     token
 }
 
-// mimalloc: glibc's malloc cost ~15 % of ingest CPU (BENCHMARKS.md §2), much of it blocks
-// decoded on the tokio threads and freed on the SQLite writer thread.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

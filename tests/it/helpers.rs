@@ -67,8 +67,10 @@ impl Anvil {
     pub async fn start(extra: &[&str]) -> Self {
         for _ in 0..5 {
             let port = free_port();
+            // `--max-persisted-states 0`: anvil otherwise dumps old states under
+            // ~/.foundry/anvil/tmp and, when killed, never removes them (84 GB on this machine).
             let child = Command::new(anvil_bin())
-                .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent"])
+                .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent", "--max-persisted-states", "0"])
                 .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
