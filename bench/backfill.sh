@@ -43,13 +43,17 @@ for c in "1 1" "4 10" "8 20" "16 50"; do
 done
 
 printf 'telemetry = false\n' >"$WORK/notel.toml"
+# A tuned configuration, as cryo gets one: bigger JSON-RPC batches (a local node takes them).
+printf 'batch_size = 50\nconcurrency = 4\n' >"$WORK/b50.toml"
 RUNS=${RUNS:-5}
 # Interleaved rounds: anvil slows down over its lifetime and the VM's speed drifts, so each
 # round measures the ceiling and every tool back to back instead of one tool after another.
 for run in $(seq "$RUNS"); do
   timed "node ceiling 8x20 (bare client) #$run" "$BENCH" ceiling --url "$URL" --to "$BLOCKS" --concurrency 8 --batch 20
+  timed "node ceiling 16x50 (bare client) #$run" "$BENCH" ceiling --url "$URL" --to "$BLOCKS" --concurrency 16 --batch 50
   timed "blockstreamer (telemetry on) #$run" "$BIN" backfill --rpc "$URL" --from 0 --to "$BLOCKS" --db "$WORK/bs$run.db"
   timed "blockstreamer (telemetry off) #$run" "$BIN" backfill --config "$WORK/notel.toml" --rpc "$URL" --from 0 --to "$BLOCKS" --db "$WORK/bsn$run.db"
+  timed "blockstreamer (batch 50 x 4) #$run" "$BIN" backfill --config "$WORK/b50.toml" --rpc "$URL" --from 0 --to "$BLOCKS" --db "$WORK/bsb$run.db"
   if [ -x "$CRYO_PY" ]; then
     timed "cryo default #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((BLOCKS+1))'], output_dir='$WORK/cryo_d$run', no_verbose=True)"
     timed "cryo fastest (128 req, 8 chunks) #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((BLOCKS+1))'], output_dir='$WORK/cryo_f$run', max_concurrent_requests=128, max_concurrent_chunks=8, chunk_size=250, no_verbose=True)"
