@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use alloy_primitives::B256;
 use jsonrpsee::core::ClientError;
 use jsonrpsee::core::client::ClientT;
+use jsonrpsee::core::middleware::RpcServiceBuilder;
 use jsonrpsee::core::params::{ArrayParams, BatchRequestBuilder};
-use jsonrpsee::http_client::{HttpBackend, HttpClient, HttpClientBuilder, RpcLogger, RpcService};
+use jsonrpsee::http_client::{HttpBackend, HttpClient, HttpClientBuilder, RpcService};
 use serde_json::value::RawValue;
 use thiserror::Error;
 
@@ -224,7 +225,7 @@ pub struct CallCtx {
 }
 
 /// The jsonrpsee client with our HTTP layer under it.
-type Client = HttpClient<RpcLogger<RpcService<http::MetaService<HttpBackend>>>>;
+type Client = HttpClient<RpcService<http::MetaService<HttpBackend>>>;
 
 /// One upstream. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -255,6 +256,10 @@ impl Provider {
                 .max_response_size(max)
                 .max_request_size(1 << 20)
                 .set_http_middleware(tower::ServiceBuilder::new().layer(MetaLayer))
+                // No jsonrpsee logger: its default one re-serialises every request and every
+                // response (a full copy of each block batch) to build trace lines, even when
+                // trace is off. Each call gets our own telemetry row and debug event instead.
+                .set_rpc_middleware(RpcServiceBuilder::new())
                 .build(spec.url.expose())
                 .map_err(|e| {
                     ProviderError::Connect(format!("bad URL for {}: {}", spec.name, redact_err(&e, &spec.url)))
