@@ -8,7 +8,9 @@
 //! of `chunk_minutes` (`provider_requests__20261128T140000Z_to_20261128T150000Z.parquet`, end
 //! exclusive). A chunk clipped by the range (say the stored tip is 1,500) is named by what it
 //! holds (`..._00001000_to_00001500...`); a later run that can write the whole chunk replaces
-//! it, and a chunk is skipped when a file for it already reaches at least as far.
+//! it, and a chunk is skipped when a file for it already reaches at least as far — unless it
+//! was written with heights missing (open gaps), which a hidden `.NAME.gaps` file records until
+//! a run writes it whole.
 
 mod read;
 pub mod schema;
@@ -159,6 +161,12 @@ fn existing_chunks(dir: &Path, table: Table, format: Format) -> HashMap<String, 
     out
 }
 
+/// The hidden file that marks chunk `name` as written with heights missing (globs over the data
+/// files do not match it).
+fn gaps_marker(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.gaps"))
+}
+
 /// Remove temp files left by an exporter that was killed (`.NAME.tmp-PID` whose PID is gone).
 fn remove_stale_temps(dir: &Path, table: Table) {
     let Ok(entries) = fs::read_dir(dir) else { return };
@@ -297,12 +305,16 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
         let final_path = opts.out.join(&chunk.name);
         let existing = done.remove(&chunk_prefix(opts.table, chunk.lo)).unwrap_or_default();
         let covered = existing.iter().any(|(_, end)| end_cmp(end, &chunk.end).is_ge());
-        if covered && !opts.overwrite {
+        let marker = gaps_marker(&opts.out, &chunk.name);
+        // A chunk written while some of its heights had no block is done again on every run
+        // until it is whole: the gap repair may have filled it since.
+        let had_gaps = marker.exists();
+        if covered && !opts.overwrite && !had_gaps {
             summary.skipped.push(final_path);
             bar.inc(1);
             continue;
         }
-        if opts.table.has_orphans() {
+        let missing = if opts.table.has_orphans() {
             let have = read::canonical_count(&conn, chunk.lo, chunk.hi)?;
             let missing = u64::try_from(chunk.hi - chunk.lo + 1 - have).unwrap_or(0);
             if missing > 0 {
@@ -310,10 +322,18 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
                     chunk = %chunk.name,
                     missing,
                     "heights without a stored canonical block (open gaps; see `blockstreamer gaps`); \
-                     re-export with --overwrite once they are repaired"
+                     the next export run writes this chunk again"
                 );
                 summary.missing_heights += missing;
             }
+            missing
+        } else {
+            0
+        };
+        // Marked before the file can appear under its final name, so no crash leaves a gappy
+        // chunk looking finished.
+        if missing > 0 {
+            fs::write(&marker, format!("{missing} heights missing\n")).map_err(io(&marker))?;
         }
         let tmp = opts.out.join(format!(".{}.tmp-{}", chunk.name, std::process::id()));
         let result = (|| {
@@ -337,9 +357,17 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
                 return Err(e);
             }
         };
+        // Unmarked only once the whole chunk is under its final name: a crash before this point
+        // leaves it marked, and it is redone.
+        if missing == 0 && had_gaps {
+            fs::remove_file(&marker).map_err(io(&marker))?;
+        }
         // Shorter versions of this chunk (written when the range ended inside it) are superseded.
         for (path, end) in existing {
             if path != final_path && end_cmp(&end, &chunk.end).is_lt() {
+                if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                    let _ = fs::remove_file(gaps_marker(&opts.out, name));
+                }
                 let _ = fs::remove_file(path);
             }
         }

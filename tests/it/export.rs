@@ -376,6 +376,42 @@ async fn finished_chunks_are_skipped_and_clipped_ones_completed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_written_with_a_gap_is_redone_once_the_gap_is_filled() {
+    init_tracing();
+    let db = fixture_db().await;
+    let pool = inspect(&db.path).await;
+    let out = tempfile::tempdir().expect("out");
+    let mut o = opts(&db, Table::Blocks, Format::Csv, out.path());
+    o.chunk_size = 10;
+    o.to = Some(29);
+    // Height 23 has no canonical block: its chunk is written without it, and marked.
+    let hole = sqlx::query("UPDATE blocks SET canonical = 0 WHERE number = 23 AND canonical = 1")
+        .execute(&pool)
+        .await
+        .expect("open a hole");
+    assert_eq!(hole.rows_affected(), 1);
+    let first = run_export(&o);
+    assert_eq!((first.written.len(), first.missing_heights), (3, 1), "{first:?}");
+    let marker = out.path().join(".blocks__00000020_to_00000029.csv.gaps");
+    assert!(marker.exists(), "the gappy chunk is marked");
+    assert_eq!(read_all(out.path(), Table::Blocks, Format::Csv).len(), 29, "the marker is not data");
+    // Still a hole: only that chunk is written again.
+    let again = run_export(&o);
+    assert_eq!((again.written.len(), again.skipped.len()), (1, 2), "{again:?}");
+    assert!(again.written[0].ends_with("blocks__00000020_to_00000029.csv"));
+    // The hole filled (as gap repair would): the chunk is rewritten whole and unmarked ...
+    sqlx::query("UPDATE blocks SET canonical = 1 WHERE number = 23").execute(&pool).await.expect("fill");
+    let filled = run_export(&o);
+    assert_eq!((filled.written.len(), filled.missing_heights), (1, 0), "{filled:?}");
+    assert!(!marker.exists(), "unmarked once whole");
+    assert_eq!(read_all(out.path(), Table::Blocks, Format::Csv).len(), 30);
+    // ... and from then on skipped like any finished chunk.
+    let settled = run_export(&o);
+    assert!(settled.written.is_empty() && settled.skipped.len() == 3, "{settled:?}");
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_export_leaves_no_partial_file() {
     init_tracing();
     let db = fixture_db().await;
