@@ -23,8 +23,8 @@ URL="http://127.0.0.1:$PORT"
 ANVIL_BIN=${ANVIL_BIN:-.ci/tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}
 CRYO_PY=${CRYO_PY:-/opt/bench/cryo/bin/python}
 WORK=${WORK:-$(mktemp -d)}
-BIN=${BIN:-target/release/blockstreamer}
-BENCH=${BENCH:-target/release/examples/bench}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/blockstreamer}
+BENCH=${BENCH:-${CARGO_TARGET_DIR:-target}/release/examples/bench}
 # Line tables off keeps the release target dir small; SKIP_BUILD=1 with BIN/BENCH set reuses binaries.
 [ -n "${SKIP_BUILD:-}" ] || CARGO_INCREMENTAL=0 CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release --quiet --bins --examples
 ANVIL_PID=

@@ -507,8 +507,8 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
         }
     }
     let chain = SimChain::new(SimOptions { block_time: opts.block_time, seed: opts.seed, ..SimOptions::default() });
-    let profiles = crate::fault::Script::named_from_toml(include_str!("demo_profiles.toml"), "demo_profiles.toml")
-        .map_err(|e| AppError::Other(e.to_string()))?;
+    let profiles: std::collections::BTreeMap<String, DemoProfile> = toml::from_str(include_str!("demo_profiles.toml"))
+        .map_err(|e| AppError::Other(format!("demo_profiles.toml: {e}")))?;
     let mut servers = Vec::new();
     let mut proxies = Vec::new();
     let mut config = Config { poll_interval_ms: 250, ..Config::default() };
@@ -516,24 +516,21 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
         let sp = sim::serve(chain.clone(), SimProviderOptions { name: format!("sim-{name}"), lag: 0 })
             .await
             .map_err(|e| AppError::Other(format!("cannot start simulated provider: {e}")))?;
-        let script = profiles.get(*name).cloned().unwrap_or_default();
+        let profile = profiles.get(*name).cloned().unwrap_or_default();
+        let script = profile.faults.validated().map_err(|e| AppError::Other(format!("demo profile {name}: {e}")))?;
         let rules = script.rules.len();
         let proxy = crate::fault::FaultProxy::start(&sp.url(), std::net::SocketAddr::from(([127, 0, 0, 1], 0)), script)
             .await
             .map_err(|e| AppError::Other(format!("cannot start the {name} fault proxy: {e}")))?;
         tracing::info!(provider = %name, url = %proxy.url(), rules, "demo provider listening");
-        let mut entry =
-            crate::config::ProviderConfig { name: Some((*name).to_string()), ..provider_entry(proxy.url()) };
-        if *name == "liar" {
-            // Looks best on paper, so the router tries it until its lies are caught.
-            entry.weight = Some(1.5);
-        }
-        if *name == "throttled" {
-            // A tight plan: 4 requests a second and the dearest credits of the fleet.
-            entry.max_rps = Some(4.0);
-            entry.burst = Some(4);
-            entry.price_per_million_credits = Some(5.0);
-        }
+        let entry = crate::config::ProviderConfig {
+            name: Some((*name).to_string()),
+            weight: profile.weight,
+            max_rps: profile.max_rps,
+            burst: profile.burst,
+            price_per_million_credits: profile.price_per_million_credits,
+            ..provider_entry(proxy.url())
+        };
         config.providers.push(entry);
         servers.push(sp);
         proxies.push(proxy);
@@ -584,6 +581,19 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
 /// The demo's providers, each behind a fault proxy running the script of the same name in
 /// `demo_profiles.toml`.
 pub const DEMO_PROFILES: [&str; 5] = ["steady", "flaky", "laggard", "throttled", "liar"];
+
+/// One demo provider as `demo_profiles.toml` describes it: settings of its fleet entry and the
+/// fault script of the proxy in front of it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DemoProfile {
+    weight: Option<f64>,
+    max_rps: Option<f64>,
+    burst: Option<u32>,
+    price_per_million_credits: Option<f64>,
+    #[serde(default)]
+    faults: crate::fault::Script,
+}
 
 fn provider_entry(url: String) -> crate::config::ProviderConfig {
     let mut c = Config::default();

@@ -236,10 +236,10 @@ fn init_logging(to_stderr: bool, format: LogFormat, otlp: Option<&str>) -> anyho
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let writer = if to_stderr {
-        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
+    let (writer, ansi) = if to_stderr {
+        (tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal())
     } else {
-        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout)
+        (tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal())
     };
     let (json, pretty) = match format {
         LogFormat::Json => (
@@ -252,10 +252,7 @@ fn init_logging(to_stderr: bool, format: LogFormat, otlp: Option<&str>) -> anyho
             ),
             None,
         ),
-        LogFormat::Pretty => {
-            let ansi = if to_stderr { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
-            (None, Some(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer)))
-        }
+        LogFormat::Pretty => (None, Some(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer))),
     };
     let (otel, guard) = match otlp {
         Some(endpoint) => {

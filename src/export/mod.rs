@@ -16,7 +16,7 @@ mod read;
 pub mod schema;
 mod write;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -144,27 +144,42 @@ pub fn plan(table: Table, format: Format, lo: i64, hi: i64, size: i64) -> Vec<Ch
     }
 }
 
-/// The finished files of `table` in `format` already in `dir`, read once: chunk prefix (the
-/// part up to `_to_`, which names the chunk's start) → (path, the end it reaches).
-fn existing_chunks(dir: &Path, table: Table, format: Format) -> HashMap<String, Vec<(PathBuf, String)>> {
+/// What one read of the output directory found for `table` in `format`.
+#[derive(Default)]
+struct Existing {
+    /// Chunk prefix (the part up to `_to_`, which names the chunk's start) → (path, the end it
+    /// reaches), for every finished file.
+    chunks: HashMap<String, Vec<(PathBuf, String)>>,
+    /// File names of chunks written with heights missing (each has a `.NAME.gaps` marker).
+    gappy: HashSet<String>,
+}
+
+/// The finished files of `table` in `format` already in `dir` and their gap markers, read once.
+fn existing_chunks(dir: &Path, table: Table, format: Format) -> Existing {
     let head = format!("{}__", table.name());
     let suffix = format!(".{}", format.ext());
-    let mut out: HashMap<String, Vec<(PathBuf, String)>> = HashMap::new();
+    let mut out = Existing::default();
     let Ok(entries) = fs::read_dir(dir) else { return out };
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(chunk) = name.strip_prefix('.').and_then(|n| n.strip_suffix(GAPS_SUFFIX)) {
+            out.gappy.insert(chunk.to_string());
+            continue;
+        }
         let Some(stem) = name.strip_prefix(&head).and_then(|n| n.strip_suffix(&suffix)) else { continue };
         let Some((_, end)) = stem.split_once("_to_") else { continue };
         let prefix = name[..head.len() + stem.len() - end.len()].to_string();
-        out.entry(prefix).or_default().push((e.path(), end.to_string()));
+        out.chunks.entry(prefix).or_default().push((e.path(), end.to_string()));
     }
     out
 }
 
+const GAPS_SUFFIX: &str = ".gaps";
+
 /// The hidden file that marks chunk `name` as written with heights missing (globs over the data
 /// files do not match it).
 fn gaps_marker(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!(".{name}.gaps"))
+    dir.join(format!(".{name}{GAPS_SUFFIX}"))
 }
 
 /// Remove temp files left by an exporter that was killed (`.NAME.tmp-PID` whose PID is gone).
@@ -303,12 +318,12 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
     let mut done = existing_chunks(&opts.out, opts.table, opts.format);
     for chunk in chunks {
         let final_path = opts.out.join(&chunk.name);
-        let existing = done.remove(&chunk_prefix(opts.table, chunk.lo)).unwrap_or_default();
+        let existing = done.chunks.remove(&chunk_prefix(opts.table, chunk.lo)).unwrap_or_default();
         let covered = existing.iter().any(|(_, end)| end_cmp(end, &chunk.end).is_ge());
         let marker = gaps_marker(&opts.out, &chunk.name);
         // A chunk written while some of its heights had no block is done again on every run
         // until it is whole: the gap repair may have filled it since.
-        let had_gaps = marker.exists();
+        let had_gaps = done.gappy.contains(&chunk.name);
         if covered && !opts.overwrite && !had_gaps {
             summary.skipped.push(final_path);
             bar.inc(1);
@@ -365,7 +380,9 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
         // Shorter versions of this chunk (written when the range ended inside it) are superseded.
         for (path, end) in existing {
             if path != final_path && end_cmp(&end, &chunk.end).is_lt() {
-                if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                if let Some(name) = path.file_name().and_then(|n| n.to_str())
+                    && done.gappy.contains(name)
+                {
                     let _ = fs::remove_file(gaps_marker(&opts.out, name));
                 }
                 let _ = fs::remove_file(path);

@@ -228,14 +228,6 @@ impl Script {
         s.validated()
     }
 
-    /// Parse a TOML table of named scripts (`[name]` with `seed` and `[[name.rules]]`), checking
-    /// each; `path` only for messages.
-    pub fn named_from_toml(text: &str, path: &str) -> Result<BTreeMap<String, Self>, ScriptError> {
-        let all: BTreeMap<String, Self> =
-            toml::from_str(text).map_err(|e| ScriptError::Parse { path: path.into(), message: e.to_string() })?;
-        all.into_iter().map(|(k, v)| v.validated().map(|v| (k, v))).collect()
-    }
-
     /// Parse JSON (the run-time switch endpoint) and check it.
     pub fn from_json(text: &str) -> Result<Self, ScriptError> {
         let s: Self = serde_json::from_str(text)
@@ -255,7 +247,9 @@ impl Script {
         Self { seed: 0, rules: vec![rule] }
     }
 
-    fn validated(mut self) -> Result<Self, ScriptError> {
+    /// Name unnamed rules (`rule-N`) and check every rule, as the parsers here do; for scripts
+    /// deserialized as part of something else.
+    pub fn validated(mut self) -> Result<Self, ScriptError> {
         for (i, r) in self.rules.iter_mut().enumerate() {
             if r.name.is_empty() {
                 r.name = format!("rule-{}", i + 1);

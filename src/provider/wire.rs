@@ -134,32 +134,6 @@ const KNOWN_KEYS: &[&str] = &[
 
 struct Fields<'a>(HashMap<&'a str, &'a RawValue>);
 
-/// A JSON object read into a map that refuses duplicate keys: `{"number":"0x1","number":"0x2"}`
-/// is ambiguous, and different parsers resolve it differently, so it is rejected outright.
-struct UniqueMap<'a>(HashMap<&'a str, &'a RawValue>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for UniqueMap<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = UniqueMap<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut out = HashMap::new();
-                while let Some((k, v)) = map.next_entry::<&'de str, &'de RawValue>()? {
-                    if out.insert(k, v).is_some() {
-                        return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
-                    }
-                }
-                Ok(UniqueMap(out))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
 /// The `transactions` member of a block: the transactions themselves, or only how many there
 /// are when they were asked for as hashes.
 enum TxList<'a> {
@@ -167,17 +141,24 @@ enum TxList<'a> {
     Count(usize),
 }
 
+/// How an object's `transactions` member is read.
+#[derive(Clone, Copy)]
+enum TxMode {
+    /// Like any other member: kept as raw text (a head, where it is not looked at).
+    Raw,
+    /// Decoded as full transactions.
+    Full,
+    /// Counted (transaction hashes).
+    Count,
+}
+
 /// Errors from inside `transactions` start with this, so they can be reported against it.
 const TX_ERROR_PREFIX: &str = "transactions: ";
 
-struct TxSeed {
-    full: bool,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for TxSeed {
+impl<'de> serde::de::DeserializeSeed<'de> for TxMode {
     type Value = TxList<'de>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let list = if self.full {
+        let list = if matches!(self, Self::Full) {
             Vec::<RpcTx<'de>>::deserialize(d).map(TxList::Full)
         } else {
             Vec::<serde::de::IgnoredAny>::deserialize(d).map(|v| TxList::Count(v.len()))
@@ -186,26 +167,27 @@ impl<'de> serde::de::DeserializeSeed<'de> for TxSeed {
     }
 }
 
-/// A block object: every member but `transactions` as raw text (duplicates refused, as in
-/// `UniqueMap`), `transactions` decoded in the same pass.
-struct BlockMap<'a> {
+/// A JSON object read into a map of raw members that refuses duplicate keys
+/// (`{"number":"0x1","number":"0x2"}` is ambiguous, and different parsers resolve it
+/// differently, so it is rejected outright), with `transactions` decoded in the same pass unless
+/// the mode is `Raw` (it is most of a full block; reading it as a raw value first meant scanning
+/// it twice).
+struct ObjectMap<'a> {
     fields: HashMap<&'a str, &'a RawValue>,
     transactions: Option<TxList<'a>>,
 }
 
-struct BlockSeed {
-    full: bool,
-}
+struct ObjectSeed(TxMode);
 
-impl<'de> serde::de::DeserializeSeed<'de> for BlockSeed {
-    type Value = BlockMap<'de>;
+impl<'de> serde::de::DeserializeSeed<'de> for ObjectSeed {
+    type Value = ObjectMap<'de>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for BlockSeed {
-    type Value = BlockMap<'de>;
+impl<'de> serde::de::Visitor<'de> for ObjectSeed {
+    type Value = ObjectMap<'de>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
@@ -213,8 +195,8 @@ impl<'de> serde::de::Visitor<'de> for BlockSeed {
         let mut fields = HashMap::with_capacity(32);
         let mut transactions = None;
         while let Some(k) = map.next_key::<&'de str>()? {
-            let duplicate = if k == "transactions" {
-                transactions.replace(map.next_value_seed(TxSeed { full: self.full })?).is_some()
+            let duplicate = if k == "transactions" && !matches!(self.0, TxMode::Raw) {
+                transactions.replace(map.next_value_seed(self.0)?).is_some()
             } else {
                 fields.insert(k, map.next_value::<&'de RawValue>()?).is_some()
             };
@@ -222,23 +204,24 @@ impl<'de> serde::de::Visitor<'de> for BlockSeed {
                 return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
             }
         }
-        Ok(BlockMap { fields, transactions })
+        Ok(ObjectMap { fields, transactions })
     }
 }
 
 impl<'a> Fields<'a> {
     fn parse(raw: &'a str) -> Result<Self, Reject> {
-        serde_json::from_str::<UniqueMap<'a>>(raw)
-            .map(|m| Self(m.0))
-            .map_err(|e| Reject::NotAnObject(truncate(raw, &e)))
+        Self::parse_with(raw, TxMode::Raw).map(|(f, _)| f)
     }
 
-    /// A block object and its `transactions` member in one pass over the text (the member is
-    /// most of a full block, and reading it as a raw value first meant scanning it twice).
+    /// A block object and its `transactions` member, in one pass over the text.
     fn parse_block(raw: &'a str, full: bool) -> Result<(Self, Option<TxList<'a>>), Reject> {
+        Self::parse_with(raw, if full { TxMode::Full } else { TxMode::Count })
+    }
+
+    fn parse_with(raw: &'a str, mode: TxMode) -> Result<(Self, Option<TxList<'a>>), Reject> {
         use serde::de::DeserializeSeed;
         let mut de = serde_json::Deserializer::from_str(raw);
-        let parsed = BlockSeed { full }.deserialize(&mut de).and_then(|m| de.end().map(|()| m));
+        let parsed = ObjectSeed(mode).deserialize(&mut de).and_then(|m| de.end().map(|()| m));
         match parsed {
             Ok(m) => Ok((Self(m.fields), m.transactions)),
             Err(e) => {
