@@ -35,6 +35,8 @@ enum Cmd {
         txs: usize,
     },
     /// How fast the node serves full blocks to a bare client that does no decoding or storing.
+    /// Other shapes show what the node's time goes into (on anvil: recovering each transaction's
+    /// sender for full blocks; headers and receipts are cheap).
     Ceiling {
         #[arg(long)]
         url: String,
@@ -46,6 +48,10 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         batch: u64,
+        /// What to ask per block: `full` (eth_getBlockByNumber with transactions), `hashes`
+        /// (header and tx hashes), `receipts` (eth_getBlockReceipts), `hashes+receipts`.
+        #[arg(long, default_value = "full")]
+        shape: String,
     },
     /// Raw pipeline throughput: backfill a prefilled simulated chain into a fresh SQLite file.
     SimIngest {
@@ -105,7 +111,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     match Cli::parse().cmd {
         Cmd::Fill { url, blocks, txs } => fill(&url, blocks, txs).await,
-        Cmd::Ceiling { url, from, to, concurrency, batch } => ceiling(&url, from, to, concurrency, batch).await,
+        Cmd::Ceiling { url, from, to, concurrency, batch, shape } => {
+            ceiling(&url, from, to, concurrency, batch, &shape).await
+        }
         Cmd::SimIngest { blocks, txs, batch, concurrency, telemetry, db } => {
             sim_ingest(blocks, txs, batch, concurrency, telemetry, &db).await
         }
@@ -145,7 +153,15 @@ async fn ceiling(
     to: u64,
     concurrency: usize,
     batch: u64,
+    shape: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let (full, hashes, receipts) = match shape {
+        "full" => (true, false, false),
+        "hashes" => (false, true, false),
+        "receipts" => (false, false, true),
+        "hashes+receipts" => (false, true, true),
+        other => return Err(format!("unknown shape {other}").into()),
+    };
     let c = Arc::new(
         HttpClientBuilder::default().max_response_size(u32::MAX).request_timeout(Duration::from_secs(60)).build(url)?,
     );
@@ -158,7 +174,12 @@ async fn ceiling(
             async move {
                 let mut req = BatchRequestBuilder::new();
                 for n in a..=b {
-                    req.insert("eth_getBlockByNumber", rpc_params![format!("{n:#x}"), true]).ok();
+                    if full || hashes {
+                        req.insert("eth_getBlockByNumber", rpc_params![format!("{n:#x}"), full]).ok();
+                    }
+                    if receipts {
+                        req.insert("eth_getBlockReceipts", rpc_params![format!("{n:#x}")]).ok();
+                    }
                 }
                 match c.batch_request::<Box<RawValue>>(req).await {
                     Ok(r) => r.into_iter().flatten().map(|v| v.get().len()).sum::<usize>(),
@@ -175,7 +196,7 @@ async fn ceiling(
     let secs = started.elapsed().as_secs_f64();
     let n = to - from + 1;
     println!(
-        "ceiling: {n} blocks in {secs:.3} s = {:.0} blocks/s ({:.1} MB of JSON), concurrency {concurrency}, batch {batch}",
+        "ceiling: {n} blocks in {secs:.3} s = {:.0} blocks/s ({:.1} MB of JSON), concurrency {concurrency}, batch {batch}, {shape}",
         n as f64 / secs,
         bytes as f64 / 1e6
     );
