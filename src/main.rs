@@ -497,13 +497,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let summary = tokio::task::spawn_blocking(move || export::export(&opts, &cancel)).await??;
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
-                "exported {} rows into {} files ({} bytes) in {secs:.2} s; {} chunks already done{}",
+                "exported {} rows into {} files ({} bytes) in {secs:.2} s; {} chunks already done{}{}",
                 summary.rows,
                 summary.written.len(),
                 summary.bytes,
                 summary.skipped.len(),
                 if summary.missing_heights > 0 {
                     format!("; {} heights missing (open gaps)", summary.missing_heights)
+                } else {
+                    String::new()
+                },
+                if summary.reread_after_reorg > 0 {
+                    format!("; {} chunks read again after a reorg touched them", summary.reread_after_reorg)
                 } else {
                     String::new()
                 }

@@ -3,7 +3,10 @@
 //! finished chunks skipped on a re-run.
 //!
 //! Reads go through their own read-only SQLite connection in short transactions (one per page
-//! of 8,192 rows), so an export of any size never pins the WAL. Heights are chunked on
+//! of 8,192 rows), so an export of any size never pins the WAL. A reorg stored between two
+//! pages of blocks or transactions would mix both branches in one output, so the reorg log is
+//! checked after every page: a file chunk is read again (up to 5 times), an HTTP stream ends
+//! with an error. Heights are chunked on
 //! multiples of `chunk_size` (`blocks__00001000_to_00001999.parquet`); telemetry on multiples
 //! of `chunk_minutes` (`provider_requests__20261128T140000Z_to_20261128T150000Z.parquet`, end
 //! exclusive). A chunk clipped by the range (say the stored tip is 1,500) is named by what it
@@ -46,6 +49,13 @@ pub enum ExportError {
     BadRange(String),
     #[error("export cancelled")]
     Cancelled,
+    /// A reorg above `fork` was stored while heights `lo..=hi` were being read, so what was read
+    /// may mix both branches. Files are written again; an HTTP body ends with this error.
+    #[error(
+        "the chain reorganised above height {fork} while heights {lo}..={hi} were being read; \
+         the output would mix both branches (request the range again, or stay further from the tip)"
+    )]
+    Reorged { fork: i64, lo: i64, hi: i64 },
 }
 
 /// What to export; `from/to` are heights, `since_ms/until_ms` times (ms), by the table's key.
@@ -83,7 +93,12 @@ pub struct ExportSummary {
     pub bytes: u64,
     /// Heights in the range with no canonical block (open gaps), for chain tables.
     pub missing_heights: u64,
+    /// Chunks read again from the start because a reorg touched them while they were read.
+    pub reread_after_reorg: u64,
 }
+
+/// How many times in a row one chunk is read again after reorgs before the export gives up.
+const REORG_RETRIES: u32 = 5;
 
 /// One output file's key range (both ends inclusive) and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +228,19 @@ fn encode_range<W: Write + Send>(
     cancel: &AtomicBool,
 ) -> Result<(u64, W), ExportError> {
     let table = opts.table;
+    // Pages are separate read transactions (so the WAL is never pinned); a reorg committed
+    // between two of them would leave blocks of both branches in one output. The reorg log says
+    // whether that happened: checked after every page, so an HTTP stream stops early.
+    let mark = if table.has_orphans() { Some(read::reorg_mark(conn)?) } else { None };
+    let check = || -> Result<(), ExportError> {
+        if let Some(mark) = mark
+            && let Some(fork) = read::reorged_since(conn, mark)?
+            && fork < hi
+        {
+            return Err(ExportError::Reorged { fork, lo, hi });
+        }
+        Ok(())
+    };
     let mut enc = write::Encoder::new(table, opts.format, out)?;
     let mut pager = read::Pager::new(conn, table, lo, hi, opts.include_orphaned && table.has_orphans())?;
     let mut rows = 0u64;
@@ -220,6 +248,7 @@ fn encode_range<W: Write + Send>(
         if cancel.load(Ordering::Relaxed) {
             return Err(ExportError::Cancelled);
         }
+        check()?;
         rows += batch.num_rows() as u64;
         enc.write(&batch)?;
     }
@@ -329,52 +358,32 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
             bar.inc(1);
             continue;
         }
-        let missing = if opts.table.has_orphans() {
-            let have = read::canonical_count(&conn, chunk.lo, chunk.hi)?;
-            let missing = u64::try_from(chunk.hi - chunk.lo + 1 - have).unwrap_or(0);
-            if missing > 0 {
-                tracing::warn!(
-                    chunk = %chunk.name,
-                    missing,
-                    "heights without a stored canonical block (open gaps; see `blockstreamer gaps`); \
-                     the next export run writes this chunk again"
-                );
-                summary.missing_heights += missing;
-            }
-            missing
-        } else {
-            0
-        };
-        // Marked before the file can appear under its final name, so no crash leaves a gappy
-        // chunk looking finished.
-        if missing > 0 {
-            fs::write(&marker, format!("{missing} heights missing\n")).map_err(io(&marker))?;
-        }
-        let tmp = opts.out.join(format!(".{}.tmp-{}", chunk.name, std::process::id()));
-        let result = (|| {
-            let file = fs::File::create(&tmp).map_err(io(&tmp))?;
-            let buf = std::io::BufWriter::with_capacity(1 << 20, file);
-            let (rows, buf) = encode_range(&conn, opts, (chunk.lo, chunk.hi), buf, cancel)?;
-            let file = buf.into_inner().map_err(|e| ExportError::Write(e.to_string()))?;
-            file.sync_all().map_err(io(&tmp))?;
-            let bytes = file.metadata().map_err(io(&tmp))?.len();
-            fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
-            if let Ok(d) = fs::File::open(&opts.out) {
-                let _ = d.sync_all();
-            }
-            Ok::<_, ExportError>((rows, bytes))
-        })();
-        let (rows, bytes) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                bar.abandon();
-                return Err(e);
+        let mut marked = had_gaps;
+        let mut attempt = 0;
+        let (rows, bytes, missing) = loop {
+            attempt += 1;
+            match write_chunk(&conn, opts, &chunk, &final_path, &marker, cancel) {
+                Ok((rows, bytes, missing)) => {
+                    marked |= missing > 0;
+                    break (rows, bytes, missing);
+                }
+                Err(ExportError::Reorged { fork, .. }) if attempt <= REORG_RETRIES => {
+                    // The marker may have been written for this attempt's gaps; keep track so
+                    // it is removed once the chunk is written whole.
+                    marked = marked || marker.exists();
+                    summary.reread_after_reorg += 1;
+                    tracing::info!(chunk = %chunk.name, fork, attempt, "a reorg touched the chunk while it was read; reading it again");
+                }
+                Err(e) => {
+                    bar.abandon();
+                    return Err(e);
+                }
             }
         };
+        summary.missing_heights += missing;
         // Unmarked only once the whole chunk is under its final name: a crash before this point
         // leaves it marked, and it is redone.
-        if missing == 0 && had_gaps {
+        if missing == 0 && marked {
             fs::remove_file(&marker).map_err(io(&marker))?;
         }
         // Shorter versions of this chunk (written when the range ended inside it) are superseded.
@@ -399,6 +408,60 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
     }
     bar.finish_and_clear();
     Ok(summary)
+}
+
+/// Write one chunk: count its missing heights (marking it if any), encode it into a temp file,
+/// fsync and rename into place. Returns (rows, bytes, missing heights); the temp file is gone
+/// on error.
+fn write_chunk(
+    conn: &rusqlite::Connection,
+    opts: &ExportOptions,
+    chunk: &Chunk,
+    final_path: &Path,
+    marker: &Path,
+    cancel: &AtomicBool,
+) -> Result<(u64, u64, u64), ExportError> {
+    let missing = if opts.table.has_orphans() {
+        let have = read::canonical_count(conn, chunk.lo, chunk.hi)?;
+        let missing = u64::try_from(chunk.hi - chunk.lo + 1 - have).unwrap_or(0);
+        if missing > 0 {
+            tracing::warn!(
+                chunk = %chunk.name,
+                missing,
+                "heights without a stored canonical block (open gaps; see `blockstreamer gaps`); \
+                 the next export run writes this chunk again"
+            );
+        }
+        missing
+    } else {
+        0
+    };
+    // Marked before the file can appear under its final name, so no crash leaves a gappy
+    // chunk looking finished.
+    if missing > 0 {
+        fs::write(marker, format!("{missing} heights missing\n")).map_err(io(marker))?;
+    }
+    let tmp = opts.out.join(format!(".{}.tmp-{}", chunk.name, std::process::id()));
+    let result = (|| {
+        let file = fs::File::create(&tmp).map_err(io(&tmp))?;
+        let buf = std::io::BufWriter::with_capacity(1 << 20, file);
+        let (rows, buf) = encode_range(conn, opts, (chunk.lo, chunk.hi), buf, cancel)?;
+        let file = buf.into_inner().map_err(|e| ExportError::Write(e.to_string()))?;
+        file.sync_all().map_err(io(&tmp))?;
+        let bytes = file.metadata().map_err(io(&tmp))?.len();
+        fs::rename(&tmp, final_path).map_err(io(final_path))?;
+        if let Ok(d) = fs::File::open(&opts.out) {
+            let _ = d.sync_all();
+        }
+        Ok::<_, ExportError>((rows, bytes))
+    })();
+    match result {
+        Ok((rows, bytes)) => Ok((rows, bytes, missing)),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// One table range resolved and ready to stream as a single output (HTTP export).

@@ -51,6 +51,16 @@ pub(crate) fn canonical_count(conn: &Connection, lo: i64, hi: i64) -> Result<i64
     conn.query_row(include_str!("../../sql/export/canonical_count.sql"), [lo, hi], |r| r.get(0)).map_err(sql_err)
 }
 
+/// Where the reorg log ends now; [`reorged_since`] compares against it.
+pub(crate) fn reorg_mark(conn: &Connection) -> Result<i64, ExportError> {
+    conn.query_row(include_str!("../../sql/export/reorg_mark.sql"), [], |r| r.get(0)).map_err(sql_err)
+}
+
+/// The lowest fork point of the reorgs recorded after `mark`, if any.
+pub(crate) fn reorged_since(conn: &Connection, mark: i64) -> Result<Option<i64>, ExportError> {
+    conn.query_row(include_str!("../../sql/export/reorgs_since.sql"), [mark], |r| r.get(0)).map_err(sql_err)
+}
+
 #[allow(clippy::needless_pass_by_value)] // used as map_err(sql_err)
 pub(crate) fn sql_err(e: rusqlite::Error) -> ExportError {
     ExportError::Sql(e.to_string())

@@ -1,7 +1,8 @@
 //! Export: every table in every format read back (parquet crate, serde) equals the database;
 //! a range spanning a reorg holds only canonical blocks; finished chunks are skipped; kill -9
 //! leaves no partial file under a final name; HTTP export streams the same bytes; the SQL
-//! sandbox refuses the API-01 list from the command line too.
+//! sandbox refuses the API-01 list from the command line too; a reorg stored mid-export makes a
+//! file chunk be read again and ends an HTTP stream with an error.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -484,18 +485,26 @@ async fn kill_9_during_export_leaves_no_partial_file() {
     pool.close().await;
 }
 
-/// A sink that pauses now and then, so an export spans seconds.
-struct SlowSink {
+/// An export sink for tests: counts bytes, and either pauses now and then (so an export spans
+/// seconds) or holds its first write until released (so a test can act mid-export).
+#[derive(Default)]
+struct TestSink {
     writes: u64,
     bytes: u64,
+    pause_every: Option<u64>,
+    hold_first: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
 }
 
-impl std::io::Write for SlowSink {
+impl std::io::Write for TestSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.writes += 1;
         self.bytes += buf.len() as u64;
-        if self.writes.is_multiple_of(200) {
+        if self.pause_every.is_some_and(|n| self.writes.is_multiple_of(n)) {
             std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if let Some((started, release)) = self.hold_first.take() {
+            let _ = started.send(());
+            let _ = release.recv();
         }
         Ok(buf.len())
     }
@@ -516,7 +525,7 @@ async fn a_long_export_never_holds_back_the_wal_checkpoint() {
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let flag = done.clone();
     let export = std::thread::spawn(move || {
-        let mut sink = SlowSink { writes: 0, bytes: 0 };
+        let mut sink = TestSink { pause_every: Some(200), ..TestSink::default() };
         let rows = prepared.write_to(&mut sink, &AtomicBool::new(false)).expect("export");
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
         rows
@@ -668,4 +677,107 @@ async fn sql_command_outputs_and_refuses_the_escape_list() {
         ],
     );
     assert!(!ok && err.contains("limit"), "{err}");
+}
+
+/// Store a reorg the way ingest does, in one transaction: every canonical block above `fork`
+/// is demoted, a replacement with a fresh hash and no transactions becomes canonical at each
+/// of those heights, and the reorg is logged.
+async fn reorg_above(pool: &SqlitePool, fork: i64) {
+    let mut tx = pool.begin().await.expect("begin");
+    for sql in [
+        "CREATE TEMP TABLE demoted AS SELECT id FROM blocks WHERE canonical = 1 AND number > ?1",
+        "UPDATE blocks SET canonical = 0 WHERE id IN (SELECT id FROM temp.demoted)",
+        "INSERT INTO blocks (hash, number, parent_hash, timestamp, miner, gas_used, gas_limit, base_fee_per_gas,
+                             state_root, transactions_root, receipts_root, size, tx_count, full_txs, canonical,
+                             hash_verified, provider_id, fetched_at_ms)
+         SELECT randomblob(32), number, parent_hash, timestamp, miner, gas_used, gas_limit, base_fee_per_gas,
+                state_root, transactions_root, receipts_root, size, 0, full_txs, 1, 0, provider_id, fetched_at_ms
+         FROM blocks WHERE id IN (SELECT id FROM temp.demoted)",
+        "INSERT INTO reorgs (detected_at_ms, depth, fork_number, fork_hash, old_tip_number, old_tip_hash,
+                             new_tip_number, new_tip_hash, provider_id)
+         SELECT 1, (SELECT count(*) FROM temp.demoted), ?1, randomblob(32), max(number), randomblob(32),
+                max(number), randomblob(32), NULL FROM blocks",
+        "DROP TABLE temp.demoted",
+    ] {
+        sqlx::query(sql).bind(fork).execute(&mut *tx).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    tx.commit().await.expect("commit reorg");
+}
+
+/// Start `o` as an HTTP export does (one stream) and return once its first write is held,
+/// with the sender that lets it go on.
+async fn export_held(
+    o: ExportOptions,
+) -> (std::thread::JoinHandle<Result<u64, export::ExportError>>, std::sync::mpsc::Sender<()>) {
+    let prepared = export::Prepared::new(o).expect("prepare");
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let export = std::thread::spawn(move || {
+        let sink = TestSink { hold_first: Some((started_tx, release_rx)), ..TestSink::default() };
+        prepared.write_to(sink, &AtomicBool::new(false))
+    });
+    tokio::task::spawn_blocking(move || started.recv()).await.expect("join").expect("the export wrote");
+    (export, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_during_an_http_export_ends_the_stream_with_an_error() {
+    init_tracing();
+    let db = fixture_db().await;
+    let pool = inspect(&db.path).await;
+    // Block 20 gets 30,000 transactions: the range is read in several pages.
+    add_transactions(&pool, 20, 30_000, 40).await;
+    let o = ExportOptions { to: Some(30), ..opts(&db, Table::Transactions, Format::Csv, db.dir.path()) };
+    let (export, release) = export_held(o).await;
+    // The first page has been read and partly written; the chain reorganises below block 20.
+    reorg_above(&pool, 19).await;
+    release.send(()).expect("release");
+    match export.join().expect("export thread") {
+        Err(export::ExportError::Reorged { fork, lo, hi }) => {
+            assert_eq!((fork, hi), (19, 30), "lo {lo}");
+        }
+        other => panic!("a mixed-branch export must fail, got {other:?}"),
+    }
+
+    // A reorg above the range does not touch it: the export goes through. (Block 20's
+    // transactions are orphaned now; with them the range still spans several pages.)
+    let o = ExportOptions {
+        to: Some(30),
+        include_orphaned: true,
+        ..opts(&db, Table::Transactions, Format::Csv, db.dir.path())
+    };
+    let (export, release) = export_held(o).await;
+    reorg_above(&pool, 35).await;
+    release.send(()).expect("release");
+    let rows = export.join().expect("export thread").expect("a reorg above the range leaves it alone");
+    assert!(rows > 30_000, "{rows}");
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_a_reorg_touches_while_it_is_written_is_read_again() {
+    init_tracing();
+    let db = fixture_db().await;
+    let pool = inspect(&db.path).await;
+    // Block 20 gets 100,000 transactions, so its chunk (16..31) takes a while to write.
+    add_transactions(&pool, 20, 100_000, 40).await;
+    let out = tempfile::tempdir().expect("out");
+    let o = opts(&db, Table::Transactions, Format::Csv, out.path());
+    let export = std::thread::spawn(move || export::export(&o, &AtomicBool::new(false)));
+    // Once the chunk's temp file exists its pages are being read: reorganise below block 20.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !listing(out.path()).iter().any(|n| n.starts_with(".transactions__00000016_to_") && n.contains(".tmp-")) {
+        assert!(!export.is_finished(), "the export ended before the chunk was seen being written");
+        assert!(std::time::Instant::now() < deadline, "chunk 16.. never started");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    reorg_above(&pool, 19).await;
+    let summary = export.join().expect("export thread").expect("export");
+    assert!(summary.reread_after_reorg >= 1, "the touched chunk was read again: {summary:?}");
+    // What is on disk is the chain after the reorg, every chunk of it: block 20's 100,000
+    // transactions went with the old branch.
+    let rows = read_all(out.path(), Table::Transactions, Format::Csv);
+    assert_eq!(rows, expected(&pool, Table::Transactions, false).await);
+    assert!(listing(out.path()).iter().all(|n| !n.contains(".tmp-")), "no temp files left");
+    pool.close().await;
 }
