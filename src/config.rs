@@ -179,7 +179,8 @@ pub struct ApiConfig {
     pub sql_concurrency: usize,
     /// A live stream client this many blocks behind the stored head is disconnected.
     pub stream_max_lag_blocks: u64,
-    /// A stream client that reads nothing for this long (its buffers full) is disconnected.
+    /// A live-stream or `/v1/export` client that reads nothing for this long (its buffers full)
+    /// is disconnected, freeing what it held.
     pub stream_send_timeout_ms: u64,
 }
 

@@ -2,8 +2,10 @@
 //! encoding `blockstreamer export` writes, from a blocking thread through a bounded channel.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -19,10 +21,14 @@ use crate::export::{ExportError, ExportOptions, Format, Prepared, Table};
 /// Bytes handed to the HTTP body at a time.
 const PIECE: usize = 64 * 1024;
 
-/// A `Write` that hands full pieces to the response body; fails once the client is gone.
+/// A `Write` that hands full pieces to the response body; fails once the client is gone, or
+/// when it has read nothing for `stall` (its buffers full), so a stalled client cannot hold an
+/// export slot and a blocking thread forever.
 struct ChannelWriter {
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tx: mpsc::Sender<Bytes>,
     buf: Vec<u8>,
+    runtime: tokio::runtime::Handle,
+    stall: Duration,
 }
 
 impl ChannelWriter {
@@ -31,9 +37,15 @@ impl ChannelWriter {
             return Ok(());
         }
         let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
-        self.tx
-            .blocking_send(Ok(piece))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+        // On a blocking-pool thread, so blocking on the runtime here is allowed.
+        match self.runtime.block_on(tokio::time::timeout(self.stall, self.tx.send(piece))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} ms", self.stall.as_millis()),
+            )),
+        }
     }
 }
 
@@ -108,7 +120,10 @@ pub(super) async fn export(
         .range()
         .and_then(|(lo, hi)| crate::export::plan(table, format, lo, hi, i64::MAX).pop())
         .map_or_else(|| format!("{}__empty.{}", table.name(), format.ext()), |c| c.name);
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    // Set when the export fails: the body then ends with an error after the pieces already
+    // queued, so the client sees a broken transfer, never a short file that looks complete.
+    let failed: Arc<Mutex<Option<String>>> = Arc::default();
     let cancel = Arc::new(AtomicBool::new(false));
     let stop = cancel.clone();
     let server_cancel = state.0.cancel.clone();
@@ -120,19 +135,32 @@ pub(super) async fn export(
             _ = done_rx => {}
         }
     });
+    let runtime = tokio::runtime::Handle::current();
+    let stall = state.0.opts.stream_send_timeout;
+    let failure = failed.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let _done = done_tx;
-        let mut w = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(PIECE) };
+        let mut w = ChannelWriter { tx, buf: Vec::with_capacity(PIECE), runtime, stall };
         let result =
             prepared.write_to(&mut w, &cancel).and_then(|_| w.flush().map_err(|e| ExportError::Write(e.to_string())));
         if let Err(e) = result {
-            // The body ends with an error, so the client sees a broken transfer, not a short file.
             tracing::warn!(table = table.name(), error = %e, "http export stopped");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            if let Ok(mut f) = failure.lock() {
+                *f = Some(e.to_string());
+            }
         }
+        // `w` (the sender) is dropped here, after the failure is recorded: the body sees the
+        // end of the pieces only once it can tell whether they are all there is.
     });
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let stream = futures::stream::poll_fn(move |cx| match rx.poll_recv(cx) {
+        Poll::Ready(Some(piece)) => Poll::Ready(Some(Ok(piece))),
+        Poll::Ready(None) => {
+            let why = failed.lock().ok().and_then(|mut f| f.take());
+            Poll::Ready(why.map(|why| Err(std::io::Error::other(why))))
+        }
+        Poll::Pending => Poll::Pending,
+    });
     let mut resp = Body::from_stream(stream).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));

@@ -781,3 +781,70 @@ async fn a_chunk_a_reorg_touches_while_it_is_written_is_read_again() {
     assert!(listing(out.path()).iter().all(|n| !n.contains(".tmp-")), "no temp files left");
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_export_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::{Duration, Instant, sleep, timeout};
+    init_tracing();
+    let db = fixture_db().await;
+    let pool = inspect(&db.path).await;
+    // ~40 MB of CSV: far more than the socket buffers and the body queue hold.
+    add_transactions(&pool, 20, 100_000, 120).await;
+    let opts = ApiOptions { stream_send_timeout: Duration::from_secs(2), ..ApiOptions::default() };
+    let (server, store, base) = serve_db(&db, opts).await;
+    // Two clients ask for everything, read the response head, then read nothing more: both
+    // export slots are taken.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+        s.write_all(b"GET /v1/export/transactions?format=csv HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.expect("send");
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut buf = [0u8; 1024];
+            let n = timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("response head").expect("read");
+            assert!(n > 0, "closed before the response head");
+            head.extend_from_slice(&buf[..n]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+        stalled.push(s);
+    }
+    let c = client();
+    let small = format!("{base}/v1/export/blocks?from=0&to=5&format=csv");
+    assert_eq!(http::get(&c, &small).await.status, 503, "both slots are held");
+    // Two seconds without a byte read and each is cut off: the slots come back while the
+    // stalled connections are still open.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        // Two at once: both slots must be free.
+        let (a, b) = tokio::join!(http::get(&c, &small), http::get(&c, &small));
+        if (a.status, b.status) == (200, 200) {
+            assert_eq!(read_csv_bytes(&a.body).len(), 6, "blocks 0..=5");
+            break;
+        }
+        for r in [&a, &b] {
+            assert!(r.status == 200 || r.status == 503, "{}", r.text());
+        }
+        assert!(Instant::now() < deadline, "a stalled client kept its export slot");
+        sleep(Duration::from_millis(50)).await;
+    }
+    // What a stalled client gets when it reads on at last is a broken transfer, not a short
+    // file that ends like a complete one (the last chunk of a chunked body is `0\r\n\r\n`).
+    for mut s in stalled {
+        let mut got = Vec::new();
+        // Ok at the end of the data, or a reset: either way the server closed it.
+        let _ = timeout(Duration::from_secs(30), s.read_to_end(&mut got)).await.expect("the server closed it");
+        assert!(
+            !got.ends_with(b"\r\n0\r\n\r\n"),
+            "a cut-off export must not end like a whole one ({} bytes read after the head)",
+            got.len()
+        );
+    }
+    drop(store);
+    pool.close().await;
+}
+
+/// Data rows of a CSV body (the header line left out).
+fn read_csv_bytes(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body).lines().skip(1).map(str::to_string).collect()
+}
