@@ -6,14 +6,16 @@
 //! of 8,192 rows), so an export of any size never pins the WAL. A reorg stored between two
 //! pages of blocks or transactions would mix both branches in one output, so the reorg log is
 //! checked after every page: a file chunk is read again (up to 5 times), an HTTP stream ends
-//! with an error. Heights are chunked on
-//! multiples of `chunk_size` (`blocks__00001000_to_00001999.parquet`); telemetry on multiples
-//! of `chunk_minutes` (`provider_requests__20261128T140000Z_to_20261128T150000Z.parquet`, end
-//! exclusive). A chunk clipped by the range (say the stored tip is 1,500) is named by what it
-//! holds (`..._00001000_to_00001500...`); a later run that can write the whole chunk replaces
-//! it, and a chunk is skipped when a file for it already reaches at least as far — unless it
-//! was written with heights missing (open gaps), which a hidden `.NAME.gaps` file records until
-//! a run writes it whole.
+//! with an error.
+//!
+//! Heights are chunked on multiples of `chunk_size` (`blocks__00001000_to_00001999.parquet`);
+//! telemetry on multiples of `chunk_minutes`
+//! (`provider_requests__20261128T140000Z_to_20261128T150000Z.parquet`, end exclusive). A chunk
+//! clipped by the range (say the stored tip is 1,500) is named by what it holds
+//! (`..._00001000_to_00001500...`); a later run that can write the whole chunk replaces it, and
+//! a chunk is skipped when a file for it already reaches at least as far — unless it was
+//! written with heights missing (open gaps), which a hidden `.NAME.gaps` file records until a
+//! run writes it whole.
 
 mod read;
 pub mod schema;
@@ -358,21 +360,23 @@ pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary
             bar.inc(1);
             continue;
         }
+        // Whether a gaps marker may exist for this chunk: from an earlier run, or written by an
+        // attempt a reorg cut short.
         let mut marked = had_gaps;
         let mut attempt = 0;
         let (rows, bytes, missing) = loop {
             attempt += 1;
             match write_chunk(&conn, opts, &chunk, &final_path, &marker, cancel) {
-                Ok((rows, bytes, missing)) => {
-                    marked |= missing > 0;
-                    break (rows, bytes, missing);
-                }
+                Ok(done) => break done,
                 Err(ExportError::Reorged { fork, .. }) if attempt <= REORG_RETRIES => {
-                    // The marker may have been written for this attempt's gaps; keep track so
-                    // it is removed once the chunk is written whole.
                     marked = marked || marker.exists();
                     summary.reread_after_reorg += 1;
-                    tracing::info!(chunk = %chunk.name, fork, attempt, "a reorg touched the chunk while it was read; reading it again");
+                    tracing::info!(
+                        chunk = %chunk.name,
+                        fork,
+                        attempt,
+                        "a reorg touched the chunk while it was read; reading it again"
+                    );
                 }
                 Err(e) => {
                     bar.abandon();
