@@ -90,12 +90,40 @@ impl Store {
         }
         insert_blocks(self, &mut tx, &batch.blocks, now).await?;
         tx.commit().await.map_err(classify)?;
-        metrics::counter!("blockstreamer_blocks_stored_total").increment(batch.blocks.len() as u64);
-        if batch.reorg.is_some() {
+        self.committed(batch.blocks.len(), batch.reorg.is_some());
+        Ok(())
+    }
+
+    /// Commit a batch that takes ownership (what ingest hands over): during a bulk load an
+    /// append goes through the bulk connection on a blocking thread, anything else through
+    /// [`Store::commit_batch`].
+    pub async fn commit_owned(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        if batch.reorg.is_some() || !self.bulk.active() {
+            return self.commit_batch(&batch).await;
+        }
+        let bulk = self.bulk.clone();
+        let ids = self.provider_ids.read().map(|v| v.clone()).unwrap_or_default();
+        let now = crate::types::now_ms();
+        let (done, batch) = tokio::task::spawn_blocking(move || {
+            let done = bulk.commit(&batch.blocks, &ids, now);
+            (done, batch)
+        })
+        .await
+        .map_err(|e| StoreError::Bulk(e.to_string()))?;
+        if done? {
+            self.committed(batch.blocks.len(), false);
+            Ok(())
+        } else {
+            self.commit_batch(&batch).await
+        }
+    }
+
+    fn committed(&self, blocks: usize, reorg: bool) {
+        metrics::counter!("blockstreamer_blocks_stored_total").increment(blocks as u64);
+        if reorg {
             metrics::counter!("blockstreamer_reorgs_total").increment(1);
         }
         self.notify_change();
-        Ok(())
     }
 
     /// The newest `limit` canonical blocks, oldest first.
@@ -187,7 +215,7 @@ impl BlockSink for Store {
     type Error = StoreError;
 
     async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
-        self.commit_batch(&batch).await
+        self.commit_owned(batch).await
     }
 
     fn is_storage_full(e: &StoreError) -> bool {

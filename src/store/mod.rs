@@ -6,6 +6,7 @@
 
 mod alerts;
 mod blocks;
+mod bulk;
 pub mod migrate;
 mod multirow;
 mod query;
@@ -46,6 +47,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage is full: ingest pauses until space is freed")]
     Full,
+    /// From the bulk-load connection (rusqlite); SQLITE_FULL becomes `Full`.
+    #[error("database error: {0}")]
+    Bulk(String),
 }
 
 /// `max_page_count` for a size cap (4 KiB pages); SQLite's own maximum when uncapped.
@@ -93,6 +97,10 @@ pub struct Store {
     provider_ids: Arc<RwLock<Vec<i64>>>,
     /// Bumped after every commit that changed the canonical chain (stream, caches).
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The block-commit connection of a running bulk load.
+    bulk: bulk::Bulk,
+    /// What the bulk connection must share with the writer (the size cap changes at run time).
+    bulk_settings: Arc<std::sync::Mutex<bulk::BulkSettings>>,
 }
 
 impl Store {
@@ -172,6 +180,11 @@ impl Store {
             path: opts.path.clone(),
             provider_ids: Arc::default(),
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            bulk: bulk::Bulk::default(),
+            bulk_settings: Arc::new(std::sync::Mutex::new(bulk::BulkSettings {
+                synchronous_full: opts.synchronous_full,
+                max_pages: max_pages(opts.max_size_bytes),
+            })),
         };
         let folded = store.catch_up_rollups().await?;
         if folded > 0 {
@@ -253,17 +266,25 @@ impl Store {
     }
 
     /// Start a bulk load: drop the tx-hash index, whose random keys make every commit rewrite
-    /// pages all over it. `end_bulk_load` (or the next `open`, after a crash) rebuilds it.
+    /// pages all over it, and send append-only block commits through a connection of their
+    /// own (`bulk.rs`). `end_bulk_load` (or the next `open`, after a crash) rebuilds the index.
     pub async fn begin_bulk_load(&self) -> Result<(), StoreError> {
         sqlx::query(include_str!("../../sql/store/tx_hash_index_drop.sql"))
             .execute(&self.writer)
             .await
             .map_err(classify)?;
+        let settings = *self.bulk_settings.lock().map_err(|_| StoreError::Bulk("settings lock poisoned".into()))?;
+        let (bulk, path) = (self.bulk.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || bulk.start(&path, settings))
+            .await
+            .map_err(|e| StoreError::Bulk(e.to_string()))??;
         Ok(())
     }
 
-    /// Rebuild the tx-hash index after a bulk load (one sorted build).
+    /// End a bulk load: close its connection and rebuild the tx-hash index (one sorted build).
     pub async fn end_bulk_load(&self) -> Result<(), StoreError> {
+        let bulk = self.bulk.clone();
+        tokio::task::spawn_blocking(move || bulk.stop()).await.map_err(|e| StoreError::Bulk(e.to_string()))?;
         sqlx::query(include_str!("../../sql/store/tx_hash_index_create.sql"))
             .execute(&self.writer)
             .await
@@ -297,8 +318,16 @@ impl Store {
 
     /// Change the size cap at run time (None: no cap beyond SQLite's own).
     pub async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
-        let sql = format!("PRAGMA max_page_count = {}", max_pages(bytes));
+        let pages = max_pages(bytes);
+        let sql = format!("PRAGMA max_page_count = {pages}");
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.writer).await.map_err(classify)?;
+        if let Ok(mut s) = self.bulk_settings.lock() {
+            s.max_pages = pages;
+        }
+        let bulk = self.bulk.clone();
+        tokio::task::spawn_blocking(move || bulk.set_max_pages(pages))
+            .await
+            .map_err(|e| StoreError::Bulk(e.to_string()))??;
         Ok(())
     }
 
@@ -342,6 +371,8 @@ impl Store {
     /// Close both pools, waiting for in-flight statements, and mark the file cleanly closed
     /// (so the next open skips the quick_check).
     pub async fn close(&self) {
+        let bulk = self.bulk.clone();
+        let _ = tokio::task::spawn_blocking(move || bulk.stop()).await;
         self.reader.close().await;
         if let Err(e) = self.set_meta("clean_shutdown", 1).await {
             tracing::warn!(error = %e, "could not mark the database cleanly closed");

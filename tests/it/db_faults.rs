@@ -127,3 +127,53 @@ async fn db01a_storage_full_on_anvil() {
     res.expect("follow ended cleanly");
     bed.assert_final().await;
 }
+
+/// DB-01 (a) during a bulk-load backfill, whose block commits go through their own connection
+/// (`store/bulk.rs`): the cap stops the backfill with a storage-full error and no partial
+/// block; a cap lifted while that connection is open reaches it; the backfill then finishes
+/// with every height, the truth's hashes and the tx-hash index rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db01a_storage_full_during_a_bulk_backfill() {
+    use blockstreamer::ingest::IngestError;
+    use blockstreamer::model::CommitBatch;
+    use blockstreamer::provider::wire::{DecodeOptions, Want, decode_block};
+    init_tracing();
+    let chain = sim_chain(3_000, 63);
+    let bed = Bed::new(Truth::Sim(chain.clone()), 2, |c| {
+        c.max_db_size_mb = Some(6);
+        c.bulk_load_min_blocks = 100;
+    })
+    .await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let err = bed.app.backfill(0, 3_000, &cancel).await.expect_err("the cap stops the backfill");
+    assert!(
+        matches!(err, blockstreamer::app::AppError::Ingest(IngestError::StorageFull(_))),
+        "storage full, not {err:?}"
+    );
+    let stopped = u64::try_from(stored_max(&bed.pool).await).expect("something was stored");
+    assert!(stopped > 0 && stopped < 2_000, "stopped at {stopped}, inside the range");
+    let (_, missing, dups, breaks, partial) = invariants(&bed.pool).await;
+    assert_eq!((missing, dups, breaks, partial), (0, 0, 0, 0), "nothing half-written");
+    // The cap lifted while a bulk load's connection is open must reach that connection: the
+    // file is at the cap, so the next 500 blocks only fit if it did.
+    bed.app.store.begin_bulk_load().await.expect("bulk");
+    bed.app.store.set_max_size(None).await.expect("lift the cap");
+    let opts = DecodeOptions { full_transactions: true, verify_header_hash: true };
+    let blocks: Vec<_> = (stopped + 1..=stopped + 500)
+        .map(|k| {
+            let b = chain.block(k).expect("in the chain");
+            decode_block(b.json(true).get(), Want::Number(k), opts, 0).expect("decode")
+        })
+        .collect();
+    bed.app.store.commit_owned(CommitBatch { reorg: None, blocks }).await.expect("fits once the cap is lifted");
+    bed.app.store.end_bulk_load().await.expect("end");
+    bed.app.backfill(stopped + 501, 3_000, &cancel).await.expect("the backfill finishes once there is room");
+    assert_eq!(stored_max(&bed.pool).await, 3_000);
+    let idx: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'transactions_hash'")
+            .fetch_one(&bed.pool)
+            .await
+            .expect("index");
+    assert_eq!(idx, 1, "tx-hash index rebuilt");
+    bed.assert_final().await;
+}

@@ -1,0 +1,168 @@
+//! Block commits during a bulk load (a long backfill) through a connection of their own.
+//!
+//! sqlx copies every bound value into an owned argument on the caller's thread, hands the
+//! statement to its worker thread, where SQLite copies it again and the copies are freed: for a
+//! backfill of full blocks that overhead was a third of the writer's time
+//! (BENCHMARKS.md §2, `sim-pipeline --writer`). During a bulk load, append-only commits go
+//! through this rusqlite connection instead, binding borrowed slices on a blocking thread.
+//! Everything else (reorgs, telemetry, repairs) keeps the sqlx writer; the two serialise on
+//! SQLite's write lock (`BEGIN IMMEDIATE`, busy timeout), exactly as two processes would.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy_primitives::U256;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+
+use super::StoreError;
+use crate::model::Block;
+use crate::types::to_sql;
+
+/// The bulk-load connection while a bulk load runs (`None` otherwise).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Bulk {
+    conn: Arc<Mutex<Option<Connection>>>,
+    /// Whether a connection is open, readable without waiting for a commit holding the lock.
+    active: Arc<AtomicBool>,
+}
+
+/// Settings the bulk connection shares with the sqlx writer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BulkSettings {
+    pub(super) synchronous_full: bool,
+    pub(super) max_pages: u64,
+}
+
+/// Map rusqlite errors, keeping SQLITE_FULL (the size cap or the disk) recognisable.
+#[allow(clippy::needless_pass_by_value)] // used as map_err(classify)
+fn classify(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::DiskFull
+    {
+        return StoreError::Full;
+    }
+    StoreError::Bulk(e.to_string())
+}
+
+/// A wei amount: an integer when it fits in i64, decimal text otherwise (as `bind_wei`).
+fn wei(v: Option<U256>) -> Value {
+    match v {
+        None => Value::Null,
+        Some(v) => i64::try_from(v).map_or_else(|_| Value::Text(v.to_string()), Value::Integer),
+    }
+}
+
+impl Bulk {
+    /// Open the connection (the database exists and is migrated by now).
+    pub(super) fn start(&self, path: &Path, s: BulkSettings) -> Result<(), StoreError> {
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(classify)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(classify)?;
+        for (name, value) in [
+            ("foreign_keys", "ON".to_string()),
+            ("trusted_schema", "OFF".to_string()),
+            ("synchronous", if s.synchronous_full { "FULL" } else { "NORMAL" }.to_string()),
+            ("journal_size_limit", "67108864".to_string()),
+            ("temp_store", "MEMORY".to_string()),
+            ("cache_size", "-32768".to_string()),
+            ("max_page_count", s.max_pages.to_string()),
+        ] {
+            conn.pragma_update(None, name, &value).map_err(classify)?;
+        }
+        if let Ok(mut slot) = self.conn.lock() {
+            *slot = Some(conn);
+            self.active.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Close the connection (blocking: waits for a commit in progress); later commits go
+    /// through sqlx again.
+    pub(super) fn stop(&self) {
+        self.active.store(false, Ordering::Release);
+        if let Ok(mut slot) = self.conn.lock() {
+            slot.take();
+        }
+    }
+
+    /// Whether a bulk load's connection is open (never blocks).
+    pub(super) fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Apply a new size cap to the open connection, if any.
+    pub(super) fn set_max_pages(&self, pages: u64) -> Result<(), StoreError> {
+        if let Ok(slot) = self.conn.lock()
+            && let Some(conn) = slot.as_ref()
+        {
+            conn.pragma_update(None, "max_page_count", pages.to_string()).map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// Insert `blocks` and their transactions in one `BEGIN IMMEDIATE` transaction (blocking).
+    /// `Ok(false)` when no bulk load is running: the caller commits through sqlx instead.
+    /// `provider_ids` maps fleet index → `providers.id`.
+    pub(super) fn commit(&self, blocks: &[Block], provider_ids: &[i64], now: i64) -> Result<bool, StoreError> {
+        let Ok(mut slot) = self.conn.lock() else { return Ok(false) };
+        let Some(conn) = slot.as_mut() else { return Ok(false) };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
+        {
+            let mut insert_block = tx.prepare(include_str!("../../sql/store/insert_blocks.sql")).map_err(classify)?;
+            let mut insert_tx =
+                tx.prepare(include_str!("../../sql/store/insert_transactions.sql")).map_err(classify)?;
+            for b in blocks {
+                let provider = provider_ids.get(usize::from(b.provider)).copied();
+                let id: i64 = insert_block
+                    .query_row(
+                        params![
+                            b.hash.as_slice(),
+                            to_sql("block number", b.number)?,
+                            b.parent_hash.as_slice(),
+                            to_sql("timestamp", b.timestamp)?,
+                            b.miner.as_slice(),
+                            to_sql("gas_used", b.gas_used)?,
+                            to_sql("gas_limit", b.gas_limit)?,
+                            wei(b.base_fee_per_gas),
+                            b.state_root.as_slice(),
+                            b.transactions_root.as_slice(),
+                            b.receipts_root.as_slice(),
+                            b.size.map(|s| to_sql("size", s)).transpose()?,
+                            i64::from(b.tx_count),
+                            i64::from(b.full_txs),
+                            b.hash_verified.map(i64::from),
+                            provider,
+                            now,
+                        ],
+                        |r| r.get(0),
+                    )
+                    .map_err(classify)?;
+                for t in &b.transactions {
+                    insert_tx
+                        .execute(params![
+                            id,
+                            i64::from(t.index),
+                            t.hash.as_slice(),
+                            t.from.as_slice(),
+                            t.to.as_ref().map(|a| a.as_slice()),
+                            wei(Some(t.value)),
+                            to_sql("nonce", t.nonce)?,
+                            to_sql("gas", t.gas)?,
+                            wei(t.gas_price),
+                            wei(t.max_fee_per_gas),
+                            wei(t.max_priority_fee_per_gas),
+                            t.input.as_ref(),
+                            i64::from(t.tx_type),
+                        ])
+                        .map_err(classify)?;
+                }
+            }
+        }
+        tx.commit().map_err(classify)?;
+        Ok(true)
+    }
+}
