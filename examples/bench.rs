@@ -101,8 +101,8 @@ enum Cmd {
         commit_blocks: usize,
         #[arg(long, default_value = "/tmp/bs-sim-pipeline.db")]
         db: std::path::PathBuf,
-        /// `store` (the shipped path: `Store::commit_batch` over sqlx) or `rusqlite` (an
-        /// experiment: the same rows through one rusqlite connection on its own thread).
+        /// `store` (what ingest does: during the bulk load, commits go through the bulk
+        /// connection) or `sqlx` (every commit through the sqlx writer, for comparison).
         #[arg(long, default_value = "store")]
         writer: String,
     },
@@ -237,7 +237,7 @@ async fn sim_pipeline(
     writer: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use blockstreamer::model::CommitBatch;
-    if !matches!(writer, "store" | "rusqlite") {
+    if !matches!(writer, "store" | "sqlx") {
         return Err(format!("unknown writer {writer}").into());
     }
     use blockstreamer::provider::wire::{DecodeOptions, Want, decode_block};
@@ -270,21 +270,13 @@ async fn sim_pipeline(
         }
     });
     let mut stored = 0u64;
-    if writer == "rusqlite" {
-        let path = db.to_path_buf();
-        let (btx, brx) = std::sync::mpsc::sync_channel::<Vec<blockstreamer::model::Block>>(1);
-        let writer = std::thread::spawn(move || rusqlite_writer(&path, &brx));
-        while let Some(batch) = rx.recv().await {
-            stored += batch.len() as u64;
-            let btx = btx.clone();
-            tokio::task::spawn_blocking(move || btx.send(batch)).await??;
-        }
-        drop(btx);
-        writer.join().map_err(|_| "writer thread panicked")?.map_err(|e| e.to_string())?;
-    } else {
-        while let Some(batch) = rx.recv().await {
-            stored += batch.len() as u64;
-            store.commit_batch(&CommitBatch { reorg: None, blocks: batch }).await?;
+    while let Some(batch) = rx.recv().await {
+        stored += batch.len() as u64;
+        let batch = CommitBatch { reorg: None, blocks: batch };
+        if writer == "sqlx" {
+            store.commit_batch(&batch).await?;
+        } else {
+            store.commit_owned(batch).await?;
         }
     }
     decoder.await?;
@@ -639,82 +631,5 @@ fn header_verify(blocks: u64, rounds: u32) -> Result<(), Box<dyn std::error::Err
         best.1,
         best.1 - best.0
     );
-    Ok(())
-}
-
-/// Experiment: the same rows through one rusqlite connection on its own thread (cached
-/// single-row statements, borrowed binds), to size what sqlx's per-argument copies cost.
-fn rusqlite_writer(
-    path: &std::path::Path,
-    rx: &std::sync::mpsc::Receiver<Vec<blockstreamer::model::Block>>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    use alloy_primitives::U256;
-    use rusqlite::types::Value;
-    fn wei(v: Option<U256>) -> Value {
-        match v {
-            None => Value::Null,
-            Some(v) => i64::try_from(v).map_or_else(|_| Value::Text(v.to_string()), Value::Integer),
-        }
-    }
-    fn int(v: u64) -> i64 {
-        i64::try_from(v).unwrap_or(i64::MAX)
-    }
-    let mut conn = rusqlite::Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "cache_size", -32768)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    let provider: i64 = conn.query_row("SELECT id FROM providers LIMIT 1", [], |r| r.get(0))?;
-    let block_sql = include_str!("../sql/store/insert_blocks.sql");
-    let tx_sql = include_str!("../sql/store/insert_transactions.sql");
-    while let Ok(batch) = rx.recv() {
-        let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut bs = t.prepare(block_sql)?;
-            let mut ts = t.prepare(tx_sql)?;
-            for b in &batch {
-                let id: i64 = bs.query_row(
-                    rusqlite::params![
-                        b.hash.as_slice(),
-                        int(b.number),
-                        b.parent_hash.as_slice(),
-                        int(b.timestamp),
-                        b.miner.as_slice(),
-                        int(b.gas_used),
-                        int(b.gas_limit),
-                        wei(b.base_fee_per_gas),
-                        b.state_root.as_slice(),
-                        b.transactions_root.as_slice(),
-                        b.receipts_root.as_slice(),
-                        b.size.map(int),
-                        i64::from(b.tx_count),
-                        i64::from(b.full_txs),
-                        b.hash_verified.map(i64::from),
-                        provider,
-                        0i64,
-                    ],
-                    |r| r.get(0),
-                )?;
-                for x in &b.transactions {
-                    ts.execute(rusqlite::params![
-                        id,
-                        i64::from(x.index),
-                        x.hash.as_slice(),
-                        x.from.as_slice(),
-                        x.to.as_ref().map(|a| a.as_slice()),
-                        wei(Some(x.value)),
-                        int(x.nonce),
-                        int(x.gas),
-                        wei(x.gas_price),
-                        wei(x.max_fee_per_gas),
-                        wei(x.max_priority_fee_per_gas),
-                        x.input.as_ref(),
-                        i64::from(x.tx_type),
-                    ])?;
-                }
-            }
-        }
-        t.commit()?;
-    }
     Ok(())
 }
