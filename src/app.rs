@@ -367,8 +367,18 @@ impl App {
         let res = syncer.sync_to(to, cancel).await;
         if bulk {
             let t = std::time::Instant::now();
-            self.store.end_bulk_load().await?;
-            tracing::info!(ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX), "tx-hash index rebuilt");
+            match self.store.end_bulk_load().await {
+                Ok(()) => {
+                    let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    tracing::info!(ms, "tx-hash index rebuilt");
+                }
+                // The backfill's own error is the one to report (a full disk fails the rebuild
+                // too); the index is rebuilt by the next bulk load's end or the next start.
+                Err(e) if res.is_err() => {
+                    tracing::warn!(error = %e, "tx-hash index not rebuilt after the failed backfill; the next start rebuilds it");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         res?;
         self.store.checkpoint().await?;

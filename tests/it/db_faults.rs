@@ -129,46 +129,59 @@ async fn db01a_storage_full_on_anvil() {
 }
 
 /// DB-01 (a) during a bulk-load backfill, whose block commits go through their own connection
-/// (`store/bulk.rs`): the cap stops the backfill with a storage-full error and no partial
-/// block; a cap lifted while that connection is open reaches it; the backfill then finishes
-/// with every height, the truth's hashes and the tx-hash index rebuilt.
+/// (`store/bulk.rs`): the cap stops the backfill with a storage-full error (not the index
+/// rebuild's, which fails too) and no partial block; a bulk connection stops at the cap, and a
+/// cap lifted while it is open reaches it; the backfill then finishes with every height, the
+/// truth's hashes and the tx-hash index rebuilt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db01a_storage_full_during_a_bulk_backfill() {
     use blockstreamer::ingest::IngestError;
     use blockstreamer::model::CommitBatch;
     use blockstreamer::provider::wire::{DecodeOptions, Want, decode_block};
+    use blockstreamer::store::StoreError;
     init_tracing();
-    let chain = sim_chain(3_000, 63);
+    let chain = sim_chain(4_000, 63);
     let bed = Bed::new(Truth::Sim(chain.clone()), 2, |c| {
         c.max_db_size_mb = Some(6);
         c.bulk_load_min_blocks = 100;
     })
     .await;
     let cancel = tokio_util::sync::CancellationToken::new();
-    let err = bed.app.backfill(0, 3_000, &cancel).await.expect_err("the cap stops the backfill");
+    let err = bed.app.backfill(0, 4_000, &cancel).await.expect_err("the cap stops the backfill");
     assert!(
         matches!(err, blockstreamer::app::AppError::Ingest(IngestError::StorageFull(_))),
         "storage full, not {err:?}"
     );
     let stopped = u64::try_from(stored_max(&bed.pool).await).expect("something was stored");
-    assert!(stopped > 0 && stopped < 2_000, "stopped at {stopped}, inside the range");
+    assert!(stopped > 0 && stopped < 3_500, "stopped at {stopped}, inside the range");
     let (_, missing, dups, breaks, partial) = invariants(&bed.pool).await;
     assert_eq!((missing, dups, breaks, partial), (0, 0, 0, 0), "nothing half-written");
-    // The cap lifted while a bulk load's connection is open must reach that connection: the
-    // file is at the cap, so the next 500 blocks only fit if it did.
+    // Through a bulk connection opened under the cap, blocks go in until the file is full
+    // again; the cap lifted while that connection is open must reach it, or the next ones fail.
     bed.app.store.begin_bulk_load().await.expect("bulk");
-    bed.app.store.set_max_size(None).await.expect("lift the cap");
     let opts = DecodeOptions { full_transactions: true, verify_header_hash: true };
-    let blocks: Vec<_> = (stopped + 1..=stopped + 500)
-        .map(|k| {
-            let b = chain.block(k).expect("in the chain");
-            decode_block(b.json(true).get(), Want::Number(k), opts, 0).expect("decode")
-        })
-        .collect();
-    bed.app.store.commit_owned(CommitBatch { reorg: None, blocks }).await.expect("fits once the cap is lifted");
+    let decode = |from: u64, n: u64| -> Vec<_> {
+        (from..from + n)
+            .map(|k| {
+                let b = chain.block(k).expect("in the chain");
+                decode_block(b.json(true).get(), Want::Number(k), opts, 0).expect("decode")
+            })
+            .collect()
+    };
+    let mut next = stopped + 1;
+    loop {
+        assert!(next + 100 < 4_000, "the bulk connection never hit the cap");
+        match bed.app.store.commit_owned(CommitBatch { reorg: None, blocks: decode(next, 25) }).await {
+            Ok(()) => next += 25,
+            Err(StoreError::Full) => break,
+            Err(e) => panic!("expected storage full, got {e:?}"),
+        }
+    }
+    bed.app.store.set_max_size(None).await.expect("lift the cap");
+    bed.app.store.commit_owned(CommitBatch { reorg: None, blocks: decode(next, 100) }).await.expect("fits once lifted");
     bed.app.store.end_bulk_load().await.expect("end");
-    bed.app.backfill(stopped + 501, 3_000, &cancel).await.expect("the backfill finishes once there is room");
-    assert_eq!(stored_max(&bed.pool).await, 3_000);
+    bed.app.backfill(next + 100, 4_000, &cancel).await.expect("the backfill finishes once there is room");
+    assert_eq!(stored_max(&bed.pool).await, 4_000);
     let idx: i64 =
         sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'transactions_hash'")
             .fetch_one(&bed.pool)
