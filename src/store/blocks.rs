@@ -6,20 +6,17 @@ use alloy_primitives::{B256, U256};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::multirow::{self, ROWS_PER_STATEMENT};
-use super::{Store, StoreError, classify};
+use super::{Store, StoreError, classify, wei_sql};
 use crate::model::{Block, BlockSink, ChainLink, CommitBatch, Transaction};
 use crate::types::{from_sql, to_sql};
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// Bind a wei amount: an integer when it fits in i64, decimal text otherwise.
 fn bind_wei<'q>(q: SqliteQuery<'q>, v: Option<U256>) -> SqliteQuery<'q> {
-    match v {
+    match v.map(wei_sql) {
         None => q.bind(None::<i64>),
-        Some(v) => match i64::try_from(v) {
-            Ok(i) => q.bind(i),
-            Err(_) => q.bind(v.to_string()),
-        },
+        Some(Ok(i)) => q.bind(i),
+        Some(Err(text)) => q.bind(text),
     }
 }
 

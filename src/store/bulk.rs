@@ -17,7 +17,7 @@ use alloy_primitives::U256;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use super::StoreError;
+use super::{StoreError, WRITE_PRAGMAS, wei_sql};
 use crate::model::Block;
 use crate::types::to_sql;
 
@@ -29,11 +29,12 @@ pub(super) struct Bulk {
     active: Arc<AtomicBool>,
 }
 
-/// Settings the bulk connection shares with the sqlx writer.
+/// The sqlx writer's settings that can differ between files or change at run time, as its
+/// `PRAGMA synchronous` and `PRAGMA max_page_count` report them.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct BulkSettings {
-    pub(super) synchronous_full: bool,
-    pub(super) max_pages: u64,
+    pub(super) synchronous: i64,
+    pub(super) max_pages: i64,
 }
 
 /// Map rusqlite errors, keeping SQLITE_FULL (the size cap or the disk) recognisable.
@@ -47,12 +48,8 @@ fn classify(e: rusqlite::Error) -> StoreError {
     StoreError::Bulk(e.to_string())
 }
 
-/// A wei amount: an integer when it fits in i64, decimal text otherwise (as `bind_wei`).
 fn wei(v: Option<U256>) -> Value {
-    match v {
-        None => Value::Null,
-        Some(v) => i64::try_from(v).map_or_else(|_| Value::Text(v.to_string()), Value::Integer),
-    }
+    v.map_or(Value::Null, |v| wei_sql(v).map_or_else(Value::Text, Value::Integer))
 }
 
 impl Bulk {
@@ -62,16 +59,11 @@ impl Bulk {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(classify)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(classify)?;
-        for (name, value) in [
-            ("foreign_keys", "ON".to_string()),
-            ("trusted_schema", "OFF".to_string()),
-            ("synchronous", if s.synchronous_full { "FULL" } else { "NORMAL" }.to_string()),
-            ("journal_size_limit", "67108864".to_string()),
-            ("temp_store", "MEMORY".to_string()),
-            ("cache_size", "-32768".to_string()),
-            ("max_page_count", s.max_pages.to_string()),
-        ] {
-            conn.pragma_update(None, name, &value).map_err(classify)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(classify)?;
+        conn.pragma_update(None, "synchronous", s.synchronous).map_err(classify)?;
+        conn.pragma_update(None, "max_page_count", s.max_pages).map_err(classify)?;
+        for (name, value) in WRITE_PRAGMAS {
+            conn.pragma_update(None, name, value).map_err(classify)?;
         }
         if let Ok(mut slot) = self.conn.lock() {
             *slot = Some(conn);
@@ -95,11 +87,11 @@ impl Bulk {
     }
 
     /// Apply a new size cap to the open connection, if any.
-    pub(super) fn set_max_pages(&self, pages: u64) -> Result<(), StoreError> {
+    pub(super) fn set_max_pages(&self, pages: i64) -> Result<(), StoreError> {
         if let Ok(slot) = self.conn.lock()
             && let Some(conn) = slot.as_ref()
         {
-            conn.pragma_update(None, "max_page_count", pages.to_string()).map_err(classify)?;
+            conn.pragma_update(None, "max_page_count", pages).map_err(classify)?;
         }
         Ok(())
     }

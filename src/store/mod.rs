@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use alloy_primitives::U256;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
@@ -99,8 +100,17 @@ pub struct Store {
     changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// The block-commit connection of a running bulk load.
     bulk: bulk::Bulk,
-    /// What the bulk connection must share with the writer (the size cap changes at run time).
-    bulk_settings: Arc<std::sync::Mutex<bulk::BulkSettings>>,
+}
+
+/// Pragmas every writing connection gets (the sqlx writer and the bulk-load connection).
+/// `temp_store`: multi-row upserts open a statement journal per statement; on disk that is a
+/// pwrite per page touched, in memory a few MiB at most.
+const WRITE_PRAGMAS: [(&str, &str); 4] =
+    [("trusted_schema", "OFF"), ("journal_size_limit", "67108864"), ("temp_store", "MEMORY"), ("cache_size", "-32768")];
+
+/// How a wei amount is stored: `Ok` an integer when it fits in i64, `Err` its decimal text.
+pub(crate) fn wei_sql(v: U256) -> Result<i64, String> {
+    i64::try_from(v).map_err(|_| v.to_string())
 }
 
 impl Store {
@@ -111,18 +121,17 @@ impl Store {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
             .pragma("trusted_schema", "OFF");
-        let write_opts = base
+        let mut write_opts = base
             .clone()
             .create_if_missing(true)
             // auto_vacuum only takes effect before the first table exists; harmless later
             .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if opts.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
-            .pragma("journal_size_limit", "67108864")
-            // Multi-row upserts open a statement journal per statement; on disk that is a
-            // pwrite per page touched. In memory it costs a few MiB at most.
-            .pragma("temp_store", "MEMORY")
-            .pragma("cache_size", "-32768")
+            .synchronous(if opts.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal });
+        for (name, value) in WRITE_PRAGMAS {
+            write_opts = write_opts.pragma(name, value);
+        }
+        let write_opts = write_opts
             .optimize_on_close(true, Some(400))
             .pragma("max_page_count", max_pages(opts.max_size_bytes).to_string());
         let writer = SqlitePoolOptions::new()
@@ -181,10 +190,6 @@ impl Store {
             provider_ids: Arc::default(),
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             bulk: bulk::Bulk::default(),
-            bulk_settings: Arc::new(std::sync::Mutex::new(bulk::BulkSettings {
-                synchronous_full: opts.synchronous_full,
-                max_pages: max_pages(opts.max_size_bytes),
-            })),
         };
         let folded = store.catch_up_rollups().await?;
         if folded > 0 {
@@ -273,7 +278,12 @@ impl Store {
             .execute(&self.writer)
             .await
             .map_err(classify)?;
-        let settings = *self.bulk_settings.lock().map_err(|_| StoreError::Bulk("settings lock poisoned".into()))?;
+        // The writer's current settings (the size cap may have changed since open).
+        let (synchronous, max_pages): (i64, i64) =
+            sqlx::query_as("SELECT synchronous, max_page_count FROM pragma_synchronous, pragma_max_page_count")
+                .fetch_one(&self.writer)
+                .await?;
+        let settings = bulk::BulkSettings { synchronous, max_pages };
         let (bulk, path) = (self.bulk.clone(), self.path.clone());
         tokio::task::spawn_blocking(move || bulk.start(&path, settings))
             .await
@@ -321,10 +331,7 @@ impl Store {
         let pages = max_pages(bytes);
         let sql = format!("PRAGMA max_page_count = {pages}");
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.writer).await.map_err(classify)?;
-        if let Ok(mut s) = self.bulk_settings.lock() {
-            s.max_pages = pages;
-        }
-        let bulk = self.bulk.clone();
+        let (bulk, pages) = (self.bulk.clone(), crate::types::to_sql("max_page_count", pages)?);
         tokio::task::spawn_blocking(move || bulk.set_max_pages(pages))
             .await
             .map_err(|e| StoreError::Bulk(e.to_string()))??;
