@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use blockstreamer::app::{App, AppOptions};
 use blockstreamer::config::Config;
+use blockstreamer::model::ProviderId;
 use blockstreamer::sim::{self, SimChain, SimOptions, SimProviderOptions};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
@@ -245,7 +246,7 @@ async fn sim_pipeline(
     remove_db(db);
     let chain = bench_chain(blocks, txs);
     let store = Store::open(&StoreOptions::new(db)).await?;
-    store.register_providers(&[("sim".into(), "sim://".into())]).await?;
+    store.register_providers(&[(ProviderId(0), "sim".into(), "sim://".into())]).await?;
     let opts = DecodeOptions { full_transactions: true, verify_header_hash: true };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<blockstreamer::model::Block>>(1);
     let started = Instant::now();
@@ -258,7 +259,7 @@ async fn sim_pipeline(
             let mut batch = Vec::with_capacity(commit_blocks);
             for k in n..=end {
                 let Some(b) = chain.block(k) else { break };
-                match decode_block(b.json(true).get(), Want::Number(k), opts, 0) {
+                match decode_block(b.json(true).get(), Want::Number(k), opts, ProviderId(0)) {
                     Ok(b) => batch.push(b),
                     Err(e) => panic!("decode {k}: {e}"),
                 }
@@ -614,7 +615,7 @@ fn header_verify(blocks: u64, rounds: u32) -> Result<(), Box<dyn std::error::Err
         let opts = DecodeOptions { full_transactions: false, verify_header_hash: verify };
         let t = Instant::now();
         for (n, raw) in &raws {
-            let b = decode_block(raw, Want::Number(*n), opts, 0)?;
+            let b = decode_block(raw, Want::Number(*n), opts, ProviderId(0))?;
             std::hint::black_box(b);
         }
         Ok(t.elapsed().as_secs_f64() * 1e6 / raws.len() as f64)

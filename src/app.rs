@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::fleet::{Fleet, FleetError, FleetOptions, ProviderPolicy};
 use crate::ingest::repair::{GapRepairer, RepairOptions};
 use crate::ingest::{IngestError, IngestOptions, Syncer, Window};
-use crate::model::{IngestState, TelemetrySink};
+use crate::model::{HealthState, IngestState, ProviderId, TelemetrySink};
 use crate::provider::wire::DecodeOptions;
 use crate::provider::{CreditPrices, Provider, ProviderError, ProviderSpec, SecretUrl};
 use crate::store::{Store, StoreError, StoreOptions, TelemetryWriter};
@@ -33,8 +33,12 @@ pub enum AppError {
     Fleet(#[from] FleetError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Range(#[from] crate::types::OutOfRange),
     #[error("database {db} holds chain {stored} but the providers serve chain {served}; use another --db")]
-    ChainMismatch { db: String, stored: i64, served: u64 },
+    ChainMismatch { db: String, stored: u64, served: String },
+    #[error("no provider answered eth_chainId within {waited_ms} ms; {errors}")]
+    Unreachable { waited_ms: u64, errors: String },
     #[error("{0}")]
     Other(String),
 }
@@ -72,7 +76,10 @@ impl App {
     /// Open the store, build the fleet, check chain ids, start the telemetry writer.
     pub async fn start(opts: AppOptions) -> Result<Self, AppError> {
         let config = opts.config;
-        let providers = config.resolve(|k| std::env::var(k).ok())?;
+        let env = |k: &str| std::env::var(k).ok();
+        // Everything from the environment is checked before the file is created or opened.
+        config.check_env(env)?;
+        let providers = config.resolve(env)?;
         let mut store_opts = StoreOptions::new(&opts.db);
         store_opts.synchronous_full = config.synchronous_full;
         store_opts.max_size_bytes = config.max_db_size_mb.map(|mb| mb.saturating_mul(1 << 20));
@@ -86,7 +93,7 @@ impl App {
         let mut built = Vec::with_capacity(providers.len());
         let mut names = Vec::with_capacity(providers.len());
         for (i, (name, url)) in providers.into_iter().enumerate() {
-            let index = u16::try_from(i).map_err(|_| AppError::Other("more than 65535 providers".into()))?;
+            let id = ProviderId(u16::try_from(i).map_err(|_| AppError::Other("more than 65535 providers".into()))?);
             let mut spec = ProviderSpec::new(name.clone(), SecretUrl::new(url));
             let pc = config.providers.get(i);
             if let Some(ms) = pc.and_then(|p| p.timeout_ms) {
@@ -105,8 +112,8 @@ impl App {
                 policy.daily_credit_budget = p.daily_credit_budget;
                 policy.monthly_credit_budget = p.monthly_credit_budget;
             }
-            names.push((name, spec.url.redacted()));
-            built.push((Arc::new(Provider::new(index, spec, telemetry.clone())?), policy));
+            names.push((id, name, spec.url.redacted()));
+            built.push((Arc::new(Provider::new(id, spec, telemetry.clone())?), policy));
         }
         store.register_providers(&names).await?;
         let writer_tasks = TaskTracker::new();
@@ -126,13 +133,13 @@ impl App {
                 verify_header_hash: config.verify_header_hash,
             },
         );
-        let fleet = Arc::new(Fleet::new(built, fleet_opts, telemetry.clone()));
+        let fleet = Arc::new(Fleet::new(built, fleet_opts, telemetry.clone())?);
         // Budgets survive restarts: count what the telemetry says was already spent.
         let (day, month) = Fleet::budget_periods(crate::types::now_ms());
         let today = store.credits_since(day).await?;
-        for (index, month_credits) in store.credits_since(month).await? {
-            let day_credits = today.iter().find(|(i, _)| *i == index).map_or(0, |(_, c)| *c);
-            fleet.seed_spend(index, day_credits, month_credits);
+        for (id, month_credits) in store.credits_since(month).await? {
+            let day_credits = today.iter().find(|(i, _)| *i == id).map_or(0, |(_, c)| *c);
+            fleet.seed_spend(id, day_credits, month_credits)?;
         }
         for p in fleet.providers() {
             tracing::info!(provider = p.name(), url = %p.url_redacted(), "provider configured");
@@ -151,37 +158,65 @@ impl App {
         })
     }
 
-    /// Verify chain ids (retrying while no provider answers), and pin the chain id in the file.
+    /// Verify chain ids and pin the chain id in the file. The chain is the configured
+    /// `chain_id`, else the one the file already holds, else the one a strict majority of the
+    /// answering providers serve. While no provider answers, retry with backoff for
+    /// `startup_timeout_ms`, then fail naming each provider's last error.
     pub async fn check_chain(&self, cancel: &CancellationToken) -> Result<u64, AppError> {
+        let stored = match self.store.meta("chain_id").await? {
+            Some(v) => Some(crate::types::from_sql("chain id", v)?),
+            None => None,
+        };
+        if let (Some(c), Some(s)) = (self.config.chain_id, stored)
+            && c != s
+        {
+            let db = self.store.path().display().to_string();
+            return Err(AppError::ChainMismatch { db, stored: s, served: format!("{c} (configured chain_id)") });
+        }
+        let expected = self.config.chain_id.or(stored);
+        let started = Instant::now();
+        let timeout = Duration::from_millis(self.config.startup_timeout_ms);
         let mut wait = Duration::from_millis(250);
         let chain = loop {
-            match self.fleet.verify_chain(self.config.chain_id).await {
+            match self.fleet.verify_chain(expected).await {
                 Ok(c) => break c,
-                Err(FleetError::NoChainId) => {
-                    tracing::warn!(retry_in = ?wait, "no provider answered eth_chainId yet");
+                Err(FleetError::NoChainId { errors }) => {
+                    let left = timeout.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        return Err(AppError::Unreachable { waited_ms, errors: self.last_errors(&errors) });
+                    }
+                    tracing::warn!(retry_in = ?wait, %errors, "no provider answered eth_chainId yet");
                     tokio::select! {
                         () = cancel.cancelled() => return Err(FleetError::Cancelled.into()),
-                        () = tokio::time::sleep(wait) => {}
+                        () = tokio::time::sleep(wait.min(left)) => {}
                     }
                     wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(FleetError::WrongChain { expected, seen }) if stored == Some(expected) => {
+                    let db = self.store.path().display().to_string();
+                    return Err(AppError::ChainMismatch { db, stored: expected, served: seen });
                 }
                 Err(e) => return Err(e.into()),
             }
         };
-        let served = i64::try_from(chain).map_err(|_| AppError::Other(format!("chain id {chain} too large")))?;
-        match self.store.meta("chain_id").await? {
-            Some(stored) if stored != served => {
-                return Err(AppError::ChainMismatch {
-                    db: self.store.path().display().to_string(),
-                    stored,
-                    served: chain,
-                });
-            }
-            Some(_) => {}
-            None => self.store.set_meta("chain_id", served).await?,
+        if stored.is_none() {
+            let served = crate::types::to_sql("chain id", chain)?;
+            self.store.set_meta("chain_id", served).await?;
         }
         tracing::info!(chain_id = chain, "chain id verified");
         Ok(chain)
+    }
+
+    /// Every provider's last error, for a start-up failure (`fallback` when none was recorded).
+    fn last_errors(&self, fallback: &str) -> String {
+        let each: Vec<String> = self
+            .fleet
+            .last_errors()
+            .into_iter()
+            .map(|(name, e)| format!("{name}: {}", e.as_deref().unwrap_or("no answer")))
+            .collect();
+        if each.is_empty() { fallback.to_string() } else { each.join("; ") }
     }
 
     /// Start polling heads in the background.
@@ -241,19 +276,13 @@ impl App {
 
     /// Start the gap-repair worker in the background (stopped with the head poller).
     pub fn start_gap_repair(&self) {
-        let opts = RepairOptions { protect_top: self.config.max_reorg_depth, ..RepairOptions::default() };
+        let opts = RepairOptions::from_config(&self.config);
         let worker = GapRepairer::new(self.fleet.clone(), self.store.clone(), opts);
         self.workers.spawn(worker.run(self.poll_cancel.clone()));
     }
 
     fn ingest_options(&self) -> IngestOptions {
-        IngestOptions {
-            max_reorg_depth: self.config.max_reorg_depth,
-            batch_size: self.config.batch_size,
-            concurrency: self.config.concurrency,
-            poll_interval: Duration::from_millis(self.config.poll_interval_ms),
-            ..IngestOptions::default()
-        }
+        IngestOptions::from_config(&self.config)
     }
 
     fn window_cap(&self) -> usize {
@@ -321,18 +350,7 @@ impl App {
         // Wait for a head so selection knows who can serve the top of the range.
         let mut heads = self.fleet.subscribe_head();
         self.fleet.poll_heads_once().await;
-        if heads.borrow_and_update().is_none_or(|h| h.number < to) {
-            tracing::info!(to, "waiting for a provider to report a head at or above --to");
-            loop {
-                if heads.borrow_and_update().is_some_and(|h| h.number >= to) {
-                    break;
-                }
-                tokio::select! {
-                    () = cancel.cancelled() => return Err(IngestError::Cancelled.into()),
-                    r = heads.changed() => if r.is_err() { return Err(IngestError::Cancelled.into()) },
-                }
-            }
-        }
+        self.wait_for_head(to, &mut heads, cancel).await?;
         let cap = self.window_cap();
         let start = self.store.first_missing_from(from, to).await?;
         let Some(start) = start else {
@@ -385,9 +403,41 @@ impl App {
         Ok(BackfillReport { from, to, fetched: to - start + 1 })
     }
 
+    /// Wait until the fleet head reaches `to`: said once, then progress every 10 s (the head,
+    /// and how many blocks are still to come).
+    async fn wait_for_head(
+        &self,
+        to: u64,
+        heads: &mut tokio::sync::watch::Receiver<Option<crate::fleet::FleetHead>>,
+        cancel: &CancellationToken,
+    ) -> Result<(), AppError> {
+        let head = |h: Option<crate::fleet::FleetHead>| h.map(|h| h.number);
+        if heads.borrow_and_update().is_some_and(|h| h.number >= to) {
+            return Ok(());
+        }
+        let at = head(*heads.borrow());
+        tracing::info!(to, head = at, "waiting for a provider to report a head at or above --to");
+        let mut note =
+            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(10), Duration::from_secs(10));
+        loop {
+            if heads.borrow_and_update().is_some_and(|h| h.number >= to) {
+                return Ok(());
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Err(IngestError::Cancelled.into()),
+                r = heads.changed() => if r.is_err() { return Err(IngestError::Cancelled.into()) },
+                _ = note.tick() => {
+                    let at = head(*heads.borrow());
+                    let to_go = at.map(|h| to.saturating_sub(h));
+                    tracing::info!(to, head = at, blocks_to_go = to_go, "still waiting for the chain to reach --to");
+                }
+            }
+        }
+    }
+
     /// One word for the whole process, with the reason: `ok`; `degraded` (no provider can
     /// serve, or ingest steps keep failing); `storage_full`; `reorg_too_deep` (ingest stopped).
-    pub fn health(&self) -> (&'static str, String) {
+    pub fn health(&self) -> (HealthState, String) {
         health_of(&self.fleet, &self.ingest_state)
     }
 
@@ -456,28 +506,25 @@ impl App {
     }
 }
 
-fn health_of(fleet: &Fleet, ingest_state: &std::sync::Mutex<IngestState>) -> (&'static str, String) {
+fn health_of(fleet: &Fleet, ingest_state: &std::sync::Mutex<IngestState>) -> (HealthState, String) {
     let ingest = ingest_state.lock().map(|g| g.clone()).unwrap_or_default();
     match ingest {
         IngestState::ReorgTooDeep { number } => {
-            return ("reorg_too_deep", format!("block {number} does not link within max_reorg_depth"));
+            return (HealthState::ReorgTooDeep, format!("block {number} does not link within max_reorg_depth"));
         }
-        IngestState::StorageFull => return ("storage_full", "commits fail: the database is full".into()),
+        IngestState::StorageFull => return (HealthState::StorageFull, "commits fail: the database is full".into()),
         _ => {}
     }
     let status = fleet.status();
     // Usable: breaker closed and not excluded (a half-open probe is not yet a provider).
-    let usable = status
-        .iter()
-        .filter(|p| p.breaker == crate::fleet::Breaker::Closed && matches!(p.state, "healthy" | "degraded"))
-        .count();
+    let usable = status.iter().filter(|p| p.breaker == crate::fleet::Breaker::Closed && p.state.serving()).count();
     if usable == 0 {
-        return ("degraded", format!("none of {} providers can serve", status.len()));
+        return (HealthState::Degraded, format!("none of {} providers can serve", status.len()));
     }
     if let IngestState::Stalled(why) = ingest {
-        return ("degraded", why);
+        return (HealthState::Degraded, why);
     }
-    ("ok", String::new())
+    (HealthState::Ok, String::new())
 }
 
 /// What a backfill did.

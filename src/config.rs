@@ -85,6 +85,8 @@ pub struct RoutingConfig {
     pub request_deadline_ms: u64,
     /// The sticky primary changes at most this often (unless excluded).
     pub switch_min_interval_ms: u64,
+    /// How long a forged or inconsistent block weighs on a provider's score, fading linearly.
+    pub integrity_memory_secs: u64,
 }
 
 impl Default for RoutingConfig {
@@ -103,6 +105,7 @@ impl Default for RoutingConfig {
             max_retry_after_ms: 300_000,
             request_deadline_ms: 20_000,
             switch_min_interval_ms: 10_000,
+            integrity_memory_secs: 3_600,
         }
     }
 }
@@ -266,6 +269,8 @@ impl Default for AlertsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub chain_id: Option<u64>,
+    /// Give up at start-up when no provider answered `eth_chainId` within this long.
+    pub startup_timeout_ms: u64,
     pub confirmations: u64,
     pub max_reorg_depth: u64,
     pub poll_interval_ms: u64,
@@ -292,6 +297,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             chain_id: None,
+            startup_timeout_ms: 30_000,
             confirmations: 0,
             max_reorg_depth: 64,
             poll_interval_ms: 1000,
@@ -468,15 +474,26 @@ impl Config {
         self.api.listen.parse().map_err(|e| invalid("api.listen", format!("{e}")))
     }
 
-    /// The API key with `${VAR}` expanded (None when unset or empty).
+    /// The API key with `${VAR}` expanded and surrounding whitespace removed (None when unset,
+    /// empty or only whitespace: such a key protects nothing, so it allows no public bind).
     pub fn api_key(&self, env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
         match &self.api.api_key {
             None => Ok(None),
             Some(k) => {
                 let k = interpolate(k, "api.api_key", &env)?;
-                Ok((!k.is_empty()).then_some(k))
+                let k = k.trim();
+                Ok((!k.is_empty()).then(|| k.to_string()))
             }
         }
+    }
+
+    /// Everything that comes from the environment (provider URLs, the API key, the webhook
+    /// URL), checked at once, so a bad value is refused before any file is touched.
+    pub fn check_env(&self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        self.resolve(&env)?;
+        self.api_key(&env)?;
+        self.webhook_url(&env)?;
+        Ok(())
     }
 
     /// The configuration as JSON with every secret hidden: provider URLs keep only scheme and

@@ -6,15 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use blockstreamer::api::{ApiOptions, ApiServer, ApiState, Sandbox, SandboxLimits};
 use blockstreamer::app::{self, App, AppError, AppOptions, DemoOptions};
 use blockstreamer::config::Config;
 use blockstreamer::export::{self, ExportOptions, Format, Table};
 use blockstreamer::ingest::IngestError;
-use blockstreamer::store::{Store, StoreOptions};
+use blockstreamer::store::{Access, Store};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -93,10 +91,12 @@ enum Command {
         to: u64,
     },
     /// Serve the API over an existing database without following (a read-only local indexer).
+    ///
+    /// The file is opened read-only and never written, so it can be served beside the `run`
+    /// that writes it, or from a file this user may not write.
     Serve {
-        /// Database file.
-        #[arg(long, default_value = "./blockstreamer.db")]
-        db: PathBuf,
+        #[command(flatten)]
+        file: ReadFile,
         /// TOML config file (only its [api] table is used).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -112,14 +112,14 @@ enum Command {
     /// Tables: blocks, transactions, block_sightings, reorgs, gap_repairs (by height, --from/--to)
     /// and provider_requests (by time, --since/--until). Finished chunks are skipped on a re-run.
     Export {
-        /// blocks | transactions | provider_requests | block_sightings | reorgs | gap_repairs
-        table: String,
-        /// Database file.
-        #[arg(long, default_value = "./blockstreamer.db")]
-        db: PathBuf,
-        /// csv | jsonl | parquet
-        #[arg(long, default_value = "parquet")]
-        format: String,
+        /// The table to export.
+        #[arg(value_enum)]
+        table: Table,
+        #[command(flatten)]
+        file: ReadFile,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = Format::Parquet)]
+        format: Format,
         /// Output directory.
         #[arg(long, default_value = "./export")]
         out: PathBuf,
@@ -156,13 +156,12 @@ enum Command {
         query: Option<String>,
         /// Read the statement from a file.
         #[arg(short = 'f', long = "file", conflicts_with = "query")]
-        file: Option<PathBuf>,
-        /// Database file.
-        #[arg(long, default_value = "./blockstreamer.db")]
-        db: PathBuf,
-        /// table | csv | json (default: table on a terminal, else csv).
-        #[arg(long)]
-        format: Option<String>,
+        sql_file: Option<PathBuf>,
+        #[command(flatten)]
+        file: ReadFile,
+        /// Output format (default: table on a terminal, else csv).
+        #[arg(long, value_enum)]
+        format: Option<SqlFormat>,
         /// Positional parameter ?1, ?2, … (repeat). JSON scalars (5, 1.5, null, true, "text")
         /// are taken as such; anything else is text.
         #[arg(long = "param")]
@@ -176,9 +175,8 @@ enum Command {
     },
     /// List open gaps (missing heights, broken parent links) and recent repair attempts.
     Gaps {
-        /// Database file.
-        #[arg(long, default_value = "./blockstreamer.db")]
-        db: PathBuf,
+        #[command(flatten)]
+        file: ReadFile,
         /// How many recent repairs to show.
         #[arg(long, default_value_t = 20)]
         limit: u32,
@@ -215,6 +213,41 @@ struct Common {
     /// Database file.
     #[arg(long, default_value = "./blockstreamer.db")]
     db: PathBuf,
+}
+
+/// A database file opened read-only (`serve`, `sql`, `export`, `gaps`).
+#[derive(Debug, Args)]
+struct ReadFile {
+    /// Database file.
+    #[arg(long, default_value = "./blockstreamer.db")]
+    db: PathBuf,
+    /// Open it as immutable: for a file on read-only media or in a directory this user may not
+    /// write (SQLite cannot make its `-shm` file there). Nothing may write the file meanwhile.
+    #[arg(long)]
+    immutable: bool,
+}
+
+impl ReadFile {
+    fn access(&self) -> Access {
+        if self.immutable { Access::Immutable } else { Access::ReadOnly }
+    }
+
+    /// Refuse a missing file, or one that is not a blockstreamer database at this binary's
+    /// schema, before anything else happens.
+    fn check(&self) -> anyhow::Result<()> {
+        blockstreamer::store::sqlite::check_readable(&self.db)?;
+        Ok(())
+    }
+}
+
+/// How `sql` prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SqlFormat {
+    /// An aligned table.
+    Table,
+    Csv,
+    /// An array of objects.
+    Json,
 }
 
 impl Common {
@@ -374,85 +407,16 @@ async fn main() -> anyhow::Result<()> {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo { db, block_time_ms, providers, seed, run_for, listen } => {
-            let cancel = shutdown_token(run_for);
-            let opts = DemoOptions {
-                db,
-                block_time: Duration::from_millis(block_time_ms.max(10)),
-                providers,
-                seed,
-                listen: Some(listen),
-            };
-            app::run_demo(opts, cancel).await.context("demo failed")?;
+            let block_time = Duration::from_millis(block_time_ms.max(10));
+            let opts = DemoOptions { db, block_time, providers, seed, listen: Some(listen) };
+            app::run_demo(opts, shutdown_token(run_for)).await.context("demo failed")
         }
-        Command::Run { common, listen, from_block, run_for } => {
-            let cancel = shutdown_token(run_for);
-            let app = App::start(common.app_options()?).await.context("start-up failed")?;
-            let api = match app.start_api(listen, &cancel).await {
-                Ok(a) => a,
-                Err(e) => {
-                    app.shutdown().await;
-                    return Err(e).context("cannot start the API");
-                }
-            };
-            if let Some(a) = &api {
-                // Printed plainly so scripts can find the port.
-                println!("api listening on http://{}", a.addr());
-            }
-            let res = app.follow(from_block, &cancel).await;
-            if let (Err(AppError::Ingest(e @ IngestError::DeepReorg { .. })), Some(_)) = (&res, &api) {
-                // Nothing was rewritten; keep answering (health says reorg_too_deep) so operators
-                // and monitors can see why, until told to stop.
-                tracing::error!(error = %e, "ingest stopped; the API keeps serving until Ctrl-C");
-                cancel.cancelled().await;
-            }
-            if let Some(a) = api {
-                a.stop().await;
-            }
-            app.shutdown().await;
-            res.context("ingest stopped")?;
-        }
-        Command::Serve { db, config, listen, run_for } => {
-            if !db.exists() {
-                anyhow::bail!("no database at {}", db.display());
-            }
-            let config = match &config {
-                Some(p) => Config::load(p)?,
-                None => Config::default(),
-            };
-            let cancel = shutdown_token(run_for);
-            let store = Store::open(&StoreOptions::new(&db)).await.context("cannot open the database")?;
-            let addr = match listen {
-                Some(a) => a,
-                None => config.api_listen()?,
-            };
-            let opts = ApiOptions::resolve(&config, |k| std::env::var(k).ok())?;
-            let state = ApiState::new(store.clone(), None, opts);
-            let server = ApiServer::start(addr, state, &cancel).await?;
-            println!("api listening on http://{}", server.addr());
-            cancel.cancelled().await;
-            server.stop().await;
-            store.close().await;
-        }
-        Command::Backfill { common, from, to } => {
-            let cancel = shutdown_token(None);
-            let app = App::start(common.app_options()?).await.context("start-up failed")?;
-            let started = std::time::Instant::now();
-            let res = app.backfill(from, to, &cancel).await;
-            app.shutdown().await;
-            let report = res.context("backfill failed")?;
-            let secs = started.elapsed().as_secs_f64();
-            tracing::info!(
-                from = report.from,
-                to = report.to,
-                fetched = report.fetched,
-                seconds = format!("{secs:.2}"),
-                blocks_per_sec = format!("{:.0}", report.fetched as f64 / secs.max(1e-9)),
-                "backfill done"
-            );
-        }
+        Command::Run { common, listen, from_block, run_for } => cmd_run(&common, listen, from_block, run_for).await,
+        Command::Serve { file, config, listen, run_for } => cmd_serve(&file, config.as_deref(), listen, run_for).await,
+        Command::Backfill { common, from, to } => cmd_backfill(&common, from, to).await,
         Command::Export {
             table,
-            db,
+            file,
             format,
             out,
             from,
@@ -464,17 +428,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             overwrite,
             include_orphaned,
         } => {
-            if !db.exists() {
-                anyhow::bail!("no database at {}", db.display());
-            }
             let now = blockstreamer::types::now_ms();
             let time = |v: Option<String>, flag: &str| -> anyhow::Result<Option<i64>> {
                 v.map(|s| export::parse_time(&s, now).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
             };
             let opts = ExportOptions {
-                db,
-                table: Table::parse(&table).map_err(anyhow::Error::msg)?,
-                format: Format::parse(&format).map_err(anyhow::Error::msg)?,
+                db: file.db.clone(),
+                access: file.access(),
+                table,
+                format,
                 out,
                 from,
                 to,
@@ -486,50 +448,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 include_orphaned,
                 progress: std::io::stderr().is_terminal(),
             };
-            let cancel = Arc::new(AtomicBool::new(false));
-            let stop = shutdown_token(None);
-            let flag = cancel.clone();
-            tokio::spawn(async move {
-                stop.cancelled().await;
-                flag.store(true, Ordering::Relaxed);
-            });
-            let started = std::time::Instant::now();
-            let summary = tokio::task::spawn_blocking(move || export::export(&opts, &cancel)).await??;
-            let secs = started.elapsed().as_secs_f64();
-            eprintln!(
-                "exported {} rows into {} files ({} bytes) in {secs:.2} s; {} chunks already done{}{}",
-                summary.rows,
-                summary.written.len(),
-                summary.bytes,
-                summary.skipped.len(),
-                if summary.missing_heights > 0 {
-                    format!("; {} heights missing (open gaps)", summary.missing_heights)
-                } else {
-                    String::new()
-                },
-                if summary.reread_after_reorg > 0 {
-                    format!("; {} chunks read again after a reorg touched them", summary.reread_after_reorg)
-                } else {
-                    String::new()
-                }
-            );
+            cmd_export(&file, opts).await
         }
-        Command::Sql { query, file, db, format, params, timeout_ms, max_rows } => {
-            if !db.exists() {
-                anyhow::bail!("no database at {}", db.display());
-            }
-            let sql = match (query, file) {
+        Command::Sql { query, sql_file, file, format, params, timeout_ms, max_rows } => {
+            let sql = match (query, sql_file) {
                 (Some(q), None) => q,
                 (None, Some(f)) => {
                     std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?
                 }
                 _ => anyhow::bail!("give a query or -f FILE"),
-            };
-            let format = match format.as_deref() {
-                Some(f @ ("table" | "csv" | "json")) => f.to_string(),
-                Some(f) => anyhow::bail!("--format must be table, csv or json, got {f:?}"),
-                None if std::io::stdout().is_terminal() => "table".into(),
-                None => "csv".into(),
             };
             let limits = SandboxLimits {
                 timeout: Duration::from_millis(timeout_ms.max(1)),
@@ -537,75 +464,233 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 max_bytes: 1 << 30,
                 concurrency: 1,
             };
-            let sandbox = Sandbox::new(&db, limits);
-            let params = params.iter().map(|p| sql_param(p)).collect();
-            let result = sandbox.query(sql, params).await.context("query refused")?;
-            let text = match format.as_str() {
-                "table" => result.to_table(),
-                "json" => format!("{}\n", serde_json::to_string_pretty(&result.to_json_objects())?),
-                _ => result.to_csv(),
-            };
-            print!("{text}");
-            if result.truncated {
-                eprintln!("(stopped at {max_rows} rows; raise --max-rows for more)");
-            } else if format == "table" {
-                eprintln!("({} rows, {:.1} ms)", result.rows.len(), result.elapsed_ms);
-            }
+            cmd_sql(&file, sql, format, &params, limits).await
         }
-        Command::Gaps { db, limit } => {
-            if !db.exists() {
-                anyhow::bail!("no database at {}", db.display());
-            }
-            let store = Store::open(&StoreOptions::new(&db)).await.context("cannot open the database")?;
-            let scan = store.scan_gaps().await?;
-            let repairs = store.recent_repairs(limit).await?;
-            store.close().await;
-            match (scan.floor, scan.tip) {
-                (Some(lo), Some(hi)) => println!("canonical blocks stored: {lo}..={hi}"),
-                _ => println!("no blocks stored"),
-            }
-            if scan.missing.is_empty() && scan.broken_links.is_empty() {
-                println!("open gaps: none");
-            }
-            for (a, b) in &scan.missing {
-                println!("open gap: missing {a}..={b} ({} blocks)", b - a + 1);
-            }
-            for n in &scan.broken_links {
-                println!("open gap: broken parent link at {n}");
-            }
-            println!("recent repairs ({}):", repairs.len());
-            for r in &repairs {
-                println!(
-                    "  #{} {}..={} {} via {} → {} ({} blocks){}",
-                    r.id,
-                    r.from,
-                    r.to,
-                    r.reason,
-                    r.provider.as_deref().unwrap_or("-"),
-                    r.outcome,
-                    r.blocks,
-                    r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-                );
-            }
-        }
+        Command::Gaps { file, limit } => cmd_gaps(&file, limit).await,
         Command::Faultproxy { upstream, listen, script, run_for } => {
-            let script = match script {
-                Some(p) => blockstreamer::fault::Script::load(&p)?,
-                None => blockstreamer::fault::Script::default(),
-            };
-            let rules = script.rules.len();
-            let cancel = shutdown_token(run_for);
-            let proxy = blockstreamer::fault::FaultProxy::start(&upstream, listen, script).await?;
-            let shown_upstream = blockstreamer::provider::SecretUrl::new(upstream).redacted();
-            tracing::info!(listen = %proxy.addr(), upstream = %shown_upstream, rules, "fault proxy listening");
-            // Printed plainly so scripts can wait for it.
-            println!("listening on {}", proxy.url());
-            cancel.cancelled().await;
-            proxy.stop().await;
-            let log = proxy.log();
-            let faulted = log.iter().filter(|c| c.fault.is_some()).count();
-            tracing::info!(calls = log.len(), faulted, "fault proxy stopped");
+            cmd_faultproxy(upstream, listen, script.as_deref(), run_for).await
         }
     }
+}
+
+/// `run`: follow the head, serving the API. Everything that can be refused (config, keys from
+/// the environment, the listen address) is checked before the database is opened.
+async fn cmd_run(
+    common: &Common,
+    listen: Option<SocketAddr>,
+    from_block: Option<u64>,
+    run_for: Option<u64>,
+) -> anyhow::Result<()> {
+    let opts = common.app_options()?;
+    if opts.config.api.enabled {
+        let addr = match listen {
+            Some(a) => a,
+            None => opts.config.api_listen()?,
+        };
+        let api = ApiOptions::resolve(&opts.config, |k| std::env::var(k).ok())?;
+        blockstreamer::api::check_listen(addr, &api).context("cannot start the API")?;
+    }
+    let cancel = shutdown_token(run_for);
+    let app = App::start(opts).await.context("start-up failed")?;
+    let api = match app.start_api(listen, &cancel).await {
+        Ok(a) => a,
+        Err(e) => {
+            app.shutdown().await;
+            return Err(e).context("cannot start the API");
+        }
+    };
+    if let Some(a) = &api {
+        // Printed plainly so scripts can find the port.
+        println!("api listening on http://{}", a.addr());
+    }
+    let res = app.follow(from_block, &cancel).await;
+    if let (Err(AppError::Ingest(e @ IngestError::DeepReorg { .. })), Some(_)) = (&res, &api) {
+        // Nothing was rewritten; keep answering (health says reorg_too_deep) so operators
+        // and monitors can see why, until told to stop.
+        tracing::error!(error = %e, "ingest stopped; the API keeps serving until Ctrl-C");
+        cancel.cancelled().await;
+    }
+    if let Some(a) = api {
+        a.stop().await;
+    }
+    app.shutdown().await;
+    res.context("ingest stopped")
+}
+
+/// `serve`: the API over an existing file, read-only. The config, the key and the listen
+/// address are checked before the file is opened; the file is never written.
+async fn cmd_serve(
+    file: &ReadFile,
+    config: Option<&std::path::Path>,
+    listen: Option<SocketAddr>,
+    run_for: Option<u64>,
+) -> anyhow::Result<()> {
+    let config = match config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let addr = match listen {
+        Some(a) => a,
+        None => config.api_listen()?,
+    };
+    let opts = ApiOptions::resolve(&config, |k| std::env::var(k).ok())?;
+    blockstreamer::api::check_listen(addr, &opts)?;
+    file.check()?;
+    let cancel = shutdown_token(run_for);
+    let store = Store::open_read_only(&file.db, file.access()).await.context("cannot open the database")?;
+    let state = ApiState::new(store.clone(), None, opts);
+    let server = match ApiServer::start(addr, state, &cancel).await {
+        Ok(s) => s,
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
+    println!("api listening on http://{}", server.addr());
+    cancel.cancelled().await;
+    server.stop().await;
+    store.close().await;
+    Ok(())
+}
+
+/// `backfill`: fetch a range, then exit.
+async fn cmd_backfill(common: &Common, from: u64, to: u64) -> anyhow::Result<()> {
+    let cancel = shutdown_token(None);
+    let app = App::start(common.app_options()?).await.context("start-up failed")?;
+    let started = std::time::Instant::now();
+    let res = app.backfill(from, to, &cancel).await;
+    app.shutdown().await;
+    let report = res.context("backfill failed")?;
+    let secs = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = report.fetched as f64 / secs.max(1e-9);
+    tracing::info!(
+        from = report.from,
+        to = report.to,
+        fetched = report.fetched,
+        seconds = format!("{secs:.2}"),
+        blocks_per_sec = format!("{rate:.0}"),
+        "backfill done"
+    );
+    Ok(())
+}
+
+/// `export`: chunk files from a read-only connection; Ctrl-C stops between pages.
+async fn cmd_export(file: &ReadFile, opts: ExportOptions) -> anyhow::Result<()> {
+    file.check()?;
+    let cancel = shutdown_token(None);
+    let started = std::time::Instant::now();
+    let summary = tokio::task::spawn_blocking(move || export::export(&opts, &cancel)).await??;
+    let secs = started.elapsed().as_secs_f64();
+    let mut notes = String::new();
+    if summary.missing_heights > 0 {
+        notes.push_str(&format!("; {} heights missing (open gaps)", summary.missing_heights));
+    }
+    if summary.reread_after_reorg > 0 {
+        notes.push_str(&format!("; {} chunks read again after a reorg touched them", summary.reread_after_reorg));
+    }
+    eprintln!(
+        "exported {} rows into {} files ({} bytes) in {secs:.2} s; {} chunks already done{notes}",
+        summary.rows,
+        summary.written.len(),
+        summary.bytes,
+        summary.skipped.len(),
+    );
+    Ok(())
+}
+
+/// `sql`: one read-only statement through the sandbox, printed as a table, CSV or JSON.
+async fn cmd_sql(
+    file: &ReadFile,
+    sql: String,
+    format: Option<SqlFormat>,
+    params: &[String],
+    limits: SandboxLimits,
+) -> anyhow::Result<()> {
+    file.check()?;
+    let format = match format {
+        Some(f) => f,
+        None if std::io::stdout().is_terminal() => SqlFormat::Table,
+        None => SqlFormat::Csv,
+    };
+    let max_rows = limits.max_rows;
+    let sandbox = Sandbox::new(&file.db, file.access(), limits);
+    let params = params.iter().map(|p| sql_param(p)).collect();
+    let result = sandbox.query(sql, params).await.context("query refused")?;
+    let text = match format {
+        SqlFormat::Table => result.to_table(),
+        SqlFormat::Json => format!("{}\n", serde_json::to_string_pretty(&result.to_json_objects())?),
+        SqlFormat::Csv => result.to_csv(),
+    };
+    print!("{text}");
+    if result.truncated {
+        eprintln!("(stopped at {max_rows} rows; raise --max-rows for more)");
+    } else if format == SqlFormat::Table {
+        eprintln!("({} rows, {:.1} ms)", result.rows.len(), result.elapsed_ms);
+    }
+    Ok(())
+}
+
+/// `gaps`: open holes and recent repair attempts, read-only.
+async fn cmd_gaps(file: &ReadFile, limit: u32) -> anyhow::Result<()> {
+    file.check()?;
+    let store = Store::open_read_only(&file.db, file.access()).await.context("cannot open the database")?;
+    let scan = store.scan_gaps().await;
+    let repairs = store.recent_repairs(limit).await;
+    store.close().await;
+    let (scan, repairs) = (scan?, repairs?);
+    match (scan.floor, scan.tip) {
+        (Some(lo), Some(hi)) => println!("canonical blocks stored: {lo}..={hi}"),
+        _ => println!("no blocks stored"),
+    }
+    if scan.missing.is_empty() && scan.broken_links.is_empty() {
+        println!("open gaps: none");
+    }
+    for (a, b) in &scan.missing {
+        println!("open gap: missing {a}..={b} ({} blocks)", b - a + 1);
+    }
+    for n in &scan.broken_links {
+        println!("open gap: broken parent link at {n}");
+    }
+    println!("recent repairs ({}):", repairs.len());
+    for r in &repairs {
+        println!(
+            "  #{} {}..={} {} via {} → {} ({} blocks){}",
+            r.id,
+            r.from,
+            r.to,
+            r.reason,
+            r.provider.as_deref().unwrap_or("-"),
+            r.outcome,
+            r.blocks,
+            r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `faultproxy`: forward to an upstream, faulting what the script says, until stopped.
+async fn cmd_faultproxy(
+    upstream: String,
+    listen: SocketAddr,
+    script: Option<&std::path::Path>,
+    run_for: Option<u64>,
+) -> anyhow::Result<()> {
+    let script = match script {
+        Some(p) => blockstreamer::fault::Script::load(p)?,
+        None => blockstreamer::fault::Script::default(),
+    };
+    let rules = script.rules.len();
+    let cancel = shutdown_token(run_for);
+    let proxy = blockstreamer::fault::FaultProxy::start(&upstream, listen, script).await?;
+    let shown_upstream = blockstreamer::provider::SecretUrl::new(upstream).redacted();
+    tracing::info!(listen = %proxy.addr(), upstream = %shown_upstream, rules, "fault proxy listening");
+    // Printed plainly so scripts can wait for it.
+    println!("listening on {}", proxy.url());
+    cancel.cancelled().await;
+    proxy.stop().await;
+    let log = proxy.log();
+    let faulted = log.iter().filter(|c| c.fault.is_some()).count();
+    tracing::info!(calls = log.len(), faulted, "fault proxy stopped");
     Ok(())
 }

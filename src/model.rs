@@ -1,11 +1,30 @@
 //! The values that move between stages: blocks, telemetry samples, commit batches, and the sink contracts.
 
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use tokio::sync::mpsc;
+
+/// A provider's identity within one process: its place in the configured fleet. Every stage
+/// names providers by this id; the store maps it to its `providers.id` row in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ProviderId(pub u16);
+
+impl ProviderId {
+    /// The id as a position (the fleet's slots are in configuration order).
+    pub fn position(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
 
 /// A block that passed validation: number as requested, well-formed fields, consistent transactions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +50,8 @@ pub struct Block {
     pub full_txs: bool,
     /// Full transactions, or empty when only hashes were fetched.
     pub transactions: Vec<Transaction>,
-    /// Which provider served it (fleet index).
-    pub provider: u16,
+    /// Which provider served it.
+    pub provider: ProviderId,
 }
 
 /// One transaction as stored; wei amounts kept exact.
@@ -100,7 +119,7 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestSample {
     pub ts_ms: i64,
-    pub provider: u16,
+    pub provider: ProviderId,
     pub method: &'static str,
     pub block_number: Option<u64>,
     pub latency_us: i64,
@@ -120,7 +139,7 @@ pub struct RequestSample {
 /// A (height, hash) first reported by a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sighting {
-    pub provider: u16,
+    pub provider: ProviderId,
     pub number: u64,
     pub hash: B256,
     pub seen_ms: i64,
@@ -131,9 +150,67 @@ pub struct Sighting {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderEvent {
     pub ts_ms: i64,
-    pub provider: u16,
-    pub kind: &'static str,
+    pub provider: ProviderId,
+    pub kind: EventKind,
     pub reason: String,
+}
+
+/// What a routing decision was. `as_str` is the text stored in `provider_events.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    BreakerOpen,
+    BreakerHalfOpen,
+    BreakerClosed,
+    Cooldown,
+    Excluded,
+    Readmitted,
+    PrimarySwitch,
+    RateAdjusted,
+    IntegrityPenalty,
+    BudgetExhausted,
+    WrongChain,
+}
+
+impl EventKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [Self; 11] = [
+        Self::BreakerOpen,
+        Self::BreakerHalfOpen,
+        Self::BreakerClosed,
+        Self::Cooldown,
+        Self::Excluded,
+        Self::Readmitted,
+        Self::PrimarySwitch,
+        Self::RateAdjusted,
+        Self::IntegrityPenalty,
+        Self::BudgetExhausted,
+        Self::WrongChain,
+    ];
+
+    /// The stored and logged name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BreakerOpen => "breaker_open",
+            Self::BreakerHalfOpen => "breaker_half_open",
+            Self::BreakerClosed => "breaker_closed",
+            Self::Cooldown => "cooldown",
+            Self::Excluded => "excluded",
+            Self::Readmitted => "readmitted",
+            Self::PrimarySwitch => "primary_switch",
+            Self::RateAdjusted => "rate_adjusted",
+            Self::IntegrityPenalty => "integrity_penalty",
+            Self::BudgetExhausted => "budget_exhausted",
+            Self::WrongChain => "wrong_chain",
+        }
+    }
+
+    /// Worth a WARN line (the provider lost traffic), rather than INFO.
+    pub fn is_warning(self) -> bool {
+        matches!(
+            self,
+            Self::BreakerOpen | Self::WrongChain | Self::IntegrityPenalty | Self::BudgetExhausted | Self::Excluded
+        )
+    }
 }
 
 /// Everything the telemetry writer persists.
@@ -194,7 +271,7 @@ pub struct Reorg {
     pub fork: ChainLink,
     pub old_tip: ChainLink,
     pub new_tip: ChainLink,
-    pub provider: u16,
+    pub provider: ProviderId,
 }
 
 /// One atomic write: optionally un-canonicalise above a fork point, then append blocks in order.
@@ -264,13 +341,51 @@ pub struct RepairRecord {
     pub attempted_at_ms: i64,
     pub from: u64,
     pub to: u64,
-    /// `missing` or `broken_link`.
-    pub reason: &'static str,
-    pub provider: Option<u16>,
-    /// `repaired`, `failed` or `link_mismatch`.
-    pub outcome: &'static str,
+    pub reason: RepairReason,
+    pub provider: Option<ProviderId>,
+    pub outcome: RepairResult,
     pub blocks: u64,
     pub error: Option<String>,
+}
+
+/// Why a range was repaired. `as_str` is the text in `gap_repairs.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairReason {
+    /// Canonical heights absent.
+    Missing,
+    /// A canonical block whose parent hash is not the canonical block below.
+    BrokenLink,
+}
+
+impl RepairReason {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::BrokenLink => "broken_link",
+        }
+    }
+}
+
+/// How a repair attempt ended. `as_str` is the text in `gap_repairs.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairResult {
+    Repaired,
+    /// Nobody served the range, or the fetched blocks did not link among themselves.
+    Failed,
+    /// The fetched range did not link to the stored blocks around it; nothing written.
+    LinkMismatch,
+}
+
+impl RepairResult {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Repaired => "repaired",
+            Self::Failed => "failed",
+            Self::LinkMismatch => "link_mismatch",
+        }
+    }
 }
 
 /// Where the gap-repair worker reads holes and writes repairs. The store implements it.
@@ -286,4 +401,28 @@ pub trait RepairSink: Send + Sync {
 
     /// Log one attempt.
     fn record_repair(&self, r: RepairRecord) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// The whole process in one word, for `/readyz`, `/v1/status` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    Ok,
+    /// No provider can serve, or ingest steps keep failing.
+    Degraded,
+    /// Commits fail because the database is full.
+    StorageFull,
+    /// A reorg deeper than `max_reorg_depth` stopped ingest.
+    ReorgTooDeep,
+}
+
+impl HealthState {
+    /// The name the API shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Degraded => "degraded",
+            Self::StorageFull => "storage_full",
+            Self::ReorgTooDeep => "reorg_too_deep",
+        }
+    }
 }

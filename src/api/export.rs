@@ -2,7 +2,6 @@
 //! encoding `blockstreamer export` writes, from a blocking thread through a bounded channel.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -92,6 +91,7 @@ pub(super) async fn export(
     };
     let opts = ExportOptions {
         db: state.0.store.path().to_path_buf(),
+        access: state.0.store.access(),
         table,
         format,
         out: std::path::PathBuf::new(),
@@ -124,23 +124,13 @@ pub(super) async fn export(
     // Set when the export fails: the body then ends with an error after the pieces already
     // queued, so the client sees a broken transfer, never a short file that looks complete.
     let failed: Arc<Mutex<Option<String>>> = Arc::default();
-    let cancel = Arc::new(AtomicBool::new(false));
-    let stop = cancel.clone();
-    let server_cancel = state.0.cancel.clone();
-    // Ends with the export (the sender is dropped) or stops it when the server shuts down.
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = server_cancel.cancelled() => stop.store(true, Ordering::Relaxed),
-            _ = done_rx => {}
-        }
-    });
+    // Stops the export when the server shuts down.
+    let cancel = state.0.cancel.child_token();
     let runtime = tokio::runtime::Handle::current();
     let stall = state.0.opts.stream_send_timeout;
     let failure = failed.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let _done = done_tx;
         let mut w = ChannelWriter { tx, buf: Vec::with_capacity(PIECE), runtime, stall };
         let result =
             prepared.write_to(&mut w, &cancel).and_then(|_| w.flush().map_err(|e| ExportError::Write(e.to_string())));

@@ -57,8 +57,11 @@ async fn refresh(state: &ApiState) {
             metrics::gauge!("blockstreamer_provider_breaker_state", "provider" => name.clone())
                 .set(breaker_value(p.breaker));
             metrics::gauge!("blockstreamer_provider_score", "provider" => name.clone()).set(p.score);
-            metrics::gauge!("blockstreamer_provider_up", "provider" => name.clone())
-                .set(if matches!(p.state, "healthy" | "degraded") { 1.0 } else { 0.0 });
+            metrics::gauge!("blockstreamer_provider_up", "provider" => name.clone()).set(if p.state.serving() {
+                1.0
+            } else {
+                0.0
+            });
             metrics::gauge!("blockstreamer_provider_credits_today", "provider" => name.clone()).set(f(p.credits_today));
             if let Some(b) = p.daily_credit_budget {
                 metrics::gauge!("blockstreamer_provider_daily_credit_budget", "provider" => name.clone()).set(f(b));
@@ -72,7 +75,7 @@ async fn refresh(state: &ApiState) {
         }
         metrics::gauge!("blockstreamer_telemetry_dropped").set(f(live.telemetry.dropped()));
         let (word, _) = (live.health)();
-        metrics::gauge!("blockstreamer_healthy").set(if word == "ok" { 1.0 } else { 0.0 });
+        metrics::gauge!("blockstreamer_healthy").set(if word == crate::model::HealthState::Ok { 1.0 } else { 0.0 });
     }
     if let Ok(Some(t)) = state.0.store.stored_tip().await {
         metrics::gauge!("blockstreamer_stored_head").set(f(t.number));

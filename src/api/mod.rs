@@ -34,7 +34,7 @@ pub use sandbox::{Sandbox, SandboxError, SandboxLimits};
 
 /// What the process says about itself: a word (`ok`, `degraded`, `storage_full`,
 /// `reorg_too_deep`) and the reason.
-pub type HealthFn = Arc<dyn Fn() -> (&'static str, String) + Send + Sync>;
+pub type HealthFn = Arc<dyn Fn() -> (crate::model::HealthState, String) + Send + Sync>;
 
 /// The running pipeline, when the API serves a live process (absent for `serve --db`).
 #[derive(Clone)]
@@ -86,12 +86,7 @@ impl ApiOptions {
             header_read_timeout: Duration::from_millis(c.header_read_timeout_ms),
             max_connections: c.max_connections,
             ready_max_lag_blocks: c.ready_max_lag_blocks,
-            sql: SandboxLimits {
-                timeout: Duration::from_millis(c.sql_timeout_ms),
-                max_rows: c.sql_max_rows,
-                max_bytes: c.sql_max_bytes,
-                concurrency: c.sql_concurrency,
-            },
+            sql: SandboxLimits::from_api(c),
             stream_max_lag_blocks: c.stream_max_lag_blocks,
             stream_send_timeout: Duration::from_millis(c.stream_send_timeout_ms.max(1)),
             config_redacted,
@@ -139,7 +134,7 @@ struct Inner {
 impl ApiState {
     /// State over `store` (and the live pipeline when there is one).
     pub fn new(store: Store, live: Option<Live>, opts: ApiOptions) -> Self {
-        let sandbox = Sandbox::new(store.path(), opts.sql.clone());
+        let sandbox = Sandbox::new(store.path(), store.access(), opts.sql.clone());
         let limiter = guard::PeerLimiter::new(opts.rate_limit_rps, opts.rate_limit_burst, opts.rate_limit_loopback);
         Self(Arc::new(Inner {
             store,
@@ -256,6 +251,15 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
+/// May the API listen on `addr` with these options? A non-loopback address needs a key. Checked
+/// again by [`ApiServer::start`]; callers check first, before they open anything.
+pub fn check_listen(addr: SocketAddr, opts: &ApiOptions) -> Result<(), ServeError> {
+    if !addr.ip().is_loopback() && opts.api_key.is_none() {
+        return Err(ServeError::NeedsKey(addr));
+    }
+    Ok(())
+}
+
 /// A running API server.
 #[derive(Debug)]
 pub struct ApiServer {
@@ -268,9 +272,7 @@ pub struct ApiServer {
 impl ApiServer {
     /// Bind `addr` and serve in the background until `stop` (or the parent token).
     pub async fn start(addr: SocketAddr, state: ApiState, parent: &CancellationToken) -> Result<Self, ServeError> {
-        if !addr.ip().is_loopback() && state.0.opts.api_key.is_none() {
-            return Err(ServeError::NeedsKey(addr));
-        }
+        check_listen(addr, &state.0.opts)?;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
         let cancel = parent.child_token();

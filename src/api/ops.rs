@@ -30,6 +30,7 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
     let mut health = json!(null);
     if let Some(live) = &state.0.live {
         let (word, why) = (live.health)();
+        let word = word.as_str();
         health = json!({ "status": word, "reason": why });
         if word != "ok" {
             reasons.push(if why.is_empty() { word.to_string() } else { format!("{word}: {why}") });

@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+
+use crate::store::Access;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
@@ -54,9 +56,21 @@ pub struct SandboxLimits {
     pub concurrency: usize,
 }
 
+impl SandboxLimits {
+    /// The limits of `POST /v1/sql`, from the `[api]` table.
+    pub fn from_api(c: &crate::config::ApiConfig) -> Self {
+        Self {
+            timeout: Duration::from_millis(c.sql_timeout_ms),
+            max_rows: c.sql_max_rows,
+            max_bytes: c.sql_max_bytes,
+            concurrency: c.sql_concurrency,
+        }
+    }
+}
+
 impl Default for SandboxLimits {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(1), max_rows: 1000, max_bytes: 4 << 20, concurrency: 2 }
+        Self::from_api(&crate::config::ApiConfig::default())
     }
 }
 
@@ -278,13 +292,9 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
     }
 }
 
-fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(Duration::from_secs(1))?;
-    conn.pragma_update(None, "query_only", true)?;
-    conn.pragma_update(None, "trusted_schema", false)?;
+fn open(path: &Path, access: Access) -> rusqlite::Result<Connection> {
     // A small page cache: the sandbox must not grow the process by much.
-    conn.pragma_update(None, "cache_size", -8192)?;
+    let conn = crate::store::sqlite::open_read_only(path, access, Duration::from_secs(1), 8192)?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     for (limit, value) in [
         (Limit::SQLITE_LIMIT_LENGTH, 1_000_000),
@@ -308,16 +318,18 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 #[derive(Debug)]
 pub struct Sandbox {
     path: PathBuf,
+    access: Access,
     limits: SandboxLimits,
     pool: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
 }
 
 impl Sandbox {
-    /// A sandbox over the database file at `path` (connections are opened on first use).
-    pub fn new(path: impl Into<PathBuf>, limits: SandboxLimits) -> Self {
+    /// A sandbox over the database file at `path` (connections are opened on first use,
+    /// read-only or immutable as `access` says; never read-write).
+    pub fn new(path: impl Into<PathBuf>, access: Access, limits: SandboxLimits) -> Self {
         let permits = Arc::new(Semaphore::new(limits.concurrency.max(1)));
-        Self { path: path.into(), limits, pool: Arc::default(), permits }
+        Self { path: path.into(), access, limits, pool: Arc::default(), permits }
     }
 
     /// The limits in force.
@@ -331,13 +343,13 @@ impl Sandbox {
         let permit =
             self.permits.clone().try_acquire_owned().map_err(|_| SandboxError::Busy(self.limits.concurrency))?;
         let pool = self.pool.clone();
-        let path = self.path.clone();
+        let (path, access) = (self.path.clone(), self.access);
         let limits = self.limits.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let conn = match pool.lock().ok().and_then(|mut p| p.pop()) {
                 Some(c) => c,
-                None => open(&path).map_err(|e| SandboxError::Internal(e.to_string()))?,
+                None => open(&path, access).map_err(|e| SandboxError::Internal(e.to_string()))?,
             };
             let out = run(&conn, &sql, &params, &limits);
             let _ = conn.progress_handler(0, None::<fn() -> bool>);
@@ -528,7 +540,7 @@ mod live_tests {
             let c = Connection::open(&path).expect("open");
             c.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);").expect("setup");
         }
-        let sb = Sandbox::new(&path, SandboxLimits::default());
+        let sb = Sandbox::new(&path, Access::ReadOnly, SandboxLimits::default());
         let r = sb.query("SELECT printf('%d', x) FROM t".into(), vec![]).await;
         assert!(matches!(r, Err(SandboxError::Denied(_))), "{r:?}");
         let r = sb.query("SELECT abs(x) FROM t".into(), vec![]).await;

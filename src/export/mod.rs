@@ -25,10 +25,12 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use thiserror::Error;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Access;
 
 pub use schema::{Format, KeyKind, Table};
 
@@ -64,6 +66,8 @@ pub enum ExportError {
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
     pub db: PathBuf,
+    /// Read-only, or immutable (nothing may change the file while it is read).
+    pub access: Access,
     pub table: Table,
     pub format: Format,
     /// Output directory (created if missing).
@@ -227,7 +231,7 @@ fn encode_range<W: Write + Send>(
     opts: &ExportOptions,
     (lo, hi): (i64, i64),
     out: W,
-    cancel: &AtomicBool,
+    cancel: &CancellationToken,
 ) -> Result<(u64, W), ExportError> {
     let table = opts.table;
     // Pages are separate read transactions (so the WAL is never pinned); a reorg committed
@@ -247,7 +251,7 @@ fn encode_range<W: Write + Send>(
     let mut pager = read::Pager::new(conn, table, lo, hi, opts.include_orphaned && table.has_orphans())?;
     let mut rows = 0u64;
     while let Some(batch) = pager.next_page()? {
-        if cancel.load(Ordering::Relaxed) {
+        if cancel.is_cancelled() {
             return Err(ExportError::Cancelled);
         }
         check()?;
@@ -320,8 +324,8 @@ fn key_range(conn: &rusqlite::Connection, opts: &ExportOptions) -> Result<Option
 
 /// Export to chunk files (blocking; run it on a blocking thread). `cancel` stops between pages,
 /// leaving no file under a final name for the unfinished chunk.
-pub fn export(opts: &ExportOptions, cancel: &AtomicBool) -> Result<ExportSummary, ExportError> {
-    let conn = read::open(&opts.db)?;
+pub fn export(opts: &ExportOptions, cancel: &CancellationToken) -> Result<ExportSummary, ExportError> {
+    let conn = read::open(&opts.db, opts.access)?;
     let mut summary = ExportSummary::default();
     let Some((lo, hi)) = key_range(&conn, opts)? else {
         tracing::info!(table = opts.table.name(), "nothing stored in the range; no files written");
@@ -423,7 +427,7 @@ fn write_chunk(
     chunk: &Chunk,
     final_path: &Path,
     marker: &Path,
-    cancel: &AtomicBool,
+    cancel: &CancellationToken,
 ) -> Result<(u64, u64, u64), ExportError> {
     let missing = if opts.table.has_orphans() {
         let have = read::canonical_count(conn, chunk.lo, chunk.hi)?;
@@ -480,7 +484,7 @@ impl Prepared {
     /// Open the database and resolve the range (`from/to` or `since/until` as for files), so a
     /// bad request fails before any byte is sent.
     pub fn new(opts: ExportOptions) -> Result<Self, ExportError> {
-        let conn = read::open(&opts.db)?;
+        let conn = read::open(&opts.db, opts.access)?;
         let range = key_range(&conn, &opts)?;
         Ok(Self { conn, opts, range })
     }
@@ -491,7 +495,7 @@ impl Prepared {
     }
 
     /// Write the whole range into `out` (blocking); returns the rows written.
-    pub fn write_to<W: Write + Send>(self, out: W, cancel: &AtomicBool) -> Result<u64, ExportError> {
+    pub fn write_to<W: Write + Send>(self, out: W, cancel: &CancellationToken) -> Result<u64, ExportError> {
         let range = self.range.unwrap_or((0, -1));
         let (rows, _) = encode_range(&self.conn, &self.opts, range, out, cancel)?;
         Ok(rows)
@@ -504,6 +508,11 @@ impl Prepared {
 pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
     use time::format_description::well_known::Rfc3339;
     let s = s.trim();
+    if s.starts_with('-') {
+        return Err(format!(
+            "{s:?} is negative: give a time (ms, 2026-11-28T14:00:00Z, 2026-11-28) or a span ago (24h)"
+        ));
+    }
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
@@ -547,6 +556,9 @@ mod tests {
         assert_eq!(parse_time("2h", now), Ok(now - 7_200_000));
         assert_eq!(parse_time("7d", now), Ok(now - 7 * 86_400_000));
         assert!(parse_time("yesterday", now).unwrap_err().contains("24h"));
+        // a negative span would reach into the future (an empty file, silently)
+        assert!(parse_time("-5h", now).unwrap_err().contains("negative"));
+        assert!(parse_time("-5", now).is_err());
     }
 
     #[test]

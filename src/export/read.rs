@@ -9,11 +9,12 @@ use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
+use rusqlite::Connection;
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, OpenFlags};
 
 use super::ExportError;
 use super::schema::{Column, Kind, Table};
+use crate::store::Access;
 
 /// Rows per page (one read transaction each).
 pub(crate) const PAGE_ROWS: usize = 8192;
@@ -21,17 +22,9 @@ pub(crate) const PAGE_ROWS: usize = 8192;
 const PAGE_BYTES: usize = 16 << 20;
 
 /// A read-only connection for exports (no writes possible, small cache).
-pub(crate) fn open(path: &Path) -> Result<Connection, ExportError> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| ExportError::Open(path.display().to_string(), e.to_string()))?;
-    let setup = || -> rusqlite::Result<()> {
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "query_only", true)?;
-        conn.pragma_update(None, "cache_size", -16384)?;
-        Ok(())
-    };
-    setup().map_err(|e| ExportError::Open(path.display().to_string(), e.to_string()))?;
-    Ok(conn)
+pub(crate) fn open(path: &Path, access: Access) -> Result<Connection, ExportError> {
+    crate::store::sqlite::open_read_only(path, access, Duration::from_secs(5), 16384)
+        .map_err(|e| ExportError::Open(path.display().to_string(), e.to_string()))
 }
 
 /// The stored key bounds of a table (None when it has no rows).

@@ -73,8 +73,9 @@ pub enum KeyKind {
     Time,
 }
 
-/// The tables `export` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The tables `export` knows (`clap` parses them for the command line, `parse` for HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 pub enum Table {
     Blocks,
     Transactions,
@@ -203,7 +204,7 @@ impl Table {
 
     /// Parse a table name; the error lists the known ones.
     pub fn parse(name: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| {
+        <Self as clap::ValueEnum>::from_str(name, false).map_err(|_| {
             let known: Vec<&str> = Self::ALL.iter().map(|t| t.name()).collect();
             format!("unknown table {name:?}; expected one of {}", known.join(", "))
         })
@@ -267,22 +268,19 @@ impl Table {
 }
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Csv,
+    #[value(alias = "ndjson")]
     Jsonl,
     Parquet,
 }
 
 impl Format {
-    /// Parse `csv`, `jsonl` or `parquet`.
+    /// Parse `csv`, `jsonl` (or `ndjson`) or `parquet`, as the command line does.
     pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "csv" => Ok(Self::Csv),
-            "jsonl" | "ndjson" => Ok(Self::Jsonl),
-            "parquet" => Ok(Self::Parquet),
-            _ => Err(format!("unknown format {s:?}; expected csv, jsonl or parquet")),
-        }
+        <Self as clap::ValueEnum>::from_str(s, false)
+            .map_err(|_| format!("unknown format {s:?}; expected csv, jsonl or parquet"))
     }
 
     /// File extension.

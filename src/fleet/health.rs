@@ -1,5 +1,6 @@
 //! One provider's health as the fleet sees it: a rolling window of outcomes, the circuit
-//! breaker, cooldowns (`Retry-After`, bad keys, budgets), integrity strikes and credits spent.
+//! breaker, cooldowns (`Retry-After`, bad keys, budgets), and the integrity memory (forged or
+//! inconsistent blocks, remembered far longer than the window).
 //!
 //! Pure state: every method takes `now`, so the rules are unit-tested without sleeping. State
 //! changes worth telling an operator are queued as events the fleet drains and records.
@@ -7,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::model::Outcome;
+use crate::model::{EventKind, Outcome};
 use crate::provider::ProviderError;
 
 /// Knobs of the health rules (defaults come from `RoutingConfig`, documented in the README).
@@ -33,6 +34,8 @@ pub struct HealthOptions {
     pub auth_cooldown: Duration,
     /// Forged or inconsistent blocks within the window that open the breaker.
     pub integrity_strikes: usize,
+    /// How long a forged or inconsistent block weighs on the score (fading linearly to 0).
+    pub integrity_memory: Duration,
 }
 
 /// Circuit breaker state.
@@ -97,10 +100,15 @@ pub(super) struct Health {
     probe_successes: u32,
     cooldown_until: Option<Instant>,
     strikes: VecDeque<Instant>,
+    /// Every forged or inconsistent block within `integrity_memory` (newest last).
+    forgeries: VecDeque<Instant>,
     /// `Some(false)`: on the wrong chain, never used. `None`: not checked yet.
     pub(super) chain_ok: Option<bool>,
-    events: Vec<(&'static str, String)>,
+    events: Vec<(EventKind, String)>,
 }
+
+/// Most forgeries remembered (the score part saturates long before).
+const MAX_FORGERIES: usize = 64;
 
 /// Most samples kept, whatever the window (bounds memory at high request rates).
 const MAX_SAMPLES: usize = 4096;
@@ -117,13 +125,14 @@ impl Health {
             probe_successes: 0,
             cooldown_until: None,
             strikes: VecDeque::new(),
+            forgeries: VecDeque::new(),
             chain_ok: None,
             events: Vec::new(),
         }
     }
 
     /// Events queued since the last call: `(kind, reason)`.
-    pub(super) fn take_events(&mut self) -> Vec<(&'static str, String)> {
+    pub(super) fn take_events(&mut self) -> Vec<(EventKind, String)> {
         std::mem::take(&mut self.events)
     }
 
@@ -151,7 +160,7 @@ impl Health {
             Breaker::Open => {
                 self.breaker = Breaker::HalfOpen;
                 self.probe_successes = 0;
-                self.events.push(("breaker_half_open", "cooldown over; probing".into()));
+                self.events.push((EventKind::BreakerHalfOpen, "cooldown over; probing".into()));
                 self.probe_in_flight = true;
                 Ok(true)
             }
@@ -193,6 +202,9 @@ impl Health {
         while self.strikes.front().is_some_and(|t| now.saturating_duration_since(*t) > self.opts.window) {
             self.strikes.pop_front();
         }
+        while self.forgeries.front().is_some_and(|t| now.saturating_duration_since(*t) > self.opts.integrity_memory) {
+            self.forgeries.pop_front();
+        }
     }
 
     /// A call succeeded after `latency`.
@@ -209,7 +221,7 @@ impl Health {
             self.probe_successes += 1;
             if self.probe_successes >= self.opts.breaker_close_successes {
                 self.breaker = Breaker::Closed;
-                self.events.push(("breaker_closed", format!("{} probe(s) succeeded", self.probe_successes)));
+                self.events.push((EventKind::BreakerClosed, format!("{} probe(s) succeeded", self.probe_successes)));
             }
         }
     }
@@ -241,7 +253,7 @@ impl Health {
             }
             ProviderError::Http { status: 402, .. } => {
                 self.cool(now, self.opts.max_retry_after, "HTTP 402: credits exhausted");
-                self.events.push(("budget_exhausted", "provider answered 402 Payment Required".into()));
+                self.events.push((EventKind::BudgetExhausted, "provider answered 402 Payment Required".into()));
             }
             _ => {
                 if let Some(ra) = e.retry_after() {
@@ -251,7 +263,11 @@ impl Health {
         }
         if matches!(e, ProviderError::Rejected(_)) {
             self.strikes.push_back(now);
-            self.events.push(("integrity_penalty", e.to_string()));
+            self.forgeries.push_back(now);
+            while self.forgeries.len() > MAX_FORGERIES {
+                self.forgeries.pop_front();
+            }
+            self.events.push((EventKind::IntegrityPenalty, e.to_string()));
         }
         self.prune(now);
         let reason = if self.breaker == Breaker::HalfOpen {
@@ -274,7 +290,7 @@ impl Health {
         if let Some(reason) = reason {
             self.breaker = Breaker::Open;
             self.breaker_until = now + self.opts.breaker_cooldown;
-            self.events.push(("breaker_open", reason));
+            self.events.push((EventKind::BreakerOpen, reason));
         }
     }
 
@@ -282,16 +298,26 @@ impl Health {
         let until = now + wait;
         if self.cooldown_until.is_none_or(|t| t < until) {
             self.cooldown_until = Some(until);
-            self.events.push(("cooldown", format!("{why}; no requests for {:.1}s", wait.as_secs_f64())));
+            self.events.push((EventKind::Cooldown, format!("{why}; no requests for {:.1}s", wait.as_secs_f64())));
         }
     }
 
     /// Mark the provider as on the wrong chain, for good.
     pub(super) fn wrong_chain(&mut self, reason: String) {
         if self.chain_ok != Some(false) {
-            self.events.push(("wrong_chain", reason));
+            self.events.push((EventKind::WrongChain, reason));
         }
         self.chain_ok = Some(false);
+    }
+
+    /// The weight of the remembered forgeries now: each counts 1 when it happens and fades
+    /// linearly to 0 over `integrity_memory`.
+    pub(super) fn forgeries(&self, now: Instant) -> f64 {
+        let memory = self.opts.integrity_memory.as_secs_f64();
+        if memory <= 0.0 {
+            return 0.0;
+        }
+        self.forgeries.iter().map(|t| (1.0 - now.saturating_duration_since(*t).as_secs_f64() / memory).max(0.0)).sum()
     }
 
     /// Requests per second over the last two seconds (what we were sending).
@@ -398,7 +424,7 @@ mod tests {
         assert_eq!(h.admit(later), Ok(true));
         h.on_success(later, Duration::from_millis(10), true, true);
         assert_eq!(h.breaker(), Breaker::Closed);
-        let kinds: Vec<_> = h.take_events().into_iter().map(|(k, _)| k).collect();
+        let kinds: Vec<_> = h.take_events().into_iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(kinds, ["breaker_open", "breaker_half_open", "breaker_open", "breaker_half_open", "breaker_closed"]);
     }
 
@@ -451,6 +477,25 @@ mod tests {
         assert_eq!(h.breaker(), Breaker::Closed);
         h.on_failure(t0, &forged, false);
         assert_eq!(h.breaker(), Breaker::Open);
+    }
+
+    #[test]
+    fn a_forgery_is_remembered_long_after_the_window_and_then_forgotten() {
+        let (mut h, t0) = h();
+        assert!(h.forgeries(t0).abs() < f64::EPSILON);
+        h.on_failure(t0, &ProviderError::Rejected(Reject::WrongNumber { want: 5, got: 6 }), false);
+        assert!((h.forgeries(t0) - 1.0).abs() < 1e-9);
+        // the window (60 s) forgets the failure; the integrity memory (1 h) does not
+        let five_min = t0 + Duration::from_secs(300);
+        h.on_success(five_min, Duration::from_millis(1), false, true);
+        assert_eq!(h.stats(five_min).error_rate, 0.0);
+        assert!((h.forgeries(five_min) - (1.0 - 300.0 / 3600.0)).abs() < 1e-9);
+        // a plain error is no forgery
+        h.on_failure(five_min, &http(500, None), false);
+        assert!(h.forgeries(five_min) < 1.0);
+        let later = t0 + Duration::from_secs(3601);
+        h.on_success(later, Duration::from_millis(1), false, true);
+        assert!(h.forgeries(later).abs() < f64::EPSILON);
     }
 
     #[test]

@@ -72,17 +72,24 @@ pub struct IngestOptions {
     pub poll_interval: Duration,
 }
 
-impl Default for IngestOptions {
-    fn default() -> Self {
+impl IngestOptions {
+    /// From the configuration (the one place the defaults are written down).
+    pub fn from_config(c: &crate::config::Config) -> Self {
         Self {
-            max_reorg_depth: 64,
-            batch_size: 10,
-            concurrency: 4,
+            max_reorg_depth: c.max_reorg_depth,
+            batch_size: c.batch_size,
+            concurrency: c.concurrency,
             commit_blocks: 1000,
             commit_txs: 20_000,
             commit_interval: Duration::from_millis(250),
-            poll_interval: Duration::from_millis(1000),
+            poll_interval: Duration::from_millis(c.poll_interval_ms),
         }
+    }
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self::from_config(&crate::config::Config::default())
     }
 }
 

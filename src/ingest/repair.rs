@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::fleet::Fleet;
-use crate::model::{Block, RepairOutcome, RepairRecord, RepairSink};
+use crate::model::{Block, ProviderId, RepairOutcome, RepairReason, RepairRecord, RepairResult, RepairSink};
 use crate::types::now_ms;
 
 /// Tunables.
@@ -26,9 +26,16 @@ pub struct RepairOptions {
     pub max_window: u64,
 }
 
+impl RepairOptions {
+    /// From the configuration: heights within `max_reorg_depth` of the tip are ingest's.
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Self { interval: Duration::from_secs(2), chunk: 50, protect_top: c.max_reorg_depth, max_window: 64 }
+    }
+}
+
 impl Default for RepairOptions {
     fn default() -> Self {
-        Self { interval: Duration::from_secs(2), chunk: 50, protect_top: 64, max_window: 64 }
+        Self::from_config(&crate::config::Config::default())
     }
 }
 
@@ -49,7 +56,7 @@ pub struct GapRepairer<S> {
     /// When each open problem (keyed by its first height) was first seen.
     detected: HashMap<u64, i64>,
     /// Provider whose answer failed last for a problem: asked last next time.
-    avoid: HashMap<u64, u16>,
+    avoid: HashMap<u64, ProviderId>,
     /// Current half-width of the window around each broken link.
     widths: HashMap<u64, u64>,
 }
@@ -98,7 +105,7 @@ impl<S: RepairSink> GapRepairer<S> {
         for &(lo, hi) in &scan.missing {
             let detected = *self.detected.entry(lo).or_insert(now);
             let to = hi.min(lo + self.opts.chunk - 1);
-            let fixed = self.attempt(lo, lo, to, "missing", detected).await?;
+            let fixed = self.attempt(lo, lo, to, RepairReason::Missing, detected).await?;
             if fixed { pass.repaired += 1 } else { pass.failed += 1 }
         }
         let top = tip.saturating_sub(self.opts.protect_top);
@@ -111,7 +118,7 @@ impl<S: RepairSink> GapRepairer<S> {
             let w = *self.widths.entry(n).or_insert(2);
             let lo = n.saturating_sub(w).max(floor);
             let hi = (n + w).min(top);
-            let fixed = self.attempt(n, lo, hi, "broken_link", detected).await?;
+            let fixed = self.attempt(n, lo, hi, RepairReason::BrokenLink, detected).await?;
             if fixed {
                 pass.repaired += 1;
             } else {
@@ -129,11 +136,11 @@ impl<S: RepairSink> GapRepairer<S> {
         key: u64,
         lo: u64,
         hi: u64,
-        reason: &'static str,
+        reason: RepairReason,
         detected: i64,
     ) -> Result<bool, S::Error> {
         let numbers: Vec<u64> = (lo..=hi).collect();
-        let avoid: Vec<u16> = self.avoid.get(&key).copied().into_iter().collect();
+        let avoid: Vec<ProviderId> = self.avoid.get(&key).copied().into_iter().collect();
         let mut rec = RepairRecord {
             detected_at_ms: detected,
             attempted_at_ms: now_ms(),
@@ -141,7 +148,7 @@ impl<S: RepairSink> GapRepairer<S> {
             to: hi,
             reason,
             provider: None,
-            outcome: "failed",
+            outcome: RepairResult::Failed,
             blocks: 0,
             error: None,
         };
@@ -163,13 +170,13 @@ impl<S: RepairSink> GapRepairer<S> {
                 } else {
                     match self.sink.repair(blocks).await? {
                         RepairOutcome::Repaired { inserted, replaced } => {
-                            rec.outcome = "repaired";
+                            rec.outcome = RepairResult::Repaired;
                             rec.blocks = (inserted + replaced) as u64;
                             self.avoid.remove(&key);
                             true
                         }
                         RepairOutcome::BelowMismatch => {
-                            rec.outcome = "link_mismatch";
+                            rec.outcome = RepairResult::LinkMismatch;
                             rec.error = Some(format!(
                                 "stored block {} is not the parent of the fetched range",
                                 lo.saturating_sub(1)
@@ -177,7 +184,7 @@ impl<S: RepairSink> GapRepairer<S> {
                             false
                         }
                         RepairOutcome::AboveMismatch => {
-                            rec.outcome = "link_mismatch";
+                            rec.outcome = RepairResult::LinkMismatch;
                             rec.error = Some(format!("stored block {} does not link to the fetched range", hi + 1));
                             false
                         }
@@ -191,8 +198,8 @@ impl<S: RepairSink> GapRepairer<S> {
         tracing::info!(
             from = lo,
             to = hi,
-            reason,
-            outcome = rec.outcome,
+            reason = reason.as_str(),
+            outcome = rec.outcome.as_str(),
             error = rec.error.as_deref(),
             "gap repair attempt"
         );

@@ -17,7 +17,7 @@ use jsonrpsee::http_client::{HttpBackend, HttpClient, HttpClientBuilder, RpcServ
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-use crate::model::{Block, Head, Outcome, RequestSample, TelemetryEvent, TelemetrySink};
+use crate::model::{Block, Head, Outcome, ProviderId, RequestSample, TelemetryEvent, TelemetrySink};
 use crate::types::{micros, now_ms};
 use http::{MetaLayer, ResponseMeta, with_meta};
 use wire::{DecodeOptions, Reject, Want};
@@ -230,7 +230,7 @@ type Client = HttpClient<RpcService<http::MetaService<HttpBackend>>>;
 /// One upstream. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Provider {
-    index: u16,
+    id: ProviderId,
     spec: ProviderSpec,
     head_client: Client,
     block_client: Client,
@@ -248,7 +248,7 @@ pub mod method {
 
 impl Provider {
     /// Build the clients. Fails only on a malformed URL.
-    pub fn new(index: u16, spec: ProviderSpec, telemetry: TelemetrySink) -> Result<Self, ProviderError> {
+    pub fn new(id: ProviderId, spec: ProviderSpec, telemetry: TelemetrySink) -> Result<Self, ProviderError> {
         let build = |timeout: Duration, max: u32| {
             HttpClientBuilder::default()
                 // Our own per-call deadline is the real one; this is a backstop.
@@ -267,12 +267,12 @@ impl Provider {
         };
         let head_client = build(spec.head_timeout, spec.head_max_bytes)?;
         let block_client = build(spec.block_timeout, spec.block_max_bytes)?;
-        Ok(Self { index, spec, head_client, block_client, telemetry, batches_ok: AtomicBool::new(true) })
+        Ok(Self { id, spec, head_client, block_client, telemetry, batches_ok: AtomicBool::new(true) })
     }
 
-    /// Fleet index (stable for the process; the store maps it to `providers.id`).
-    pub fn index(&self) -> u16 {
-        self.index
+    /// The provider's id (stable for the process; the store maps it to `providers.id`).
+    pub fn id(&self) -> ProviderId {
+        self.id
     }
 
     /// Credits one call of `method` costs at this provider.
@@ -293,7 +293,7 @@ impl Provider {
     fn sample(&self, method: &'static str, block_number: Option<u64>, started: Instant, ctx: CallCtx) -> RequestSample {
         RequestSample {
             ts_ms: now_ms(),
-            provider: self.index,
+            provider: self.id,
             method,
             block_number,
             latency_us: micros(started.elapsed()),
@@ -449,14 +449,15 @@ impl Provider {
 
     /// The provider's latest block header (number, hash, parent), from
     /// `eth_getBlockByNumber("latest", false)`: one call gives both the height and the hash,
-    /// so a same-height reorg is visible from head polls alone.
-    pub async fn head(&self, ctx: CallCtx) -> Result<Head, ProviderError> {
+    /// so a same-height reorg is visible from head polls alone. With `verify`, the header hash
+    /// is recomputed: a forged head is a rejected block like any other.
+    pub async fn head(&self, verify: bool, ctx: CallCtx) -> Result<Head, ProviderError> {
         let mut params = ArrayParams::new();
         push(&mut params, "latest");
         push(&mut params, false);
         let (res, s) =
             self.call(&self.head_client, self.spec.head_timeout, method::BLOCK_BY_NUMBER, params, None, ctx).await;
-        let out = res.and_then(|raw| Ok(wire::decode_head(raw.get())?));
+        let out = res.and_then(|raw| Ok(wire::decode_head(raw.get(), verify)?));
         self.settle(out, s, |h, s| s.head_reported = Some(h.number))
     }
 
@@ -473,7 +474,7 @@ impl Provider {
         let (res, s) = self
             .call(&self.block_client, self.spec.block_timeout, method::BLOCK_BY_NUMBER, params, Some(number), ctx)
             .await;
-        let out = res.and_then(|raw| Ok(wire::decode_block(raw.get(), Want::Number(number), opts, self.index)?));
+        let out = res.and_then(|raw| Ok(wire::decode_block(raw.get(), Want::Number(number), opts, self.id)?));
         self.settle(out, s, |_, _| {})
     }
 
@@ -484,7 +485,7 @@ impl Provider {
         push(&mut params, opts.full_transactions);
         let (res, s) =
             self.call(&self.block_client, self.spec.block_timeout, method::BLOCK_BY_HASH, params, None, ctx).await;
-        let out = res.and_then(|raw| Ok(wire::decode_block(raw.get(), Want::Hash(hash), opts, self.index)?));
+        let out = res.and_then(|raw| Ok(wire::decode_block(raw.get(), Want::Hash(hash), opts, self.id)?));
         self.settle(out, s, |b, s| s.block_number = Some(b.number))
     }
 
@@ -577,8 +578,7 @@ impl Provider {
                         Some(Ok(raw)) if raw.get() == "null" => Err(ProviderError::Null),
                         Some(Ok(raw)) => {
                             s.bytes = Some(raw.get().len() as u64);
-                            wire::decode_block(raw.get(), Want::Number(n), opts, self.index)
-                                .map_err(ProviderError::from)
+                            wire::decode_block(raw.get(), Want::Number(n), opts, self.id).map_err(ProviderError::from)
                         }
                         Some(Err(obj)) => Err(ProviderError::Rpc {
                             code: obj.code(),

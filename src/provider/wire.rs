@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-use crate::model::{Block, Head, Transaction};
+use crate::model::{Block, Head, ProviderId, Transaction};
 
 /// Why a response was refused. Every variant names the field or the rule that failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -272,8 +272,8 @@ pub struct DecodeOptions {
     pub verify_header_hash: bool,
 }
 
-/// Decode and validate a block from a provider. `provider` is the fleet index of its source.
-pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: u16) -> Result<Block, Reject> {
+/// Decode and validate a block from a provider. `provider` is its source.
+pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: ProviderId) -> Result<Block, Reject> {
     let (f, txs) = Fields::parse_block(raw, opts.full_transactions)?;
     let number = quantity("number", f.str("number")?)?;
     let block_hash = hash("hash", f.str("hash")?)?;
@@ -451,14 +451,30 @@ fn decode_tx(t: &RpcTx<'_>, position: usize, number: u64, block_hash: B256) -> R
     })
 }
 
-/// Decode the head from an `eth_getBlockByNumber("latest", false)` result.
-pub fn decode_head(raw: &str) -> Result<Head, Reject> {
+/// Decode the head from an `eth_getBlockByNumber("latest", false)` result. With `verify`, the
+/// header hash is recomputed too (when every field is known), so a forged head is caught
+/// before it can move the fleet head.
+pub fn decode_head(raw: &str, verify: bool) -> Result<Head, Reject> {
     let f = Fields::parse(raw)?;
-    Ok(Head {
-        number: quantity("number", f.str("number")?)?,
-        hash: hash("hash", f.str("hash")?)?,
-        parent_hash: hash("parentHash", f.str("parentHash")?)?,
-    })
+    let number = quantity("number", f.str("number")?)?;
+    let block_hash = hash("hash", f.str("hash")?)?;
+    let parent_hash = hash("parentHash", f.str("parentHash")?)?;
+    if verify && f.all_known() {
+        let header = header_of(
+            &f,
+            number,
+            parent_hash,
+            quantity("timestamp", f.str("timestamp")?)?,
+            address("miner", f.str("miner")?)?,
+            quantity("gasUsed", f.str("gasUsed")?)?,
+            quantity("gasLimit", f.str("gasLimit")?)?,
+        )?;
+        let computed = header.hash_slow();
+        if computed != block_hash {
+            return Err(Reject::HashMismatch { computed, claimed: block_hash });
+        }
+    }
+    Ok(Head { number, hash: block_hash, parent_hash })
 }
 
 #[cfg(test)]
@@ -496,22 +512,32 @@ mod tests {
             "input":"0x","blockHash":"{h}","blockNumber":"0x5","transactionIndex":"0x0","v":"0x1"}}"#,
             a = "cd".repeat(20)
         );
-        let full = decode_block(&block_json(&format!("[{tx}]")), Want::Number(5), opts(true), 0);
+        let full = decode_block(&block_json(&format!("[{tx}]")), Want::Number(5), opts(true), ProviderId(0));
         assert_eq!(full.map(|b| (b.tx_count, b.transactions.len(), b.full_txs)), Ok((1, 1, true)));
-        let hashes = decode_block(&block_json(&format!(r#"["{h}","{h}"]"#)), Want::Number(5), opts(false), 0);
+        let hashes =
+            decode_block(&block_json(&format!(r#"["{h}","{h}"]"#)), Want::Number(5), opts(false), ProviderId(0));
         assert_eq!(hashes.map(|b| (b.tx_count, b.transactions.len(), b.full_txs)), Ok((2, 0, false)));
         // hashes where objects were asked for: the member is named
-        let e = decode_block(&block_json(&format!(r#"["{h}"]"#)), Want::Number(5), opts(true), 0);
+        let e = decode_block(&block_json(&format!(r#"["{h}"]"#)), Want::Number(5), opts(true), ProviderId(0));
         assert!(matches!(e, Err(Reject::Malformed { field: "transactions", .. })), "{e:?}");
         // a second `transactions` member is as ambiguous as any other duplicate
         let twice = block_json("[]").replacen(r#""transactions":[]"#, r#""transactions":[],"transactions":[]"#, 1);
-        let e = decode_block(&twice, Want::Number(5), opts(false), 0).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = decode_block(&twice, Want::Number(5), opts(false), ProviderId(0))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("duplicate key"), "{e}");
         let none = block_json("[]").replacen(r#","transactions":[]"#, "", 1);
-        assert_eq!(decode_block(&none, Want::Number(5), opts(true), 0).err(), Some(Reject::Missing("transactions")));
+        assert_eq!(
+            decode_block(&none, Want::Number(5), opts(true), ProviderId(0)).err(),
+            Some(Reject::Missing("transactions"))
+        );
         // trailing bytes after the object are refused, as a whole-document parse would
         let trailing = format!("{} x", block_json("[]"));
-        assert!(matches!(decode_block(&trailing, Want::Number(5), opts(true), 0), Err(Reject::NotAnObject(_))));
+        assert!(matches!(
+            decode_block(&trailing, Want::Number(5), opts(true), ProviderId(0)),
+            Err(Reject::NotAnObject(_))
+        ));
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Store {
             return self.commit_batch(&batch).await;
         }
         let bulk = self.bulk.clone();
-        let ids = self.provider_ids.read().map(|v| v.clone()).unwrap_or_default();
+        let ids = self.provider_map();
         let now = crate::types::now_ms();
         let (done, batch) = tokio::task::spawn_blocking(move || {
             let done = bulk.commit(&batch.blocks, &ids, now);

@@ -8,17 +8,18 @@
 //! Everything else (reorgs, telemetry, repairs) keeps the sqlx writer; the two serialise on
 //! SQLite's write lock (`BEGIN IMMEDIATE`, busy timeout), exactly as two processes would.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use alloy_primitives::U256;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::{StoreError, WRITE_PRAGMAS, wei_sql};
-use crate::model::Block;
+use super::sqlite::{WriterSettings, classify_rusqlite as classify, open_bulk};
+use super::{StoreError, wei_sql};
+use crate::model::{Block, ProviderId};
 use crate::types::to_sql;
 
 /// The bulk-load connection while a bulk load runs (`None` otherwise).
@@ -29,42 +30,14 @@ pub(super) struct Bulk {
     active: Arc<AtomicBool>,
 }
 
-/// The sqlx writer's settings that can differ between files or change at run time, as its
-/// `PRAGMA synchronous` and `PRAGMA max_page_count` report them.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct BulkSettings {
-    pub(super) synchronous: i64,
-    pub(super) max_pages: i64,
-}
-
-/// Map rusqlite errors, keeping SQLITE_FULL (the size cap or the disk) recognisable.
-#[allow(clippy::needless_pass_by_value)] // used as map_err(classify)
-fn classify(e: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(f, _) = &e
-        && f.code == rusqlite::ErrorCode::DiskFull
-    {
-        return StoreError::Full;
-    }
-    StoreError::Bulk(e.to_string())
-}
-
 fn wei(v: Option<U256>) -> Value {
     v.map_or(Value::Null, |v| wei_sql(v).map_or_else(Value::Text, Value::Integer))
 }
 
 impl Bulk {
     /// Open the connection (the database exists and is migrated by now).
-    pub(super) fn start(&self, path: &Path, s: BulkSettings) -> Result<(), StoreError> {
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(classify)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(classify)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(classify)?;
-        conn.pragma_update(None, "synchronous", s.synchronous).map_err(classify)?;
-        conn.pragma_update(None, "max_page_count", s.max_pages).map_err(classify)?;
-        for (name, value) in WRITE_PRAGMAS {
-            conn.pragma_update(None, name, value).map_err(classify)?;
-        }
+    pub(super) fn start(&self, path: &Path, s: WriterSettings) -> Result<(), StoreError> {
+        let conn = open_bulk(path, s)?;
         if let Ok(mut slot) = self.conn.lock() {
             *slot = Some(conn);
             self.active.store(true, Ordering::Release);
@@ -98,8 +71,13 @@ impl Bulk {
 
     /// Insert `blocks` and their transactions in one `BEGIN IMMEDIATE` transaction (blocking).
     /// `Ok(false)` when no bulk load is running: the caller commits through sqlx instead.
-    /// `provider_ids` maps fleet index → `providers.id`.
-    pub(super) fn commit(&self, blocks: &[Block], provider_ids: &[i64], now: i64) -> Result<bool, StoreError> {
+    /// `provider_ids` maps each provider to its `providers.id`.
+    pub(super) fn commit(
+        &self,
+        blocks: &[Block],
+        provider_ids: &HashMap<ProviderId, i64>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let Ok(mut slot) = self.conn.lock() else { return Ok(false) };
         let Some(conn) = slot.as_mut() else { return Ok(false) };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
@@ -108,7 +86,7 @@ impl Bulk {
             let mut insert_tx =
                 tx.prepare(include_str!("../../sql/store/insert_transactions.sql")).map_err(classify)?;
             for b in blocks {
-                let provider = provider_ids.get(usize::from(b.provider)).copied();
+                let provider = provider_ids.get(&b.provider).copied();
                 let id: i64 = insert_block
                     .query_row(
                         params![

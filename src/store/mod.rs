@@ -13,15 +13,16 @@ mod query;
 mod repair;
 mod retention;
 mod rollup;
+pub mod sqlite;
 mod telemetry;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use alloy_primitives::U256;
-use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
 
@@ -31,8 +32,12 @@ pub use query::{
 };
 pub use repair::RepairRow;
 pub use retention::PruneReport;
+pub use sqlite::Access;
+pub(crate) use sqlite::classify;
+use sqlite::{SqliteClass, max_pages};
 pub use telemetry::{TelemetryWriter, TelemetryWriterStats};
 
+use crate::model::ProviderId;
 use crate::types::OutOfRange;
 
 /// Everything that can go wrong in the store.
@@ -51,21 +56,20 @@ pub enum StoreError {
     /// From the bulk-load connection (rusqlite); SQLITE_FULL becomes `Full`.
     #[error("database error: {0}")]
     Bulk(String),
-}
-
-/// `max_page_count` for a size cap (4 KiB pages); SQLite's own maximum when uncapped.
-fn max_pages(bytes: Option<u64>) -> u64 {
-    bytes.map_or(4_294_967_294, |b| (b / 4096).max(16))
-}
-
-/// Map sqlx errors, keeping SQLITE_FULL (13) recognisable.
-pub(crate) fn classify(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && db.code().as_deref() == Some("13")
-    {
-        return StoreError::Full;
-    }
-    StoreError::Sqlx(e)
+    #[error("cannot open {path}: {why}")]
+    Open { path: String, why: String },
+    #[error("{path} is not a blockstreamer database: {why}; give another --db")]
+    NotBlockstreamer { path: String, why: String },
+    #[error(
+        "{path} was written by a newer blockstreamer (schema version {version}; this binary knows up to {latest}): upgrade blockstreamer"
+    )]
+    NewerSchema { path: String, version: i32, latest: i32 },
+    #[error(
+        "{path} is at schema version {version} and this binary reads {latest}: run `blockstreamer run` or `backfill` on it once to upgrade it"
+    )]
+    OlderSchema { path: String, version: i32, latest: i32 },
+    #[error("no database at {0}")]
+    Missing(String),
 }
 
 /// How to open the file.
@@ -94,19 +98,16 @@ pub struct Store {
     writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
-    /// Fleet index → `providers.id`, filled by `register_providers`.
-    provider_ids: Arc<RwLock<Vec<i64>>>,
+    /// Provider → `providers.id`, filled by `register_providers`: the one place a provider id
+    /// becomes a row id.
+    provider_ids: Arc<RwLock<HashMap<ProviderId, i64>>>,
     /// Bumped after every commit that changed the canonical chain (stream, caches).
     changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// The block-commit connection of a running bulk load.
     bulk: bulk::Bulk,
+    /// How the file was opened (read-only ones never write anything).
+    access: Access,
 }
-
-/// Pragmas every writing connection gets (the sqlx writer and the bulk-load connection).
-/// `temp_store`: multi-row upserts open a statement journal per statement; on disk that is a
-/// pwrite per page touched, in memory a few MiB at most.
-const WRITE_PRAGMAS: [(&str, &str); 4] =
-    [("trusted_schema", "OFF"), ("journal_size_limit", "67108864"), ("temp_store", "MEMORY"), ("cache_size", "-32768")];
 
 /// How a wei amount is stored: `Ok` an integer when it fits in i64, `Err` its decimal text.
 pub(crate) fn wei_sql(v: U256) -> Result<i64, String> {
@@ -114,53 +115,97 @@ pub(crate) fn wei_sql(v: U256) -> Result<i64, String> {
 }
 
 impl Store {
-    /// Open (creating if needed) and migrate the database at `opts.path`.
+    /// Open (creating if needed) and migrate the database at `opts.path`. A file that is not a
+    /// blockstreamer database, or one written by a newer binary, is refused before anything is
+    /// written to it.
     pub async fn open(opts: &StoreOptions) -> Result<Self, StoreError> {
-        let base = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(&opts.path)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true)
-            .pragma("trusted_schema", "OFF");
-        let mut write_opts = base
-            .clone()
-            .create_if_missing(true)
-            // auto_vacuum only takes effect before the first table exists; harmless later
-            .auto_vacuum(SqliteAutoVacuum::Incremental)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if opts.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal });
-        for (name, value) in WRITE_PRAGMAS {
-            write_opts = write_opts.pragma(name, value);
-        }
-        let write_opts = write_opts
-            .optimize_on_close(true, Some(400))
-            .pragma("max_page_count", max_pages(opts.max_size_bytes).to_string());
+        let path = opts.path.clone();
+        tokio::task::spawn_blocking(move || sqlite::inspect(&path))
+            .await
+            .map_err(|e| StoreError::Bulk(e.to_string()))??;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(60))
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(write_opts)
+            .connect_with(sqlite::writer_options(&opts.path, opts.synchronous_full, opts.max_size_bytes)?)
             .await
             .map_err(classify)?;
         {
             let mut conn = writer.acquire().await?;
             migrate::runner().run_async(&mut migrate::SqlxMigrator(&mut conn)).await?;
         }
-        // The previous process did not close the file (crash, kill -9, power loss): SQLite has
-        // already rolled the WAL forward or back; check the pages before trusting them.
+        Self::check_after_crash(&writer, &opts.path).await?;
+        // A bulk load that was killed before it rebuilt the tx-hash index: rebuild it now.
+        sqlx::query(include_str!("../../sql/store/tx_hash_index_create.sql"))
+            .execute(&writer)
+            .await
+            .map_err(classify)?;
+        let reader = Self::reader_pool(&opts.path, Access::ReadOnly, opts.readers).await?;
+        let store = Self::assemble(writer, reader, &opts.path, Access::ReadWrite);
+        let folded = store.catch_up_rollups().await?;
+        if folded > 0 {
+            // Catching up can leave a large WAL behind, which every reader would then search.
+            store.checkpoint().await?;
+            tracing::info!(rows = folded, "telemetry rollups caught up");
+        }
+        Ok(store)
+    }
+
+    /// Open an existing database without ever writing to it (`serve`, `gaps`): no migration, no
+    /// shutdown marker, no rollup catch-up. Refuses a missing file, a file that is not a
+    /// blockstreamer database, and one at another schema version than this binary's.
+    pub async fn open_read_only(path: &Path, access: Access) -> Result<Self, StoreError> {
+        let owned = path.to_path_buf();
+        tokio::task::spawn_blocking(move || sqlite::check_readable(&owned))
+            .await
+            .map_err(|e| StoreError::Bulk(e.to_string()))??;
+        // Reads that ingest makes on the writer go to a read-only connection here, so any write
+        // fails with SQLITE_READONLY instead of touching the file.
+        let writer = Self::reader_pool(path, access, 1).await?;
+        let reader = Self::reader_pool(path, access, 4).await?;
+        let access = if access == Access::ReadWrite { Access::ReadOnly } else { access };
+        Ok(Self::assemble(writer, reader, path, access))
+    }
+
+    async fn reader_pool(path: &Path, access: Access, size: u32) -> Result<SqlitePool, StoreError> {
+        let access = if access == Access::ReadWrite { Access::ReadOnly } else { access };
+        Ok(SqlitePoolOptions::new()
+            .max_connections(size.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(sqlite::reader_options(path, access)?)
+            .await?)
+    }
+
+    fn assemble(writer: SqlitePool, reader: SqlitePool, path: &Path, access: Access) -> Self {
+        Self {
+            writer,
+            reader,
+            path: path.to_path_buf(),
+            provider_ids: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            bulk: bulk::Bulk::default(),
+            access,
+        }
+    }
+
+    /// The previous writer did not close the file (crash, kill -9, power loss): SQLite has
+    /// already rolled the WAL forward or back; check the pages before trusting them. Then mark
+    /// the file open (`clean_shutdown` = 0) until `close`.
+    async fn check_after_crash(writer: &SqlitePool, path: &Path) -> Result<(), StoreError> {
         let clean: Option<i64> = sqlx::query_scalar(include_str!("../../sql/store/meta_get.sql"))
             .bind("clean_shutdown")
-            .fetch_optional(&writer)
+            .fetch_optional(writer)
             .await?
             .flatten();
         if clean == Some(0) {
             let started = std::time::Instant::now();
-            let verdict: String = sqlx::query_scalar("PRAGMA quick_check").fetch_one(&writer).await?;
+            let verdict: String = sqlx::query_scalar("PRAGMA quick_check").fetch_one(writer).await?;
             if verdict != "ok" {
                 return Err(StoreError::Corrupt(format!(
                     "{} failed PRAGMA quick_check after an unclean shutdown: {verdict}",
-                    opts.path.display()
+                    path.display()
                 )));
             }
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -169,35 +214,15 @@ impl Store {
         sqlx::query(include_str!("../../sql/store/meta_set.sql"))
             .bind("clean_shutdown")
             .bind(0i64)
-            .execute(&writer)
+            .execute(writer)
             .await
             .map_err(classify)?;
-        // A bulk load that was killed before it rebuilt the tx-hash index: rebuild it now.
-        sqlx::query(include_str!("../../sql/store/tx_hash_index_create.sql"))
-            .execute(&writer)
-            .await
-            .map_err(classify)?;
-        let read_opts = base.read_only(true).pragma("query_only", "ON").busy_timeout(Duration::from_secs(1));
-        let reader = SqlitePoolOptions::new()
-            .max_connections(opts.readers.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(read_opts)
-            .await?;
-        let store = Self {
-            writer,
-            reader,
-            path: opts.path.clone(),
-            provider_ids: Arc::default(),
-            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
-            bulk: bulk::Bulk::default(),
-        };
-        let folded = store.catch_up_rollups().await?;
-        if folded > 0 {
-            // Catching up can leave a large WAL behind, which every reader would then search.
-            store.checkpoint().await?;
-            tracing::info!(rows = folded, "telemetry rollups caught up");
-        }
-        Ok(store)
+        Ok(())
+    }
+
+    /// How the file was opened.
+    pub fn access(&self) -> Access {
+        self.access
     }
 
     /// Path of the database file.
@@ -220,21 +245,26 @@ impl Store {
         &self.reader
     }
 
-    /// Register the fleet's providers, in fleet order (index i is the fleet's provider i).
-    pub async fn register_providers(&self, providers: &[(String, String)]) -> Result<(), StoreError> {
-        let mut ids = Vec::with_capacity(providers.len());
-        for (name, url) in providers {
-            ids.push(self.upsert_provider(name, url).await?);
+    /// Register the fleet's providers: (id, name, redacted URL) each.
+    pub async fn register_providers(&self, providers: &[(ProviderId, String, String)]) -> Result<(), StoreError> {
+        let mut ids = HashMap::with_capacity(providers.len());
+        for (id, name, url) in providers {
+            ids.insert(*id, self.upsert_provider(name, url).await?);
         }
-        if let Ok(mut slot) = self.provider_ids.write() {
-            *slot = ids;
-        }
+        *self.provider_ids.write().unwrap_or_else(std::sync::PoisonError::into_inner) = ids;
         Ok(())
     }
 
-    /// `providers.id` of fleet provider `index`, if registered.
-    pub(crate) fn provider_id(&self, index: u16) -> Option<i64> {
-        self.provider_ids.read().ok().and_then(|ids| ids.get(usize::from(index)).copied())
+    /// `providers.id` of a registered provider.
+    pub(crate) fn provider_id(&self, id: ProviderId) -> Option<i64> {
+        // A poisoned lock (a panic elsewhere while registering) still holds a whole map: the
+        // writes above replace it in one assignment.
+        self.provider_ids.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).copied()
+    }
+
+    /// The whole provider map (for the bulk connection, which runs off the async runtime).
+    fn provider_map(&self) -> HashMap<ProviderId, i64> {
+        self.provider_ids.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Register a provider by name and return its row id (stable across restarts).
@@ -283,7 +313,7 @@ impl Store {
             sqlx::query_as("SELECT synchronous, max_page_count FROM pragma_synchronous, pragma_max_page_count")
                 .fetch_one(&self.writer)
                 .await?;
-        let settings = bulk::BulkSettings { synchronous, max_pages };
+        let settings = sqlite::WriterSettings { synchronous, max_pages };
         let (bulk, path) = (self.bulk.clone(), self.path.clone());
         tokio::task::spawn_blocking(move || bulk.start(&path, settings))
             .await
@@ -308,19 +338,17 @@ impl Store {
         Ok(())
     }
 
-    /// Credits spent per provider (fleet index) since `since_ms`, from the telemetry.
-    pub async fn credits_since(&self, since_ms: i64) -> Result<Vec<(u16, u64)>, StoreError> {
+    /// Credits spent per registered provider since `since_ms`, from the telemetry.
+    pub async fn credits_since(&self, since_ms: i64) -> Result<Vec<(ProviderId, u64)>, StoreError> {
         let rows: Vec<(i64, i64)> = sqlx::query_as(include_str!("../../sql/store/credits_since.sql"))
             .bind(since_ms)
             .fetch_all(&self.reader)
             .await?;
-        let ids = self.provider_ids.read().map(|v| v.clone()).unwrap_or_default();
+        let ids = self.provider_map();
         let mut out = Vec::new();
-        for (id, credits) in rows {
-            if let Some(i) = ids.iter().position(|x| *x == id)
-                && let Ok(i) = u16::try_from(i)
-            {
-                out.push((i, u64::try_from(credits).unwrap_or(0)));
+        for (row_id, credits) in rows {
+            if let Some((id, _)) = ids.iter().find(|(_, r)| **r == row_id) {
+                out.push((*id, u64::try_from(credits).unwrap_or(0)));
             }
         }
         Ok(out)
@@ -352,14 +380,16 @@ impl Store {
         if self.wal_bytes() <= threshold {
             return Ok(false);
         }
-        let opts = SqliteConnectOptions::from_str("sqlite:")?.filename(&self.path).busy_timeout(Duration::ZERO);
-        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
+        let mut conn = sqlx::SqliteConnection::connect_with(&sqlite::no_wait_options(&self.path)?).await?;
         let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut conn).await;
         let _ = conn.close().await;
         match row {
             // (busy, log pages, checkpointed pages); busy = 1 means a reader or writer was in the way
             Ok(r) => Ok(r.try_get::<i64, _>(0)? == 0),
-            Err(_) => Ok(false),
+            // Someone holds the lock: try again later. Anything else (I/O, a full disk, a
+            // corrupt file) is a real failure and is reported.
+            Err(e) if SqliteClass::of_sqlx(&e) == SqliteClass::Busy => Ok(false),
+            Err(e) => Err(classify(e)),
         }
     }
 
@@ -381,7 +411,9 @@ impl Store {
         let bulk = self.bulk.clone();
         let _ = tokio::task::spawn_blocking(move || bulk.stop()).await;
         self.reader.close().await;
-        if let Err(e) = self.set_meta("clean_shutdown", 1).await {
+        if self.access == Access::ReadWrite
+            && let Err(e) = self.set_meta("clean_shutdown", 1).await
+        {
             tracing::warn!(error = %e, "could not mark the database cleanly closed");
         }
         self.writer.close().await;

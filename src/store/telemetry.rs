@@ -146,7 +146,11 @@ impl TelemetryWriter {
         for chunk in decisions.chunks(ROWS_PER_STATEMENT) {
             let mut q = sqlx::query(AssertSqlSafe(multirow::statement(INSERT_EVENTS, chunk.len())));
             for e in chunk {
-                q = q.bind(e.ts_ms).bind(self.store.provider_id(e.provider)).bind(e.kind).bind(e.reason.as_str());
+                q = q
+                    .bind(e.ts_ms)
+                    .bind(self.store.provider_id(e.provider))
+                    .bind(e.kind.as_str())
+                    .bind(e.reason.as_str());
             }
             q.execute(&mut *tx).await.map_err(classify)?;
         }

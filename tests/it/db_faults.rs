@@ -39,7 +39,7 @@ async fn db01a_storage_full_pauses_then_resumes() {
         assert!(Instant::now() < end, "never stalled (at {max})");
     }
     assert!(last > 0 && last < 4_000, "stalled at {last}, not inside the backlog");
-    assert_eq!(bed.app.health().0, "storage_full");
+    assert_eq!(bed.app.health().0.as_str(), "storage_full");
     // Reads still work through the app's read pool, and nothing is half-written.
     let inv = bed.app.store.chain_invariants().await.expect("reads work while full");
     assert!(inv.ok(), "{inv:?}");
@@ -47,7 +47,7 @@ async fn db01a_storage_full_pauses_then_resumes() {
     assert_eq!((missing, dups, breaks, partial), (0, 0, 0, 0));
     bed.app.store.set_max_size(None).await.expect("lift the cap");
     bed.settle(Duration::from_secs(30)).await;
-    assert_eq!(bed.app.health().0, "ok", "healthy again once space is back");
+    assert_eq!(bed.app.health().0.as_str(), "ok", "healthy again once space is back");
     let (bed, res) = bed.stop().await;
     res.expect("follow ended cleanly");
     bed.assert_final().await;
@@ -164,7 +164,8 @@ async fn db01a_storage_full_during_a_bulk_backfill() {
         (from..from + n)
             .map(|k| {
                 let b = chain.block(k).expect("in the chain");
-                decode_block(b.json(true).get(), Want::Number(k), opts, 0).expect("decode")
+                decode_block(b.json(true).get(), Want::Number(k), opts, blockstreamer::model::ProviderId(0))
+                    .expect("decode")
             })
             .collect()
     };

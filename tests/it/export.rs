@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
+use tokio_util::sync::CancellationToken;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt64Type};
@@ -198,6 +198,7 @@ fn read_all(dir: &Path, table: Table, format: Format) -> Rows {
 fn opts(db: &TempDb, table: Table, format: Format, out: &Path) -> ExportOptions {
     ExportOptions {
         db: db.path.clone(),
+        access: blockstreamer::store::Access::ReadOnly,
         table,
         format,
         out: out.to_path_buf(),
@@ -216,7 +217,7 @@ fn opts(db: &TempDb, table: Table, format: Format, out: &Path) -> ExportOptions 
 
 fn run_export(o: &ExportOptions) -> export::ExportSummary {
     let o = ExportOptions { until_ms: if o.table == Table::ProviderRequests { o.until_ms } else { None }, ..o.clone() };
-    export::export(&o, &AtomicBool::new(false)).unwrap_or_else(|e| panic!("export {}: {e}", o.table.name()))
+    export::export(&o, &CancellationToken::new()).unwrap_or_else(|e| panic!("export {}: {e}", o.table.name()))
 }
 
 /// Gap repair rows with awkward text (commas, quotes, a newline, non-ASCII) for the round trip.
@@ -369,10 +370,10 @@ async fn finished_chunks_are_skipped_and_clipped_ones_completed() {
     // Bad ranges are refused with the reason.
     o.from = Some(50);
     o.to = Some(40);
-    let e = export::export(&o, &AtomicBool::new(false)).expect_err("from > to");
+    let e = export::export(&o, &CancellationToken::new()).expect_err("from > to");
     assert!(e.to_string().contains("--from"), "{e}");
     let t = ExportOptions { from: None, to: Some(3), ..opts(&db, Table::ProviderRequests, Format::Csv, out.path()) };
-    let e = export::export(&t, &AtomicBool::new(false)).expect_err("heights on a time table");
+    let e = export::export(&t, &CancellationToken::new()).expect_err("heights on a time table");
     assert!(e.to_string().contains("--since"), "{e}");
 }
 
@@ -522,11 +523,11 @@ async fn a_long_export_never_holds_back_the_wal_checkpoint() {
     add_transactions(&pool, 20, 100_001, 40).await;
     let o = ExportOptions { to: Some(30), ..opts(&db, Table::Transactions, Format::Csv, db.dir.path()) };
     let prepared = export::Prepared::new(o).expect("prepare");
-    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = done.clone();
     let export = std::thread::spawn(move || {
         let mut sink = TestSink { pause_every: Some(200), ..TestSink::default() };
-        let rows = prepared.write_to(&mut sink, &AtomicBool::new(false)).expect("export");
+        let rows = prepared.write_to(&mut sink, &CancellationToken::new()).expect("export");
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
         rows
     });
@@ -714,7 +715,7 @@ async fn export_held(
     let (release, release_rx) = std::sync::mpsc::channel();
     let export = std::thread::spawn(move || {
         let sink = TestSink { hold_first: Some((started_tx, release_rx)), ..TestSink::default() };
-        prepared.write_to(sink, &AtomicBool::new(false))
+        prepared.write_to(sink, &CancellationToken::new())
     });
     tokio::task::spawn_blocking(move || started.recv()).await.expect("join").expect("the export wrote");
     (export, release)
@@ -763,7 +764,7 @@ async fn a_chunk_a_reorg_touches_while_it_is_written_is_read_again() {
     add_transactions(&pool, 20, 100_000, 40).await;
     let out = tempfile::tempdir().expect("out");
     let o = opts(&db, Table::Transactions, Format::Csv, out.path());
-    let export = std::thread::spawn(move || export::export(&o, &AtomicBool::new(false)));
+    let export = std::thread::spawn(move || export::export(&o, &CancellationToken::new()));
     // Once the chunk's temp file exists its pages are being read: reorganise below block 20.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !listing(out.path()).iter().any(|n| n.starts_with(".transactions__00000016_to_") && n.contains(".tmp-")) {

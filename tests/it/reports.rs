@@ -101,7 +101,11 @@ async fn reports_match_hand_computed_numbers_and_survive_retention() {
     let pool = inspect(&db.path).await;
     fixture(&pool).await;
     store.catch_up_rollups().await.expect("fold");
-    let sb = Sandbox::new(&db.path, SandboxLimits { max_rows: 10_000, ..SandboxLimits::default() });
+    let sb = Sandbox::new(
+        &db.path,
+        blockstreamer::store::Access::ReadOnly,
+        SandboxLimits { max_rows: 10_000, ..SandboxLimits::default() },
+    );
 
     // Leaderboard. a/getBlockByNumber on D0: requests 6 (cancelled excluded), ok 3, errors 2
     // (502, timeout), throttled 1; minutes with calls 3, with a success 1 → uptime 1/3;

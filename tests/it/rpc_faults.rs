@@ -91,7 +91,7 @@ async fn rpc02_all_providers_down_then_recover() {
         tokio::spawn(async move {
             let mut seen: Vec<&'static str> = Vec::new();
             while !cancel.is_cancelled() {
-                seen.push(app.health().0);
+                seen.push(app.health().0.as_str());
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             seen
@@ -112,7 +112,7 @@ async fn rpc02_all_providers_down_then_recover() {
     bed.settle(Duration::from_secs(10)).await;
     let caught_up = back.elapsed();
     // The breakers close after two probe successes, a poll or two after the catch-up.
-    while bed.app.health().0 != "ok" {
+    while bed.app.health().0.as_str() != "ok" {
         assert!(back.elapsed() < Duration::from_secs(15), "health never returned to ok: {:?}", bed.app.health());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -448,7 +448,7 @@ async fn budget_is_respected_and_survives_restart() {
     let p2 = scalar_i64(&bed.pool, "SELECT count(*) FROM provider_requests_view WHERE provider = 'p2' AND block_number IS NOT NULL AND outcome = 'ok'").await;
     assert!(p2 > 100, "the rest went to p2 ({p2})");
     let st = bed.app.fleet.status();
-    assert_eq!(st[0].state, "excluded", "{:?}", st[0]);
+    assert_eq!(st[0].state.as_str(), "excluded", "{:?}", st[0]);
     // A new process over the same file knows today's spend.
     let path = bed.app.store.path().to_path_buf();
     let urls: Vec<String> = bed.proxies.iter().map(|p| p.url()).collect();
@@ -459,6 +459,6 @@ async fn budget_is_respected_and_survives_restart() {
         .expect("restart");
     let st = again.fleet.status();
     assert!(st[0].credits_today >= 1_000, "restart forgot the spend: {:?}", st[0]);
-    assert_eq!(st[0].state, "excluded");
+    assert_eq!(st[0].state.as_str(), "excluded");
     again.shutdown().await;
 }

@@ -120,7 +120,7 @@ async fn deep_reorg_stops_ingest_loudly() {
         .expect("chain");
     assert_eq!(before, after, "history is not rewritten");
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM reorgs").await, 1);
-    assert_eq!(app.health().0, "reorg_too_deep", "the stop is visible in the health state");
+    assert_eq!(app.health().0.as_str(), "reorg_too_deep", "the stop is visible in the health state");
     let app = Arc::try_unwrap(app).expect("sole owner");
     app.shutdown().await;
     integrity_ok(&pool).await;

@@ -1,0 +1,93 @@
+//! One provider's place in the fleet: its client, policy and limits, and the mutable state the
+//! routing rules read (health, head, lag, spend) behind one lock.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use alloy_primitives::B256;
+
+use super::budget::Spend;
+use super::health::{Breaker, Health, WindowStats};
+use super::select::{self, ScoreInputs, ScoreParts};
+use super::{FleetOptions, ProviderPolicy};
+use crate::model::{Head, ProviderId};
+use crate::provider::Provider;
+
+/// Mutable state of one provider.
+#[derive(Debug)]
+pub(super) struct SlotState {
+    pub(super) health: Health,
+    pub(super) head: Option<Head>,
+    pub(super) head_at: Option<Instant>,
+    pub(super) last_sighting: Option<B256>,
+    pub(super) lag_blocks: u64,
+    pub(super) lagging: bool,
+    pub(super) spend: Spend,
+    /// The budget day a refusal was last reported for.
+    pub(super) budget_out: Option<i64>,
+    /// The last error of a call, for start-up diagnostics ("connection refused", "HTTP 401").
+    pub(super) last_error: Option<String>,
+}
+
+/// One provider of the fleet.
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) provider: Arc<Provider>,
+    pub(super) policy: ProviderPolicy,
+    pub(super) limits: super::limits::Limits,
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    pub(super) fn new(provider: Arc<Provider>, policy: ProviderPolicy, opts: &FleetOptions, now: Instant) -> Self {
+        Self {
+            limits: super::limits::Limits::new(policy.max_rps, policy.burst, policy.max_concurrency),
+            state: Mutex::new(SlotState {
+                health: Health::new(opts.health.clone(), now),
+                head: None,
+                head_at: None,
+                last_sighting: None,
+                lag_blocks: 0,
+                lagging: false,
+                spend: Spend::default(),
+                budget_out: None,
+                last_error: None,
+            }),
+            provider,
+            policy,
+        }
+    }
+
+    /// The provider's id.
+    pub(super) fn id(&self) -> ProviderId {
+        self.provider.id()
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // A poisoned lock only means another task panicked mid-update of plain counters.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Price of one `method` call in USD.
+    pub(super) fn price(&self, method: &str) -> f64 {
+        f64::from(self.provider.credits(method)) * self.policy.price_per_million / 1e6
+    }
+}
+
+impl SlotState {
+    /// Window figures and score parts now (selection and `status` read the same numbers).
+    pub(super) fn score(&self, policy: &ProviderPolicy, now: Instant, over_pace: bool) -> (WindowStats, ScoreParts) {
+        let w = self.health.stats(now);
+        let parts = select::parts(&ScoreInputs {
+            weight: policy.weight,
+            p95_ms: w.p95_ms,
+            error_rate: w.error_rate,
+            throttle_rate: w.throttle_rate,
+            lag_blocks: self.lag_blocks,
+            half_open: self.health.breaker() == Breaker::HalfOpen,
+            over_pace,
+            forgeries: self.health.forgeries(now),
+        });
+        (w, parts)
+    }
+}
