@@ -235,7 +235,7 @@ impl ReadFile {
     /// Refuse a missing file, or one that is not a blockstreamer database at this binary's
     /// schema, before anything else happens.
     fn check(&self) -> anyhow::Result<()> {
-        blockstreamer::store::sqlite::check_readable(&self.db)?;
+        blockstreamer::store::sqlite::check_readable(&self.db, self.access())?;
         Ok(())
     }
 }

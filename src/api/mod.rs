@@ -176,6 +176,8 @@ pub enum ApiError {
     QueryTimeout(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -192,6 +194,7 @@ impl ApiError {
             Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::QueryTimeout(_) => (StatusCode::BAD_REQUEST, "query_timeout"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "read_only"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -221,7 +224,10 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            StoreError::ReadOnly => Self::Conflict(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
     }
 }
 

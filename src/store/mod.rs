@@ -70,6 +70,8 @@ pub enum StoreError {
     OlderSchema { path: String, version: i32, latest: i32 },
     #[error("no database at {0}")]
     Missing(String),
+    #[error("the database is open read-only in this process; the process that writes it does this")]
+    ReadOnly,
 }
 
 /// How to open the file.
@@ -158,7 +160,7 @@ impl Store {
     /// blockstreamer database, and one at another schema version than this binary's.
     pub async fn open_read_only(path: &Path, access: Access) -> Result<Self, StoreError> {
         let owned = path.to_path_buf();
-        tokio::task::spawn_blocking(move || sqlite::check_readable(&owned))
+        tokio::task::spawn_blocking(move || sqlite::check_readable(&owned, access))
             .await
             .map_err(|e| StoreError::Bulk(e.to_string()))??;
         // Reads that ingest makes on the writer go to a read-only connection here, so any write
@@ -334,6 +336,9 @@ impl Store {
 
     /// Checkpoint the WAL and truncate it (after a backfill, or when idle).
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.access != Access::ReadWrite {
+            return Err(StoreError::ReadOnly);
+        }
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await?;
         Ok(())
     }
@@ -377,6 +382,9 @@ impl Store {
     /// its own that never waits: while a long reader pins an old snapshot the checkpoint cannot
     /// finish, and waiting for it would stall the writer. Returns whether it truncated.
     pub async fn trim_wal(&self, threshold: u64) -> Result<bool, StoreError> {
+        if self.access != Access::ReadWrite {
+            return Err(StoreError::ReadOnly);
+        }
         if self.wal_bytes() <= threshold {
             return Ok(false);
         }

@@ -212,6 +212,13 @@ fn uri(path: &Path, access: Access) -> String {
     out
 }
 
+/// A read-only connection failed because SQLite could not make or open the `-shm` file of a
+/// WAL database (SQLITE_CANTOPEN, or SQLITE_READONLY_CANTINIT / _DIRECTORY): only an
+/// immutable open can read it.
+fn needs_immutable(e: &rusqlite::Error) -> bool {
+    matches!(SqliteClass::of_rusqlite(e), SqliteClass::CantOpen | SqliteClass::ReadOnly)
+}
+
 /// What a file holds, as far as this binary is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schema {
@@ -258,7 +265,7 @@ pub fn inspect(path: &Path) -> Result<Schema, StoreError> {
         Ok((tables, history > 0, version))
     };
     let found = match read(Access::ReadOnly) {
-        Err(e) if SqliteClass::of_rusqlite(&e) == SqliteClass::CantOpen => read(Access::Immutable),
+        Err(e) if needs_immutable(&e) => read(Access::Immutable),
         other => other,
     };
     let not_ours = |why: String| StoreError::NotBlockstreamer { path: shown.clone(), why };
@@ -281,16 +288,30 @@ pub fn inspect(path: &Path) -> Result<Schema, StoreError> {
 }
 
 /// Check that `path` is a blockstreamer database at exactly this binary's schema version, for a
-/// reader that will never migrate it (`serve`, `sql`, `export`, `gaps`).
-pub fn check_readable(path: &Path) -> Result<(), StoreError> {
+/// reader that will never migrate it (`serve`, `sql`, `export`, `gaps`), and that it can be
+/// read with `access`.
+pub fn check_readable(path: &Path, access: Access) -> Result<(), StoreError> {
     let shown = path.display().to_string();
     match inspect(path)? {
-        Schema::New if !path.exists() => Err(StoreError::Missing(shown)),
-        Schema::New => Err(StoreError::NotBlockstreamer { path: shown, why: "it is empty".into() }),
+        Schema::New if !path.exists() => return Err(StoreError::Missing(shown)),
+        Schema::New => return Err(StoreError::NotBlockstreamer { path: shown, why: "it is empty".into() }),
         Schema::Known { version, latest } if version != latest => {
-            Err(StoreError::OlderSchema { path: shown, version, latest })
+            return Err(StoreError::OlderSchema { path: shown, version, latest });
         }
-        Schema::Known { .. } => Ok(()),
+        Schema::Known { .. } => {}
+    }
+    let probe = open_read_only(path, access, Duration::from_secs(1), 64)
+        .and_then(|c| c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0)));
+    match probe {
+        Ok(_) => Ok(()),
+        Err(e) if needs_immutable(&e) => Err(StoreError::Open {
+            path: shown,
+            why: format!(
+                "{e}: SQLite cannot create its -shm file beside a WAL database in a directory this user \
+                 may not write; pass --immutable if nothing writes the file while it is read"
+            ),
+        }),
+        Err(e) => Err(StoreError::Open { path: shown, why: e.to_string() }),
     }
 }
 

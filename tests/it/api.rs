@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use blockstreamer::api::{ApiOptions, ApiServer, ApiState, ROUTES};
 use blockstreamer::app::{App, AppOptions};
 use blockstreamer::sim::{self, SimChain, SimOptions, SimProvider, SimProviderOptions};
-use blockstreamer::store::{Store, StoreOptions};
+use blockstreamer::store::Store;
 use serde_json::Value;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,7 @@ pub async fn fixture_db() -> TempDb {
 
 /// Serve `db` without a fleet (what `blockstreamer serve` does) on a free loopback port.
 pub async fn serve_db(db: &TempDb, opts: ApiOptions) -> (ApiServer, Store, String) {
-    let store = Store::open(&StoreOptions::new(&db.path)).await.expect("open");
+    let store = Store::open_read_only(&db.path, blockstreamer::store::Access::ReadOnly).await.expect("open");
     let state = ApiState::new(store.clone(), None, opts);
     let server =
         ApiServer::start("127.0.0.1:0".parse().expect("addr"), state, &CancellationToken::new()).await.expect("api");
