@@ -5,7 +5,9 @@
 //! out on the wire. Rules can be swapped at run time (`FaultProxy::set_script`, or
 //! `POST /__fault/script` with a JSON script).
 
+mod http1;
 pub mod proxy;
+mod rewrite;
 mod script;
 
 use std::sync::Mutex;
