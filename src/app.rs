@@ -123,7 +123,11 @@ impl App {
             let c = telemetry_cancel.clone();
             writer_tasks.spawn(async move {
                 let stats = writer.run(c).await;
-                tracing::debug!(?stats, "telemetry writer stopped");
+                if stats.failed_batches > 0 {
+                    tracing::warn!(?stats, "telemetry writer stopped; some batches were not written");
+                } else {
+                    tracing::debug!(?stats, "telemetry writer stopped");
+                }
             });
         }
         let fleet_opts = FleetOptions::from_routing(

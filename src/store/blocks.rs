@@ -2,59 +2,13 @@
 
 use std::collections::HashMap;
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::B256;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::multirow::{self, ROWS_PER_STATEMENT};
-use super::{Store, StoreError, classify, wei_sql};
+use super::{Store, StoreError, classify, params};
 use crate::model::{Block, BlockSink, ChainLink, CommitBatch, Transaction};
 use crate::types::{from_sql, to_sql};
-
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
-fn bind_wei<'q>(q: SqliteQuery<'q>, v: Option<U256>) -> SqliteQuery<'q> {
-    match v.map(wei_sql) {
-        None => q.bind(None::<i64>),
-        Some(Ok(i)) => q.bind(i),
-        Some(Err(text)) => q.bind(text),
-    }
-}
-
-fn bind_block<'q>(store: &Store, q: SqliteQuery<'q>, b: &'q Block, now: i64) -> Result<SqliteQuery<'q>, StoreError> {
-    let q = q
-        .bind(b.hash.as_slice())
-        .bind(to_sql("block number", b.number)?)
-        .bind(b.parent_hash.as_slice())
-        .bind(to_sql("timestamp", b.timestamp)?)
-        .bind(b.miner.as_slice())
-        .bind(to_sql("gas_used", b.gas_used)?)
-        .bind(to_sql("gas_limit", b.gas_limit)?);
-    let q = bind_wei(q, b.base_fee_per_gas);
-    Ok(q.bind(b.state_root.as_slice())
-        .bind(b.transactions_root.as_slice())
-        .bind(b.receipts_root.as_slice())
-        .bind(b.size.map(|s| to_sql("size", s)).transpose()?)
-        .bind(i64::from(b.tx_count))
-        .bind(i64::from(b.full_txs))
-        .bind(b.hash_verified.map(i64::from))
-        .bind(store.provider_id(b.provider))
-        .bind(now))
-}
-
-fn bind_tx<'q>(q: SqliteQuery<'q>, block_id: i64, t: &'q Transaction) -> Result<SqliteQuery<'q>, StoreError> {
-    let q = q
-        .bind(block_id)
-        .bind(i64::from(t.index))
-        .bind(t.hash.as_slice())
-        .bind(t.from.as_slice())
-        .bind(t.to.as_ref().map(|a| a.as_slice()));
-    let q = bind_wei(q, Some(t.value));
-    let q = q.bind(to_sql("nonce", t.nonce)?).bind(to_sql("gas", t.gas)?);
-    let q = bind_wei(q, t.gas_price);
-    let q = bind_wei(q, t.max_fee_per_gas);
-    let q = bind_wei(q, t.max_priority_fee_per_gas);
-    Ok(q.bind(t.input.as_ref()).bind(i64::from(t.tx_type)))
-}
 
 const INSERT_BLOCKS: &str = include_str!("../../sql/store/insert_blocks.sql");
 const INSERT_TXS: &str = include_str!("../../sql/store/insert_transactions.sql");
@@ -171,7 +125,7 @@ pub(super) async fn insert_blocks(
         let sql = multirow::statement(INSERT_BLOCKS, chunk.len());
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for b in chunk {
-            q = bind_block(store, q, b, now)?;
+            q = params::bind(q, params::block(b, store.provider_id(b.provider), now)?);
         }
         for row in q.fetch_all(&mut *tx).await.map_err(classify)? {
             ids.insert(hash32(&row.try_get::<Vec<u8>, _>(1)?)?, row.try_get(0)?);
@@ -186,7 +140,7 @@ pub(super) async fn insert_blocks(
         let sql = multirow::statement(INSERT_TXS, chunk.len());
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (id, t) in chunk {
-            q = bind_tx(q, *id, t)?;
+            q = params::bind(q, params::transaction(*id, t)?);
         }
         q.execute(&mut *tx).await.map_err(classify)?;
     }

@@ -13,14 +13,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use alloy_primitives::U256;
-use rusqlite::types::Value;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 
 use super::sqlite::{WriterSettings, classify_rusqlite as classify, open_bulk};
-use super::{StoreError, wei_sql};
+use super::{StoreError, params};
 use crate::model::{Block, ProviderId};
-use crate::types::to_sql;
 
 /// The bulk-load connection while a bulk load runs (`None` otherwise).
 #[derive(Debug, Clone, Default)]
@@ -28,10 +25,6 @@ pub(super) struct Bulk {
     conn: Arc<Mutex<Option<Connection>>>,
     /// Whether a connection is open, readable without waiting for a commit holding the lock.
     active: Arc<AtomicBool>,
-}
-
-fn wei(v: Option<U256>) -> Value {
-    v.map_or(Value::Null, |v| wei_sql(v).map_or_else(Value::Text, Value::Integer))
 }
 
 impl Bulk {
@@ -86,49 +79,10 @@ impl Bulk {
             let mut insert_tx =
                 tx.prepare(include_str!("../../sql/store/insert_transactions.sql")).map_err(classify)?;
             for b in blocks {
-                let provider = provider_ids.get(&b.provider).copied();
-                let id: i64 = insert_block
-                    .query_row(
-                        params![
-                            b.hash.as_slice(),
-                            to_sql("block number", b.number)?,
-                            b.parent_hash.as_slice(),
-                            to_sql("timestamp", b.timestamp)?,
-                            b.miner.as_slice(),
-                            to_sql("gas_used", b.gas_used)?,
-                            to_sql("gas_limit", b.gas_limit)?,
-                            wei(b.base_fee_per_gas),
-                            b.state_root.as_slice(),
-                            b.transactions_root.as_slice(),
-                            b.receipts_root.as_slice(),
-                            b.size.map(|s| to_sql("size", s)).transpose()?,
-                            i64::from(b.tx_count),
-                            i64::from(b.full_txs),
-                            b.hash_verified.map(i64::from),
-                            provider,
-                            now,
-                        ],
-                        |r| r.get(0),
-                    )
-                    .map_err(classify)?;
+                let row = params::block(b, provider_ids.get(&b.provider).copied(), now)?;
+                let id: i64 = insert_block.query_row(params_from_iter(row.iter()), |r| r.get(0)).map_err(classify)?;
                 for t in &b.transactions {
-                    insert_tx
-                        .execute(params![
-                            id,
-                            i64::from(t.index),
-                            t.hash.as_slice(),
-                            t.from.as_slice(),
-                            t.to.as_ref().map(|a| a.as_slice()),
-                            wei(Some(t.value)),
-                            to_sql("nonce", t.nonce)?,
-                            to_sql("gas", t.gas)?,
-                            wei(t.gas_price),
-                            wei(t.max_fee_per_gas),
-                            wei(t.max_priority_fee_per_gas),
-                            t.input.as_ref(),
-                            i64::from(t.tx_type),
-                        ])
-                        .map_err(classify)?;
+                    insert_tx.execute(params_from_iter(params::transaction(id, t)?.iter())).map_err(classify)?;
                 }
             }
         }

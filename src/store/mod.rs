@@ -9,6 +9,7 @@ mod blocks;
 mod bulk;
 pub mod migrate;
 mod multirow;
+mod params;
 mod query;
 mod repair;
 mod retention;
@@ -391,14 +392,7 @@ impl Store {
         let mut conn = sqlx::SqliteConnection::connect_with(&sqlite::no_wait_options(&self.path)?).await?;
         let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut conn).await;
         let _ = conn.close().await;
-        match row {
-            // (busy, log pages, checkpointed pages); busy = 1 means a reader or writer was in the way
-            Ok(r) => Ok(r.try_get::<i64, _>(0)? == 0),
-            // Someone holds the lock: try again later. Anything else (I/O, a full disk, a
-            // corrupt file) is a real failure and is reported.
-            Err(e) if SqliteClass::of_sqlx(&e) == SqliteClass::Busy => Ok(false),
-            Err(e) => Err(classify(e)),
-        }
+        checkpoint_verdict(row)
     }
 
     /// Run the chain invariant checks (`sql/checks/chain_invariants.sql`).
@@ -428,6 +422,17 @@ impl Store {
     }
 }
 
+/// What a `wal_checkpoint(TRUNCATE)` says: truncated or not. A lock in the way (busy) is "not
+/// now, try later"; any other error (I/O, a full disk, a corrupt file) is reported.
+fn checkpoint_verdict(row: Result<sqlx::sqlite::SqliteRow, sqlx::Error>) -> Result<bool, StoreError> {
+    match row {
+        // (busy, log pages, checkpointed pages); busy = 1 means a reader or writer was in the way
+        Ok(r) => Ok(r.try_get::<i64, _>(0)? == 0),
+        Err(e) if SqliteClass::of_sqlx(&e) == SqliteClass::Busy => Ok(false),
+        Err(e) => Err(classify(e)),
+    }
+}
+
 /// Counts from `sql/checks/chain_invariants.sql`; everything but `heights` must be 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChainInvariants {
@@ -442,5 +447,65 @@ impl ChainInvariants {
     /// True when no invariant is broken.
     pub fn ok(&self) -> bool {
         self.missing == 0 && self.dups == 0 && self.link_breaks == 0 && self.partial == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_poisoned_provider_map_still_names_the_provider() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let store = Store::open(&StoreOptions::new(dir.path().join("t.db"))).await.unwrap_or_else(|e| panic!("{e}"));
+        store
+            .register_providers(&[(ProviderId(0), "a".into(), "http://a".into())])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ids = store.provider_ids.clone();
+        // A task that panics while holding the lock poisons it.
+        let _ = std::thread::spawn(move || {
+            let _guard = ids.write();
+            panic!("poison the provider map");
+        })
+        .join();
+        assert!(store.provider_ids.is_poisoned());
+        assert!(store.provider_id(ProviderId(0)).is_some(), "blocks would be stored with a NULL provider");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_only_store_refuses_writes_and_checkpoints() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("t.db");
+        Store::open(&StoreOptions::new(&path)).await.unwrap_or_else(|e| panic!("{e}")).close().await;
+        let ro = Store::open_read_only(&path, Access::ReadOnly).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(ro.trim_wal(0).await, Err(StoreError::ReadOnly)));
+        assert!(ro.set_meta("x", 1).await.is_err(), "a write through a read-only store");
+        ro.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_error_is_reported_unless_it_is_a_lock_in_the_way() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("t.db");
+        let store = Store::open(&StoreOptions::new(&path)).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut other =
+            sqlx::SqliteConnection::connect_with(&sqlite::no_wait_options(&path).unwrap_or_else(|e| panic!("{e}")))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        // A real error that is not a lock: reported.
+        let broken = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE) garbage").fetch_one(&mut other).await;
+        assert!(checkpoint_verdict(broken).is_err());
+        // A lock in the way (SQLITE_BUSY with no wait): not now.
+        let mut holder = store.writer.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *holder).await.unwrap_or_else(|e| panic!("{e}"));
+        let busy = sqlx::query("BEGIN IMMEDIATE").fetch_one(&mut other).await;
+        assert!(busy.is_err());
+        assert!(matches!(checkpoint_verdict(busy), Ok(false)));
+        sqlx::query("ROLLBACK").execute(&mut *holder).await.unwrap_or_else(|e| panic!("{e}"));
+        drop(holder);
+        let _ = other.close().await;
+        store.close().await;
     }
 }

@@ -3,8 +3,8 @@
 
 use alloy_primitives::hex;
 use serde::Serialize;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{ColumnIndex, Row};
 
 use super::{Store, StoreError};
 use crate::types::{from_sql, to_sql};
@@ -139,66 +139,72 @@ pub struct StoredTip {
     pub fetched_at_ms: i64,
 }
 
-fn hex_blob(r: &SqliteRow, i: usize) -> Result<String, StoreError> {
+fn hex_blob<I: ColumnIndex<SqliteRow>>(r: &SqliteRow, i: I) -> Result<String, StoreError> {
     let b: Vec<u8> = r.try_get(i)?;
     Ok(hex::encode_prefixed(b))
 }
 
-fn hex_blob_opt(r: &SqliteRow, i: usize) -> Result<Option<String>, StoreError> {
+fn hex_blob_opt<I: ColumnIndex<SqliteRow>>(r: &SqliteRow, i: I) -> Result<Option<String>, StoreError> {
     let b: Option<Vec<u8>> = r.try_get(i)?;
     Ok(b.map(hex::encode_prefixed))
 }
 
-fn uint(r: &SqliteRow, i: usize, what: &'static str) -> Result<u64, StoreError> {
+fn uint<I: ColumnIndex<SqliteRow>>(r: &SqliteRow, i: I, what: &'static str) -> Result<u64, StoreError> {
     Ok(from_sql(what, r.try_get(i)?)?)
+}
+
+fn flag(r: &SqliteRow, name: &str) -> Result<bool, StoreError> {
+    Ok(r.try_get::<i64, _>(name)? == 1)
 }
 
 fn hash32(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     super::blocks::hash32(bytes).map(|h| h.0)
 }
 
+/// A row of the `api_blocks` view (migrations/V7__api_rows.sql).
 fn block_row(r: &SqliteRow) -> Result<BlockRow, StoreError> {
-    let size: Option<i64> = r.try_get(11)?;
-    let verified: Option<i64> = r.try_get(15)?;
+    let size: Option<i64> = r.try_get("size")?;
+    let verified: Option<i64> = r.try_get("hash_verified")?;
     Ok(BlockRow {
-        number: uint(r, 0, "block number")?,
-        hash: hex_blob(r, 1)?,
-        parent_hash: hex_blob(r, 2)?,
-        timestamp: uint(r, 3, "timestamp")?,
-        miner: hex_blob(r, 4)?,
-        gas_used: uint(r, 5, "gas_used")?,
-        gas_limit: uint(r, 6, "gas_limit")?,
-        base_fee_per_gas: r.try_get(7)?,
-        state_root: hex_blob(r, 8)?,
-        transactions_root: hex_blob(r, 9)?,
-        receipts_root: hex_blob(r, 10)?,
+        number: uint(r, "number", "block number")?,
+        hash: hex_blob(r, "hash")?,
+        parent_hash: hex_blob(r, "parent_hash")?,
+        timestamp: uint(r, "timestamp", "timestamp")?,
+        miner: hex_blob(r, "miner")?,
+        gas_used: uint(r, "gas_used", "gas_used")?,
+        gas_limit: uint(r, "gas_limit", "gas_limit")?,
+        base_fee_per_gas: r.try_get("base_fee_per_gas")?,
+        state_root: hex_blob(r, "state_root")?,
+        transactions_root: hex_blob(r, "transactions_root")?,
+        receipts_root: hex_blob(r, "receipts_root")?,
         size: size.map(|s| from_sql("size", s)).transpose()?,
-        tx_count: uint(r, 12, "tx_count")?,
-        full_transactions: r.try_get::<i64, _>(13)? == 1,
-        canonical: r.try_get::<i64, _>(14)? == 1,
+        tx_count: uint(r, "tx_count", "tx_count")?,
+        full_transactions: flag(r, "full_txs")?,
+        canonical: flag(r, "canonical")?,
         hash_verified: verified.map(|v| v == 1),
-        provider: r.try_get(16)?,
-        fetched_at_ms: r.try_get(17)?,
+        provider: r.try_get("provider")?,
+        fetched_at_ms: r.try_get("fetched_at_ms")?,
     })
 }
 
+/// A row of the `api_transactions` view (migrations/V7__api_rows.sql).
 fn tx_row(r: &SqliteRow) -> Result<TxRow, StoreError> {
-    let tx_type: i64 = r.try_get(14)?;
+    let tx_type: i64 = r.try_get("tx_type")?;
     Ok(TxRow {
-        block_number: uint(r, 0, "block number")?,
-        block_hash: hex_blob(r, 1)?,
-        canonical: r.try_get::<i64, _>(2)? == 1,
-        transaction_index: uint(r, 3, "transaction index")?,
-        hash: hex_blob(r, 4)?,
-        from: hex_blob(r, 5)?,
-        to: hex_blob_opt(r, 6)?,
-        value: r.try_get(7)?,
-        nonce: uint(r, 8, "nonce")?,
-        gas: uint(r, 9, "gas")?,
-        gas_price: r.try_get(10)?,
-        max_fee_per_gas: r.try_get(11)?,
-        max_priority_fee_per_gas: r.try_get(12)?,
-        input: hex_blob(r, 13)?,
+        block_number: uint(r, "block_number", "block number")?,
+        block_hash: hex_blob(r, "block_hash")?,
+        canonical: flag(r, "canonical")?,
+        transaction_index: uint(r, "transaction_index", "transaction index")?,
+        hash: hex_blob(r, "hash")?,
+        from: hex_blob(r, "from_address")?,
+        to: hex_blob_opt(r, "to_address")?,
+        value: r.try_get("value")?,
+        nonce: uint(r, "nonce", "nonce")?,
+        gas: uint(r, "gas", "gas")?,
+        gas_price: r.try_get("gas_price")?,
+        max_fee_per_gas: r.try_get("max_fee_per_gas")?,
+        max_priority_fee_per_gas: r.try_get("max_priority_fee_per_gas")?,
+        input: hex_blob(r, "input")?,
         tx_type: u8::try_from(tx_type).map_err(|_| StoreError::Corrupt(format!("tx type {tx_type}")))?,
     })
 }

@@ -26,8 +26,14 @@ pub struct TelemetryWriterStats {
     pub requests_written: u64,
     pub sightings_written: u64,
     pub events_written: u64,
+    /// Batches that could not be inserted (storage full, I/O errors), and the events in them.
     pub failed_batches: u64,
+    pub failed_events: u64,
 }
+
+/// A failed batch is warned about at once, then at most this often (a full disk fails every
+/// batch; the counts say how many).
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Writes telemetry events in batches until cancelled, then drains what is queued.
 #[derive(Debug)]
@@ -35,12 +41,13 @@ pub struct TelemetryWriter {
     store: Store,
     rx: mpsc::Receiver<TelemetryEvent>,
     stats: TelemetryWriterStats,
+    last_warning: Option<tokio::time::Instant>,
 }
 
 impl TelemetryWriter {
     /// A writer over the receiving end of a `TelemetrySink` channel.
     pub fn new(store: Store, rx: mpsc::Receiver<TelemetryEvent>) -> Self {
-        Self { store, rx, stats: TelemetryWriterStats::default() }
+        Self { store, rx, stats: TelemetryWriterStats::default(), last_warning: None }
     }
 
     /// Run until `cancel` fires and the channel is drained (or all senders are gone).
@@ -91,8 +98,22 @@ impl TelemetryWriter {
                 self.stats.events_written += e;
             }
             Err(e) => {
+                let events = buf.len() as u64;
                 self.stats.failed_batches += 1;
-                tracing::warn!(error = %e, events = buf.len(), "telemetry batch not written");
+                self.stats.failed_events += events;
+                metrics::counter!("blockstreamer_telemetry_failed_batches_total").increment(1);
+                metrics::counter!("blockstreamer_telemetry_failed_events_total").increment(events);
+                let now = tokio::time::Instant::now();
+                if self.last_warning.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
+                    self.last_warning = Some(now);
+                    tracing::warn!(
+                        error = %e,
+                        events,
+                        failed_batches = self.stats.failed_batches,
+                        failed_events = self.stats.failed_events,
+                        "telemetry batch not written; its rows are lost"
+                    );
+                }
             }
         }
         buf.clear();
@@ -159,5 +180,60 @@ impl TelemetryWriter {
         }
         tx.commit().await.map_err(classify)?;
         Ok((reqs.len() as u64, sights.len() as u64, decisions.len() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Outcome, ProviderId, TelemetrySink};
+    use crate::store::{Access, StoreOptions};
+
+    fn sample() -> TelemetryEvent {
+        TelemetryEvent::Request(RequestSample {
+            ts_ms: 1,
+            provider: ProviderId(0),
+            method: "eth_chainId",
+            block_number: None,
+            latency_us: 5,
+            outcome: Outcome::Ok,
+            http_status: Some(200),
+            rpc_code: None,
+            bytes: Some(10),
+            head_reported: None,
+            attempt: 1,
+            hedged: false,
+            batch_size: 1,
+            error: None,
+            credits: 0,
+        })
+    }
+
+    #[test]
+    fn a_batch_that_fails_to_insert_is_counted_in_the_stats_and_a_metric() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("t.db");
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let stats = metrics::with_local_recorder(&recorder, || {
+            rt.block_on(async {
+                Store::open(&StoreOptions::new(&path)).await.unwrap_or_else(|e| panic!("{e}")).close().await;
+                // Every insert fails on a read-only store.
+                let store = Store::open_read_only(&path, Access::ReadOnly).await.unwrap_or_else(|e| panic!("{e}"));
+                let (sink, rx) = TelemetrySink::new(16);
+                for _ in 0..3 {
+                    sink.record(sample());
+                }
+                drop(sink);
+                let stats = TelemetryWriter::new(store.clone(), rx).run(CancellationToken::new()).await;
+                store.close().await;
+                stats
+            })
+        });
+        assert_eq!((stats.failed_batches, stats.failed_events, stats.requests_written), (1, 3, 0));
+        let text = handle.render();
+        assert!(text.contains("blockstreamer_telemetry_failed_events_total 3"), "{text}");
+        assert!(text.contains("blockstreamer_telemetry_failed_batches_total 1"), "{text}");
     }
 }

@@ -114,9 +114,13 @@ async fn api_01_sql_readonly_escape_attempts() {
     store.close().await;
 }
 
+/// Resident bytes of this process. Panics when /proc cannot be read: a check that read 0
+/// would pass whatever the memory did.
 fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("resident pages in statm");
+    assert!(pages > 0, "statm says 0 resident pages: {statm}");
+    pages * 4096
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,14 +64,18 @@ async fn net01_slow_body_loris() {
     bed.assert_final().await;
 }
 
+/// Resident KiB of process `pid`. Panics when /proc cannot be read or has no figure: a check
+/// that read 0 would pass whatever the memory did.
 fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+    assert!(kib > 0, "VmRSS of {pid} is 0");
+    kib
 }
 
 /// NET-02 (the real binary as a child, simulated chain): a 40 MiB answer and an endless chunked

@@ -1,0 +1,108 @@
+//! The values of one block row and one transaction row, in the column order of
+//! `sql/store/insert_blocks.sql` and `insert_transactions.sql`: built once here, bound by both
+//! writers (sqlx, and the bulk load's rusqlite connection).
+
+use alloy_primitives::U256;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+
+use super::{StoreError, wei_sql};
+use crate::model::{Block, Transaction};
+use crate::types::to_sql;
+
+/// One bound value; blobs borrow from the block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Param<'a> {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(&'a [u8]),
+}
+
+/// Columns bound per block row (`canonical` is a literal in the statement).
+pub(super) const BLOCK_PARAMS: usize = 17;
+/// Columns bound per transaction row.
+pub(super) const TX_PARAMS: usize = 13;
+
+fn wei(v: Option<U256>) -> Param<'static> {
+    match v.map(wei_sql) {
+        None => Param::Null,
+        Some(Ok(i)) => Param::Int(i),
+        Some(Err(text)) => Param::Text(text),
+    }
+}
+
+fn opt_int(v: Option<i64>) -> Param<'static> {
+    v.map_or(Param::Null, Param::Int)
+}
+
+/// A block's row: `provider` is its `providers.id`, `now` the fetch time (ms).
+pub(super) fn block(b: &Block, provider: Option<i64>, now: i64) -> Result<[Param<'_>; BLOCK_PARAMS], StoreError> {
+    Ok([
+        Param::Blob(b.hash.as_slice()),
+        Param::Int(to_sql("block number", b.number)?),
+        Param::Blob(b.parent_hash.as_slice()),
+        Param::Int(to_sql("timestamp", b.timestamp)?),
+        Param::Blob(b.miner.as_slice()),
+        Param::Int(to_sql("gas_used", b.gas_used)?),
+        Param::Int(to_sql("gas_limit", b.gas_limit)?),
+        wei(b.base_fee_per_gas),
+        Param::Blob(b.state_root.as_slice()),
+        Param::Blob(b.transactions_root.as_slice()),
+        Param::Blob(b.receipts_root.as_slice()),
+        opt_int(b.size.map(|s| to_sql("size", s)).transpose()?),
+        Param::Int(i64::from(b.tx_count)),
+        Param::Int(i64::from(b.full_txs)),
+        opt_int(b.hash_verified.map(i64::from)),
+        opt_int(provider),
+        Param::Int(now),
+    ])
+}
+
+/// A transaction's row under the block row `block_id`.
+pub(super) fn transaction(block_id: i64, t: &Transaction) -> Result<[Param<'_>; TX_PARAMS], StoreError> {
+    Ok([
+        Param::Int(block_id),
+        Param::Int(i64::from(t.index)),
+        Param::Blob(t.hash.as_slice()),
+        Param::Blob(t.from.as_slice()),
+        t.to.as_ref().map_or(Param::Null, |a| Param::Blob(a.as_slice())),
+        wei(Some(t.value)),
+        Param::Int(to_sql("nonce", t.nonce)?),
+        Param::Int(to_sql("gas", t.gas)?),
+        wei(t.gas_price),
+        wei(t.max_fee_per_gas),
+        wei(t.max_priority_fee_per_gas),
+        Param::Blob(t.input.as_ref()),
+        Param::Int(i64::from(t.tx_type)),
+    ])
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Bind values to a sqlx query, in order.
+pub(super) fn bind<'q>(mut q: SqliteQuery<'q>, params: impl IntoIterator<Item = Param<'q>>) -> SqliteQuery<'q> {
+    for p in params {
+        q = bind_one(q, p);
+    }
+    q
+}
+
+fn bind_one<'q>(q: SqliteQuery<'q>, p: Param<'q>) -> SqliteQuery<'q> {
+    match p {
+        Param::Null => q.bind(None::<i64>),
+        Param::Int(i) => q.bind(i),
+        Param::Text(t) => q.bind(t),
+        Param::Blob(b) => q.bind(b),
+    }
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Self::Null => ValueRef::Null,
+            Self::Int(i) => ValueRef::Integer(*i),
+            Self::Text(t) => ValueRef::Text(t.as_bytes()),
+            Self::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
