@@ -116,6 +116,8 @@ impl App {
             built.push((Arc::new(Provider::new(id, spec, telemetry.clone())?), policy));
         }
         store.register_providers(&names).await?;
+        // Readers of the file (`serve`, `export`) judge finality by the writer's setting.
+        store.set_meta("confirmations", crate::types::to_sql("confirmations", config.confirmations)?).await?;
         let writer_tasks = TaskTracker::new();
         let telemetry_cancel = CancellationToken::new();
         if let Some(rx) = rx {

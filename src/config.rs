@@ -174,6 +174,14 @@ pub struct ApiConfig {
     /// A connection that has not sent a complete request header within this is closed.
     pub header_read_timeout_ms: u64,
     pub max_connections: usize,
+    /// Connections one peer IP may hold at once (loopback included); past it a new connection
+    /// is answered 429 and closed.
+    pub max_connections_per_ip: usize,
+    /// Host names served besides localhost and the bound address (`Host` header check against
+    /// DNS rebinding); `"*"` serves any.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://app.example`) allowed to make cross-origin browser requests; `"*"` any.
+    pub cors_origins: Vec<String>,
     /// `/readyz` is ready while the stored head is within this many blocks of the fleet head.
     pub ready_max_lag_blocks: u64,
     pub sql_timeout_ms: u64,
@@ -200,6 +208,9 @@ impl Default for ApiConfig {
             request_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             max_connections: 1024,
+            max_connections_per_ip: 256,
+            allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
             ready_max_lag_blocks: 5,
             sql_timeout_ms: 1000,
             sql_max_rows: 1000,
@@ -450,7 +461,12 @@ impl Config {
         if !(a.rate_limit_rps > 0.0 && a.rate_limit_rps.is_finite()) || a.rate_limit_burst == 0 {
             return Err(invalid("api.rate_limit_rps/rate_limit_burst", "must be positive"));
         }
-        if a.max_body_bytes == 0 || a.max_connections == 0 || a.sql_concurrency == 0 || a.sql_max_rows == 0 {
+        if a.max_body_bytes == 0
+            || a.max_connections == 0
+            || a.max_connections_per_ip == 0
+            || a.sql_concurrency == 0
+            || a.sql_max_rows == 0
+        {
             return Err(invalid("api.max_body_bytes/max_connections/sql_*", "must be positive"));
         }
         if a.sql_timeout_ms == 0 || a.request_timeout_ms == 0 || a.header_read_timeout_ms == 0 {

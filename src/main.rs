@@ -145,8 +145,11 @@ enum Command {
         #[arg(long)]
         overwrite: bool,
         /// Also export orphaned (non-canonical) blocks and their transactions (`canonical` = false).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "final_only")]
         include_orphaned: bool,
+        /// Only final heights: at least `confirmations` (the writer's setting) under the stored tip.
+        #[arg(long = "final")]
+        final_only: bool,
     },
     /// Run one read-only SQL query (the /v1/sql sandbox) and print the result.
     ///
@@ -427,6 +430,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             chunk_minutes,
             overwrite,
             include_orphaned,
+            final_only,
         } => {
             let now = blockstreamer::types::now_ms();
             let time = |v: Option<String>, flag: &str| -> anyhow::Result<Option<i64>> {
@@ -446,6 +450,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 chunk_minutes,
                 overwrite,
                 include_orphaned,
+                final_only,
                 progress: std::io::stderr().is_terminal(),
             };
             cmd_export(&file, opts).await

@@ -16,7 +16,6 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AlertsConfig;
@@ -25,10 +24,63 @@ use crate::store::{Store, StoreError};
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// What an alert is about. `as_str` is the text in `alerts.kind`, logs, metrics and webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    ErrorRate,
+    P95Latency,
+    LagBlocks,
+    LagSeconds,
+    Credits,
+    GapOpen,
+    NoNewBlock,
+}
+
+impl AlertKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ErrorRate => "error_rate",
+            Self::P95Latency => "p95_latency",
+            Self::LagBlocks => "lag_blocks",
+            Self::LagSeconds => "lag_seconds",
+            Self::Credits => "credits",
+            Self::GapOpen => "gap_open",
+            Self::NoNewBlock => "no_new_block",
+        }
+    }
+}
+
+/// An alert opening or resolving (the webhook's `event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEdge {
+    Opened,
+    Resolved,
+}
+
+/// The webhook body for one edge.
+#[derive(Debug, serde::Serialize)]
+struct WebhookBody<'a> {
+    event: AlertEdge,
+    at_ms: i64,
+    alert: WebhookAlert<'a>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WebhookAlert<'a> {
+    kind: AlertKind,
+    subject: &'a str,
+    value: f64,
+    threshold: f64,
+    message: &'a str,
+}
+
 /// One rule's verdict for one subject on this tick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    pub kind: &'static str,
+    pub kind: AlertKind,
     /// Provider name, or empty for fleet-wide rules.
     pub subject: String,
     pub value: f64,
@@ -113,26 +165,27 @@ impl Evaluator {
         let verdicts = self.verdicts().await?;
         let now = crate::types::now_ms();
         for v in &verdicts {
-            let key = (v.kind.to_string(), v.subject.clone());
+            let key = (v.kind.as_str().to_string(), v.subject.clone());
+            let kind = v.kind.as_str();
             match (v.firing, self.open.get(&key).copied()) {
                 (true, None) => {
-                    self.store.open_alert(v.kind, &v.subject, now, v.value, v.threshold, &v.message).await?;
+                    self.store.open_alert(kind, &v.subject, now, v.value, v.threshold, &v.message).await?;
                     self.open.insert(key, v.value);
-                    tracing::warn!(alert = v.kind, subject = %v.subject, value = v.value, threshold = v.threshold, message = %v.message, "alert opened");
-                    metrics::counter!("blockstreamer_alerts_opened_total", "kind" => v.kind).increment(1);
-                    self.notify("opened", v, now);
+                    tracing::warn!(alert = kind, subject = %v.subject, value = v.value, threshold = v.threshold, message = %v.message, "alert opened");
+                    metrics::counter!("blockstreamer_alerts_opened_total", "kind" => kind).increment(1);
+                    self.notify(AlertEdge::Opened, v, now);
                 }
                 (true, Some(peak)) => {
                     if v.value > peak {
-                        self.store.alert_peak(v.kind, &v.subject, v.value).await?;
+                        self.store.alert_peak(kind, &v.subject, v.value).await?;
                         self.open.insert(key, v.value);
                     }
                 }
                 (false, Some(_)) => {
-                    self.store.resolve_alert(v.kind, &v.subject, now).await?;
+                    self.store.resolve_alert(kind, &v.subject, now).await?;
                     self.open.remove(&key);
-                    tracing::info!(alert = v.kind, subject = %v.subject, value = v.value, "alert resolved");
-                    self.notify("resolved", v, now);
+                    tracing::info!(alert = kind, subject = %v.subject, value = v.value, "alert resolved");
+                    self.notify(AlertEdge::Resolved, v, now);
                 }
                 (false, None) => {}
             }
@@ -150,7 +203,7 @@ impl Evaluator {
             let enough = w.calls >= c.min_samples;
             let rate = crate::store::ratio(w.errors, w.calls);
             out.push(Verdict {
-                kind: "error_rate",
+                kind: AlertKind::ErrorRate,
                 subject: w.provider.clone(),
                 value: rate,
                 threshold: c.error_rate,
@@ -165,7 +218,7 @@ impl Evaluator {
             });
             let p95 = w.p95_ms.unwrap_or(0.0);
             out.push(Verdict {
-                kind: "p95_latency",
+                kind: AlertKind::P95Latency,
                 subject: w.provider.clone(),
                 value: p95,
                 threshold: c.p95_ms,
@@ -180,7 +233,7 @@ impl Evaluator {
                 #[allow(clippy::cast_precision_loss)]
                 let limit = c.lag_blocks as f64;
                 out.push(Verdict {
-                    kind: "lag_blocks",
+                    kind: AlertKind::LagBlocks,
                     subject: p.name.clone(),
                     value: lag,
                     threshold: limit,
@@ -188,7 +241,7 @@ impl Evaluator {
                     message: format!("{}: {} blocks behind the fleet head", p.name, p.lag_blocks),
                 });
                 out.push(Verdict {
-                    kind: "lag_seconds",
+                    kind: AlertKind::LagSeconds,
                     subject: p.name.clone(),
                     value: p.lag_secs,
                     threshold: c.lag_secs,
@@ -198,7 +251,7 @@ impl Evaluator {
                 if let Some(budget) = p.daily_credit_budget.filter(|b| *b > 0) {
                     let used = crate::store::ratio(p.credits_today, budget);
                     out.push(Verdict {
-                        kind: "credits",
+                        kind: AlertKind::Credits,
                         subject: p.name.clone(),
                         value: used,
                         threshold: c.credits_fraction,
@@ -239,7 +292,7 @@ impl Evaluator {
         let listed: Vec<String> =
             current.iter().take(5).map(|(a, b)| if a == b { a.to_string() } else { format!("{a}..={b}") }).collect();
         Ok(Verdict {
-            kind: "gap_open",
+            kind: AlertKind::GapOpen,
             subject: String::new(),
             value: oldest,
             threshold: limit,
@@ -266,7 +319,7 @@ impl Evaluator {
         #[allow(clippy::cast_precision_loss)]
         let age_s = age_ms as f64 / 1000.0;
         Ok(Verdict {
-            kind: "no_new_block",
+            kind: AlertKind::NoNewBlock,
             subject: String::new(),
             value: age_s,
             threshold: limit_s,
@@ -276,14 +329,16 @@ impl Evaluator {
     }
 
     /// POST the change to the webhook in the background, retrying with backoff.
-    fn notify(&self, event: &'static str, v: &Verdict, at_ms: i64) {
+    fn notify(&self, event: AlertEdge, v: &Verdict, at_ms: i64) {
         let Some((uri, client)) = self.webhook.clone() else { return };
-        let body = json!({
-            "event": event,
-            "at_ms": at_ms,
-            "alert": { "kind": v.kind, "subject": v.subject, "value": v.value, "threshold": v.threshold, "message": v.message },
-        })
-        .to_string();
+        let alert = WebhookAlert {
+            kind: v.kind,
+            subject: &v.subject,
+            value: v.value,
+            threshold: v.threshold,
+            message: &v.message,
+        };
+        let Ok(body) = serde_json::to_string(&WebhookBody { event, at_ms, alert }) else { return };
         let retries = self.cfg.webhook_retries;
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(500);

@@ -3,13 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::body::{Block, BlockTransactions, BlocksPage, GapRange, Gaps, ReorgsPage, Transaction};
+use super::{ApiError, ApiState};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use serde_json::{Value, json};
-
-use super::{ApiError, ApiState};
-use crate::store::BlockRow;
 
 /// Query parameters, checked by hand so every mistake gets a precise message.
 pub(super) type Params = Result<Query<BTreeMap<String, String>>, QueryRejection>;
@@ -68,11 +66,15 @@ pub(super) fn parse_hash(s: &str, what: &str) -> Result<[u8; 32], ApiError> {
 }
 
 enum BlockId {
+    Latest,
     Number(u64),
     Hash([u8; 32]),
 }
 
 fn block_id(s: &str) -> Result<BlockId, ApiError> {
+    if s == "latest" {
+        return Ok(BlockId::Latest);
+    }
     if s.starts_with("0x") || s.starts_with("0X") {
         return Ok(BlockId::Hash(parse_hash(s, "block hash")?));
     }
@@ -84,29 +86,69 @@ fn block_id(s: &str) -> Result<BlockId, ApiError> {
     Ok(BlockId::Number(parse_uint(s, "block number")?))
 }
 
-async fn resolve(state: &ApiState, id: &str) -> Result<BlockRow, ApiError> {
+/// `final=true|false` (default false): only blocks at least `confirmations` deep.
+pub(super) fn final_param(map: &BTreeMap<String, String>) -> Result<bool, ApiError> {
+    match map.get("final").map(String::as_str) {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(v) => Err(ApiError::BadRequest(format!("final must be true or false, got {v:?}"))),
+    }
+}
+
+/// The block `id` names (`latest`, a height, a hash); with `final_only`, only a final one
+/// (`latest` is then the newest final block).
+async fn resolve(state: &ApiState, id: &str, final_only: bool) -> Result<Block, ApiError> {
     let store = &state.0.store;
+    let final_height = store.final_height().await?;
     let found = match block_id(id)? {
+        BlockId::Latest if final_only => match final_height {
+            Some(f) => store.block_by_number(f).await?,
+            None => return Err(ApiError::NotFound(not_final_yet(state, None).await?)),
+        },
+        BlockId::Latest => store.latest_block().await?,
         BlockId::Number(n) => store.block_by_number(n).await?,
         BlockId::Hash(h) => store.block_by_hash(&h).await?,
     };
-    found.ok_or_else(|| ApiError::NotFound(format!("block {id} is not stored")))
+    let row = found.ok_or_else(|| {
+        ApiError::NotFound(if id == "latest" {
+            "no block stored yet".into()
+        } else {
+            format!("block {id} is not stored")
+        })
+    })?;
+    let block = Block::new(row, final_height);
+    if final_only && !block.is_final {
+        return Err(ApiError::NotFound(not_final_yet(state, Some(block.row.number)).await?));
+    }
+    Ok(block)
 }
 
-/// `GET /v1/blocks/latest`
-pub(super) async fn latest(State(state): State<ApiState>) -> Result<Json<BlockRow>, ApiError> {
-    let b = state.0.store.latest_block().await?;
-    b.map(Json).ok_or_else(|| ApiError::NotFound("no block stored yet".into()))
+async fn not_final_yet(state: &ApiState, number: Option<u64>) -> Result<String, ApiError> {
+    let c = state.0.store.confirmations().await?;
+    let what = number.map_or_else(|| "no stored block".to_string(), |n| format!("block {n}"));
+    Ok(format!("{what} is not final yet (final means {c} blocks under the stored tip, and canonical)"))
 }
 
-/// `GET /v1/blocks/{number|hash}`
-pub(super) async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<BlockRow>, ApiError> {
-    Ok(Json(resolve(&state, &id).await?))
+/// `GET /v1/blocks/latest?final=`
+pub(super) async fn latest(State(state): State<ApiState>, q: Params) -> Result<Json<Block>, ApiError> {
+    let map = params(q, &["final"])?;
+    Ok(Json(resolve(&state, "latest", final_param(&map)?).await?))
 }
 
-/// `GET /v1/blocks?from=&to=&limit=&cursor=&order=asc|desc`
-pub(super) async fn list(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
-    let map = params(q, &["from", "to", "limit", "cursor", "order"])?;
+/// `GET /v1/blocks/{latest|number|hash}?final=`
+pub(super) async fn one(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> Result<Json<Block>, ApiError> {
+    let map = params(q, &["final"])?;
+    Ok(Json(resolve(&state, &id, final_param(&map)?).await?))
+}
+
+/// `GET /v1/blocks?from=&to=&limit=&cursor=&order=asc|desc&final=`
+pub(super) async fn list(State(state): State<ApiState>, q: Params) -> Result<Json<BlocksPage>, ApiError> {
+    let map = params(q, &["from", "to", "limit", "cursor", "order", "final"])?;
+    let final_height = state.0.store.final_height().await?;
     let desc = match map.get("order").map(String::as_str) {
         None | Some("asc") => false,
         Some("desc") => true,
@@ -126,86 +168,73 @@ pub(super) async fn list(State(state): State<ApiState>, q: Params) -> Result<Jso
         let c = parse_uint(c, "cursor")?;
         if desc { to = to.min(c) } else { from = from.max(c) }
     }
-    let rows = if from > to { Vec::new() } else { state.0.store.blocks_range(from, to, limit, desc).await? };
+    let final_only = final_param(&map)?;
+    let rows = match (final_only, final_height) {
+        (true, None) => Vec::new(),
+        (true, Some(f)) if from > f => Vec::new(),
+        _ if from > to => Vec::new(),
+        (true, Some(f)) => state.0.store.blocks_range(from, to.min(f), limit, desc).await?,
+        (false, _) => state.0.store.blocks_range(from, to, limit, desc).await?,
+    };
     let next = if rows.len() == usize::try_from(limit).unwrap_or(usize::MAX) {
         rows.last().and_then(|b| if desc { b.number.checked_sub(1) } else { Some(b.number + 1) })
     } else {
         None
     };
-    Ok(Json(json!({ "blocks": rows, "next_cursor": next.map(|n| n.to_string()) })))
+    let blocks = rows.into_iter().map(|r| Block::new(r, final_height)).collect();
+    Ok(Json(BlocksPage { blocks, next_cursor: next.map(|n| n.to_string()) }))
 }
 
-/// `GET /v1/blocks/{id}/transactions`
+/// `GET /v1/blocks/{latest|number|hash}/transactions?final=`
 pub(super) async fn transactions(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let b = resolve(&state, &id).await?;
+    q: Params,
+) -> Result<Json<BlockTransactions>, ApiError> {
+    let map = params(q, &["final"])?;
+    let b = resolve(&state, &id, final_param(&map)?).await?.row;
     let hash = parse_hash(&b.hash, "block hash")?;
-    let txs = state.0.store.block_transactions(&hash).await?;
-    Ok(Json(json!({
-        "block_number": b.number,
-        "block_hash": b.hash,
-        "canonical": b.canonical,
-        "full_transactions": b.full_transactions,
-        "tx_count": b.tx_count,
-        "transactions": txs,
-    })))
+    let transactions = state.0.store.block_transactions(&hash).await?;
+    Ok(Json(BlockTransactions {
+        block_number: b.number,
+        block_hash: b.hash,
+        canonical: b.canonical,
+        full_transactions: b.full_transactions,
+        tx_count: b.tx_count,
+        transactions,
+    }))
 }
 
 /// `GET /v1/transactions/{hash}`: the canonical copy, plus the orphaned blocks it also sat in.
 pub(super) async fn transaction(
     State(state): State<ApiState>,
     Path(hash): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Transaction>, ApiError> {
     let h = parse_hash(&hash, "transaction hash")?;
-    let mut copies = state.0.store.transaction_by_hash(&h).await?;
-    if copies.is_empty() {
+    let mut copies = state.0.store.transaction_by_hash(&h).await?.into_iter();
+    let Some(tx) = copies.next() else {
         return Err(ApiError::NotFound(format!("transaction {hash} is not stored")));
-    }
-    let first = copies.remove(0);
-    let others: Vec<&str> = copies.iter().map(|t| t.block_hash.as_str()).collect();
-    let mut v = serde_json::to_value(&first).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let Some(o) = v.as_object_mut() {
-        o.insert("also_in_blocks".into(), json!(others));
-    }
-    Ok(Json(v))
+    };
+    Ok(Json(Transaction { tx, also_in_blocks: copies.map(|t| t.block_hash).collect() }))
 }
 
 /// `GET /v1/reorgs?limit=&cursor=` newest first; the cursor is the last id seen.
-pub(super) async fn reorgs(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
+pub(super) async fn reorgs(State(state): State<ApiState>, q: Params) -> Result<Json<ReorgsPage>, ApiError> {
     let map = params(q, &["limit", "cursor"])?;
     let limit = limit_param(&map, 100, 1000)?;
     let rows = state.0.store.reorgs_page(id_cursor(&map)?, limit).await?;
     let next = next_id_cursor(rows.len(), limit, rows.last().map(|r| r.id));
-    Ok(Json(json!({ "reorgs": rows, "next_cursor": next })))
+    Ok(Json(ReorgsPage { reorgs: rows, next_cursor: next }))
 }
 
 /// `GET /v1/gaps`: open holes and broken links now, and the latest repair attempts.
-pub(super) async fn gaps(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
+pub(super) async fn gaps(State(state): State<ApiState>, q: Params) -> Result<Json<Gaps>, ApiError> {
     let map = params(q, &["limit"])?;
     let limit = limit_param(&map, 20, 1000)?;
     let scan = state.0.store.scan_gaps().await?;
     let repairs = state.0.store.recent_repairs(limit).await?;
-    let missing: Vec<Value> =
-        scan.missing.iter().map(|(a, b)| json!({ "from": a, "to": b, "blocks": b - a + 1 })).collect();
-    let repairs: Vec<Value> = repairs
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "detected_at_ms": r.detected_at_ms, "attempted_at_ms": r.attempted_at_ms,
-                "from": r.from, "to": r.to, "reason": r.reason, "provider": r.provider,
-                "outcome": r.outcome, "blocks": r.blocks, "error": r.error,
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "floor": scan.floor,
-        "tip": scan.tip,
-        "missing": missing,
-        "broken_links": scan.broken_links,
-        "repairs": repairs,
-    })))
+    let missing = scan.missing.iter().map(|&(from, to)| GapRange { from, to, blocks: to - from + 1 }).collect();
+    Ok(Json(Gaps { floor: scan.floor, tip: scan.tip, missing, broken_links: scan.broken_links, repairs }))
 }
 
 #[cfg(test)]
@@ -215,8 +244,9 @@ mod tests {
     #[test]
     fn block_ids_parse_strictly() {
         assert!(matches!(block_id("0"), Ok(BlockId::Number(0))));
+        assert!(matches!(block_id("latest"), Ok(BlockId::Latest)));
         assert!(matches!(block_id("9223372036854775807"), Ok(BlockId::Number(_))));
-        for bad in ["", "-1", "+1", "1.5", "0x12", "9223372036854775808", "abc", " 1", "0x"] {
+        for bad in ["", "-1", "+1", "1.5", "0x12", "9223372036854775808", "abc", " 1", "0x", "Latest"] {
             assert!(block_id(bad).is_err(), "{bad:?}");
         }
         let h = format!("0x{}", "ab".repeat(32));

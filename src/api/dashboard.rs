@@ -3,15 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use super::blocks::{Params, id_cursor, limit_param, next_id_cursor, params, uint_param};
+use super::body::{EventsPage, Latency, LatencySeries};
+use super::{ApiError, ApiState};
+use crate::store::CallPoint;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-
-use super::blocks::{Params, id_cursor, limit_param, next_id_cursor, params, uint_param};
-use super::{ApiError, ApiState};
-use crate::store::CallPoint;
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
@@ -51,12 +50,12 @@ pub(super) async fn style() -> Response {
 
 /// `GET /v1/events?limit=&cursor=`: routing decisions (switches, exclusions, cooldowns,
 /// penalties, breaker changes) with their reasons, newest first.
-pub(super) async fn events(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
+pub(super) async fn events(State(state): State<ApiState>, q: Params) -> Result<Json<EventsPage>, ApiError> {
     let map = params(q, &["limit", "cursor"])?;
     let limit = limit_param(&map, 50, 1000)?;
     let rows = state.0.store.events_page(id_cursor(&map)?, limit).await?;
     let next = next_id_cursor(rows.len(), limit, rows.last().map(|r| r.id));
-    Ok(Json(json!({ "events": rows, "next_cursor": next })))
+    Ok(Json(EventsPage { events: rows, next_cursor: next }))
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -69,7 +68,7 @@ fn nearest_rank(sorted: &[i64], pct: usize) -> Option<i64> {
 }
 
 /// Per provider and time bucket: calls, failures, p50/p95 of successful calls (ms).
-fn bucketize(points: &[CallPoint], since: i64, step: i64, buckets: usize) -> BTreeMap<String, Value> {
+fn bucketize(points: &[CallPoint], since: i64, step: i64, buckets: usize) -> BTreeMap<String, LatencySeries> {
     #[derive(Default)]
     struct Acc {
         lat: Vec<Vec<i64>>,
@@ -94,16 +93,16 @@ fn bucketize(points: &[CallPoint], since: i64, step: i64, buckets: usize) -> BTr
             acc.failed[i] += 1;
         }
     }
-    let ms = |v: Option<i64>| v.map_or(Value::Null, |us| json!(crate::store::us_to_ms(us)));
+    let ms = |v: Option<i64>| v.map(crate::store::us_to_ms);
     per.into_iter()
         .map(|(name, mut acc)| {
-            let (mut p50, mut p95) = (Vec::with_capacity(buckets), Vec::with_capacity(buckets));
+            let (mut p50_ms, mut p95_ms) = (Vec::with_capacity(buckets), Vec::with_capacity(buckets));
             for l in &mut acc.lat {
                 l.sort_unstable();
-                p50.push(ms(nearest_rank(l, 50)));
-                p95.push(ms(nearest_rank(l, 95)));
+                p50_ms.push(ms(nearest_rank(l, 50)));
+                p95_ms.push(ms(nearest_rank(l, 95)));
             }
-            (name.to_string(), json!({ "p50_ms": p50, "p95_ms": p95, "calls": acc.calls, "failed": acc.failed }))
+            (name.to_string(), LatencySeries { p50_ms, p95_ms, calls: acc.calls, failed: acc.failed })
         })
         .collect()
 }
@@ -111,7 +110,7 @@ fn bucketize(points: &[CallPoint], since: i64, step: i64, buckets: usize) -> BTr
 /// `GET /v1/latency?seconds=600&step=10`: per provider, in `step`-second buckets over the last
 /// `seconds`, the calls made, the failures, and p50/p95 latency of the successes (exact, from
 /// the raw rows; null where a bucket had no success).
-pub(super) async fn latency(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
+pub(super) async fn latency(State(state): State<ApiState>, q: Params) -> Result<Json<Latency>, ApiError> {
     let map = params(q, &["seconds", "step"])?;
     let seconds = uint_param(&map, "seconds")?.unwrap_or(600);
     let step = uint_param(&map, "step")?.unwrap_or(10);
@@ -131,12 +130,12 @@ pub(super) async fn latency(State(state): State<ApiState>, q: Params) -> Result<
     let since = end - step_ms * i64::try_from(buckets).unwrap_or(1);
     let points = state.0.store.calls_since(since, SERIES_ROWS).await?;
     let starts: Vec<i64> = (0..buckets).map(|i| since + step_ms * i64::try_from(i).unwrap_or(0)).collect();
-    Ok(Json(json!({
-        "step_ms": step_ms,
-        "buckets": starts,
-        "truncated": points.len() == usize::try_from(SERIES_ROWS).unwrap_or(usize::MAX),
-        "providers": bucketize(&points, since, step_ms, buckets),
-    })))
+    Ok(Json(Latency {
+        step_ms,
+        buckets: starts,
+        truncated: points.len() == usize::try_from(SERIES_ROWS).unwrap_or(usize::MAX),
+        providers: bucketize(&points, since, step_ms, buckets),
+    }))
 }
 
 #[cfg(test)]
@@ -152,10 +151,13 @@ mod tests {
         let points =
             vec![pt("a", 0, 1000, true), pt("a", 5, 3000, true), pt("a", 12, 7000, false), pt("b", 15, 2000, true)];
         let out = bucketize(&points, 0, 10, 2);
-        assert_eq!(out["a"]["calls"], json!([2, 1]));
-        assert_eq!(out["a"]["failed"], json!([0, 1]));
-        assert_eq!(out["a"]["p50_ms"], json!([1.0, null]));
-        assert_eq!(out["a"]["p95_ms"], json!([3.0, null]));
-        assert_eq!(out["b"]["p50_ms"], json!([null, 2.0]));
+        let a = LatencySeries {
+            calls: vec![2, 1],
+            failed: vec![0, 1],
+            p50_ms: vec![Some(1.0), None],
+            p95_ms: vec![Some(3.0), None],
+        };
+        assert_eq!(out["a"], a);
+        assert_eq!(out["b"].p50_ms, [None, Some(2.0)]);
     }
 }

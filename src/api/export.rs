@@ -69,7 +69,7 @@ fn bad(e: ExportError) -> ApiError {
     }
 }
 
-/// `GET /v1/export/{table}?from=&to=&since=&until=&format=&include_orphaned=`.
+/// `GET /v1/export/{table}?from=&to=&since=&until=&format=&include_orphaned=&final=`.
 pub(super) async fn export(
     State(state): State<ApiState>,
     Path(table): Path<String>,
@@ -77,7 +77,7 @@ pub(super) async fn export(
     q: Params,
 ) -> Result<Response, ApiError> {
     guard::check_sql(&state, &headers)?;
-    let map = params(q, &["from", "to", "since", "until", "format", "include_orphaned"])?;
+    let map = params(q, &["from", "to", "since", "until", "format", "include_orphaned", "final"])?;
     let table = Table::parse(&table).map_err(ApiError::NotFound)?;
     let format = Format::parse(map.get("format").map_or("csv", String::as_str)).map_err(ApiError::BadRequest)?;
     let now = crate::types::now_ms();
@@ -103,6 +103,7 @@ pub(super) async fn export(
         chunk_minutes: 1,
         overwrite: false,
         include_orphaned,
+        final_only: super::blocks::final_param(&map)?,
         progress: false,
     };
     let permit = state

@@ -6,12 +6,16 @@
 
 pub mod alerts;
 mod blocks;
+mod body;
 mod dashboard;
+mod error;
 mod export;
 mod guard;
 mod metrics;
 mod ops;
 mod providers;
+mod request;
+pub mod routes;
 pub mod sandbox;
 mod serve;
 mod stream;
@@ -20,16 +24,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fleet::Fleet;
 use crate::model::TelemetrySink;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+pub use error::ApiError;
+pub use routes::router as routes;
 pub use sandbox::{Sandbox, SandboxError, SandboxLimits};
 
 /// What the process says about itself: a word (`ok`, `degraded`, `storage_full`,
@@ -61,6 +64,12 @@ pub struct ApiOptions {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one peer IP may hold at once (loopback included).
+    pub max_connections_per_ip: usize,
+    /// Host names served besides the localhost names and the bound address ("*": any).
+    pub allowed_hosts: Vec<String>,
+    /// Origins allowed to make cross-origin browser requests ("*": any).
+    pub cors_origins: Vec<String>,
     pub ready_max_lag_blocks: u64,
     pub sql: SandboxLimits,
     pub stream_max_lag_blocks: u64,
@@ -85,6 +94,9 @@ impl ApiOptions {
             request_timeout: Duration::from_millis(c.request_timeout_ms),
             header_read_timeout: Duration::from_millis(c.header_read_timeout_ms),
             max_connections: c.max_connections,
+            max_connections_per_ip: c.max_connections_per_ip,
+            allowed_hosts: c.allowed_hosts.clone(),
+            cors_origins: c.cors_origins.clone(),
             ready_max_lag_blocks: c.ready_max_lag_blocks,
             sql: SandboxLimits::from_api(c),
             stream_max_lag_blocks: c.stream_max_lag_blocks,
@@ -129,6 +141,8 @@ struct Inner {
     windows_cache: providers::WindowsCache,
     /// Concurrent `/v1/export` streams (each holds a blocking thread).
     exports: Arc<tokio::sync::Semaphore>,
+    /// The address the server bound (for the `Host` check), once it has.
+    bound: std::sync::OnceLock<SocketAddr>,
 }
 
 impl ApiState {
@@ -146,105 +160,13 @@ impl ApiState {
             cancel: CancellationToken::new(),
             windows_cache: providers::WindowsCache::default(),
             exports: Arc::new(tokio::sync::Semaphore::new(2)),
+            bound: std::sync::OnceLock::new(),
         }))
     }
 
     /// The SQL sandbox (tests check its connections after an attack).
     pub fn sandbox(&self) -> &Sandbox {
         &self.0.sandbox
-    }
-}
-
-/// Errors a route answers with: a status and `{"error": {"code", "message"}}`.
-#[derive(Debug, Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("a valid API key is required (Authorization: Bearer KEY)")]
-    Unauthorized,
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    TooLarge(String),
-    #[error("rate limit exceeded; retry after {0} s")]
-    RateLimited(u64),
-    #[error("{0}")]
-    Busy(String),
-    #[error("{0}")]
-    QueryTimeout(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-            Self::QueryTimeout(_) => (StatusCode::BAD_REQUEST, "query_timeout"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "read_only"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.parts();
-        if status.is_server_error() && !matches!(self, Self::Busy(_) | Self::Unavailable(_)) {
-            tracing::warn!(error = %self, "api error");
-        }
-        let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
-        let mut resp = (status, Json(body)).into_response();
-        let retry = match self {
-            Self::RateLimited(s) => Some(s.max(1)),
-            Self::Busy(_) => Some(1),
-            _ => None,
-        };
-        if let Some(s) = retry
-            && let Ok(v) = HeaderValue::from_str(&s.to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        resp
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::ReadOnly => Self::Conflict(e.to_string()),
-            _ => Self::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<SandboxError> for ApiError {
-    fn from(e: SandboxError) -> Self {
-        let m = e.to_string();
-        match e {
-            SandboxError::NotOneStatement
-            | SandboxError::NotReadOnly
-            | SandboxError::Sql(_)
-            | SandboxError::Param { .. } => Self::BadRequest(m),
-            SandboxError::Denied(_) => Self::Forbidden(m),
-            SandboxError::Timeout(_) => Self::QueryTimeout(m),
-            SandboxError::TooLarge(_) | SandboxError::TooBig(_) => Self::TooLarge(m),
-            SandboxError::Busy(_) => Self::Busy(m),
-            SandboxError::Internal(_) => Self::Internal(m),
-        }
     }
 }
 
@@ -281,12 +203,14 @@ impl ApiServer {
         check_listen(addr, &state.0.opts)?;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+        let _ = state.0.bound.set(addr);
         let cancel = parent.child_token();
         let tasks = TaskTracker::new();
         let router = routes(state.clone());
         let opts = serve::ServeOptions {
             header_read_timeout: state.0.opts.header_read_timeout,
             max_connections: state.0.opts.max_connections,
+            max_connections_per_ip: state.0.opts.max_connections_per_ip,
         };
         let c = cancel.clone();
         let stream_cancel = state.0.cancel.clone();
@@ -319,72 +243,3 @@ impl ApiServer {
         }
     }
 }
-
-/// Every route. JSON routes get the per-route timeout; the stream does not.
-pub fn routes(state: ApiState) -> axum::Router {
-    use axum::routing::{get, post};
-    let timeout = state.0.opts.request_timeout;
-    let body_limit = state.0.opts.max_body_bytes;
-    let json = axum::Router::new()
-        .route("/v1/blocks", get(blocks::list))
-        .route("/v1/blocks/latest", get(blocks::latest))
-        .route("/v1/blocks/{id}", get(blocks::one))
-        .route("/v1/blocks/{id}/transactions", get(blocks::transactions))
-        .route("/v1/transactions/{hash}", get(blocks::transaction))
-        .route("/v1/reorgs", get(blocks::reorgs))
-        .route("/v1/gaps", get(blocks::gaps))
-        .route("/v1/providers", get(providers::list))
-        .route("/v1/providers/{name}", get(providers::one))
-        .route("/v1/providers/{name}/requests", get(providers::requests))
-        .route("/v1/alerts", get(ops::alerts))
-        .route("/v1/sql", post(ops::sql))
-        .route("/v1/admin/config", get(ops::admin_config))
-        .route("/v1/admin/checkpoint", post(ops::admin_checkpoint))
-        .route("/v1/events", get(dashboard::events))
-        .route("/v1/latency", get(dashboard::latency))
-        .route("/", get(dashboard::index))
-        .route("/dashboard.js", get(dashboard::script))
-        .route("/dashboard.css", get(dashboard::style))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(metrics::render))
-        .route("/openapi.json", get(ops::openapi))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout));
-    axum::Router::new()
-        .route("/v1/stream/blocks", get(stream::blocks))
-        .route("/v1/export/{table}", get(export::export))
-        .merge(json)
-        .fallback(ops::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::rate_limit))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
-        .with_state(state)
-}
-
-/// The paths `routes()` serves, as written in `openapi.json` (for the consistency test).
-pub const ROUTES: &[&str] = &[
-    "/v1/blocks",
-    "/v1/blocks/latest",
-    "/v1/blocks/{id}",
-    "/v1/blocks/{id}/transactions",
-    "/v1/transactions/{hash}",
-    "/v1/reorgs",
-    "/v1/gaps",
-    "/v1/providers",
-    "/v1/providers/{name}",
-    "/v1/providers/{name}/requests",
-    "/v1/alerts",
-    "/v1/sql",
-    "/v1/admin/config",
-    "/v1/admin/checkpoint",
-    "/v1/stream/blocks",
-    "/v1/export/{table}",
-    "/v1/events",
-    "/v1/latency",
-    "/",
-    "/dashboard.js",
-    "/dashboard.css",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/openapi.json",
-];

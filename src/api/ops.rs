@@ -5,14 +5,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::blocks::{Params, id_cursor, limit_param, next_id_cursor, params};
+use super::body::{AlertsPage, Alive, Checkpoint, Health, Ready, SqlAnswer};
 use super::{ApiError, ApiState, guard};
 
 /// `GET /healthz`: the process answers.
-pub(super) async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "alive" }))
+pub(super) async fn healthz() -> Json<Alive> {
+    Json(Alive { status: "alive" })
 }
 
 /// `GET /readyz`: 200 while the stored head is within `ready_max_lag_blocks` of the fleet head
@@ -27,14 +28,14 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
         }
     };
     let mut fleet_head = None;
-    let mut health = json!(null);
+    let mut health = None;
     if let Some(live) = &state.0.live {
         let (word, why) = (live.health)();
         let word = word.as_str();
-        health = json!({ "status": word, "reason": why });
         if word != "ok" {
             reasons.push(if why.is_empty() { word.to_string() } else { format!("{word}: {why}") });
         }
+        health = Some(Health { status: word, reason: why });
         fleet_head = live.fleet.head().map(|h| h.number);
         match (fleet_head, stored) {
             (None, _) => reasons.push("no provider has reported a head yet".into()),
@@ -48,20 +49,14 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
         }
     }
     let ready = reasons.is_empty();
-    let body = json!({
-        "ready": ready,
-        "stored_head": stored,
-        "fleet_head": fleet_head,
-        "lag_blocks": fleet_head.zip(stored).map(|(f, s)| f.saturating_sub(s)),
-        "health": health,
-        "reasons": reasons,
-    });
+    let lag_blocks = fleet_head.zip(stored).map(|(f, s)| f.saturating_sub(s));
+    let body = Ready { ready, stored_head: stored, fleet_head, lag_blocks, health, reasons };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
 /// `GET /v1/alerts?state=open|all&limit=&cursor=`: newest first.
-pub(super) async fn alerts(State(state): State<ApiState>, q: Params) -> Result<Json<Value>, ApiError> {
+pub(super) async fn alerts(State(state): State<ApiState>, q: Params) -> Result<Json<AlertsPage>, ApiError> {
     let map = params(q, &["state", "limit", "cursor"])?;
     let open_only = match map.get("state").map(String::as_str) {
         None | Some("all") => false,
@@ -71,7 +66,7 @@ pub(super) async fn alerts(State(state): State<ApiState>, q: Params) -> Result<J
     let limit = limit_param(&map, 100, 1000)?;
     let rows = state.0.store.alerts_page(open_only, id_cursor(&map)?, limit).await?;
     let next = next_id_cursor(rows.len(), limit, rows.last().map(|r| r.id));
-    Ok(Json(json!({ "alerts": rows, "next_cursor": next })))
+    Ok(Json(AlertsPage { alerts: rows, next_cursor: next }))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -122,14 +117,15 @@ async fn run_sql(state: &ApiState, headers: &HeaderMap, q: Params, body: &[u8]) 
         }
         return Ok(resp);
     }
-    Ok(Json(json!({
-        "columns": result.columns,
-        "rows": result.rows,
-        "row_count": result.rows.len(),
-        "truncated": result.truncated,
-        "elapsed_ms": result.elapsed_ms,
-    }))
-    .into_response())
+    let row_count = result.rows.len();
+    let answer = SqlAnswer {
+        columns: result.columns,
+        rows: result.rows,
+        row_count,
+        truncated: result.truncated,
+        elapsed_ms: result.elapsed_ms,
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// `GET /v1/admin/config`: the effective configuration, secrets redacted (key required).
@@ -142,13 +138,11 @@ pub(super) async fn admin_config(State(state): State<ApiState>, headers: HeaderM
 pub(super) async fn admin_checkpoint(
     State(state): State<ApiState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Checkpoint>, ApiError> {
     guard::check_admin(&state, &headers)?;
-    let before = state.0.store.wal_bytes();
+    let wal_bytes_before = state.0.store.wal_bytes();
     let truncated = state.0.store.trim_wal(0).await?;
-    Ok(Json(
-        json!({ "wal_bytes_before": before, "wal_bytes_after": state.0.store.wal_bytes(), "truncated": truncated }),
-    ))
+    Ok(Json(Checkpoint { wal_bytes_before, wal_bytes_after: state.0.store.wal_bytes(), truncated }))
 }
 
 /// `GET /openapi.json`

@@ -27,6 +27,8 @@ use tokio::sync::Semaphore;
 pub enum SandboxError {
     #[error("only one SELECT statement is allowed")]
     NotOneStatement,
+    #[error("the SQL holds no statement (only whitespace or comments)")]
+    Empty,
     #[error("only read-only SELECT statements are allowed")]
     NotReadOnly,
     #[error("not allowed: {0}")]
@@ -396,6 +398,8 @@ fn classify(e: &rusqlite::Error, limits: &SandboxLimits) -> SandboxError {
             }
             ErrorCode::TooBig => SandboxError::TooBig(msg.clone().unwrap_or_else(|| "string or blob too big".into())),
             ErrorCode::ReadOnly => SandboxError::NotReadOnly,
+            // What SQLite says when the text held no statement at all.
+            ErrorCode::ApiMisuse => SandboxError::Empty,
             // A denied function or table comes back as a plain SQLITE_ERROR with this text.
             _ => match msg {
                 Some(m) if m.starts_with("not authorized") => SandboxError::Denied(m.clone()),
@@ -414,6 +418,16 @@ fn bind_value(v: &serde_json::Value, index: usize) -> Result<rusqlite::types::Va
         serde_json::Value::Bool(b) => Value::Integer(i64::from(*b)),
         serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => Value::Integer(i),
+            // An integer past SQLite's 64-bit range would be bound as an inexact float and
+            // compare unequal to the stored value (wei above 2^63 is stored as decimal text).
+            (None, Some(f)) if n.is_u64() || (f.fract() == 0.0 && f.abs() >= 9_007_199_254_740_992.0) => {
+                return Err(SandboxError::Param {
+                    index,
+                    message: format!(
+                        "{n} is an integer outside SQLite's 64-bit range and would lose precision; pass it as a string (\"{n}\")"
+                    ),
+                });
+            }
             (None, Some(f)) => Value::Real(f),
             _ => return Err(SandboxError::Param { index, message: "number out of range".into() }),
         },
@@ -544,6 +558,21 @@ mod live_tests {
         let r = sb.query("SELECT printf('%d', x) FROM t".into(), vec![]).await;
         assert!(matches!(r, Err(SandboxError::Denied(_))), "{r:?}");
         let r = sb.query("SELECT abs(x) FROM t".into(), vec![]).await;
+        assert!(r.is_ok(), "{r:?}");
+        // No statement at all: said so, not SQLite's "bad parameter or other API misuse".
+        for empty in ["-- nothing", "/* only a comment */", " ;"] {
+            let r = sb.query(empty.into(), vec![]).await;
+            assert!(matches!(r, Err(SandboxError::Empty)), "{empty:?}: {r:?}");
+        }
+        // Integers past 2^63 are refused, not bound as inexact floats.
+        for big in [serde_json::json!(9_223_372_036_854_775_808u64), serde_json::json!(1e20)] {
+            let r = sb.query("SELECT ?1".into(), vec![big.clone()]).await;
+            assert!(
+                matches!(&r, Err(SandboxError::Param { message, .. }) if message.contains("string")),
+                "{big}: {r:?}"
+            );
+        }
+        let r = sb.query("SELECT ?1, ?2".into(), vec![serde_json::json!(i64::MAX), serde_json::json!(1.5)]).await;
         assert!(r.is_ok(), "{r:?}");
     }
 }

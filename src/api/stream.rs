@@ -17,10 +17,11 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use serde_json::json;
+
 use tokio::sync::mpsc;
 
 use super::blocks::{Params, params, parse_hash, uint_param};
+use super::body::{StreamError, StreamReorg};
 use super::{ApiError, ApiState};
 
 /// Blocks read per database page while catching up.
@@ -93,7 +94,8 @@ pub(super) async fn blocks(
             Some(ev) => Some((Ok(ev), (rx, reason, false))),
             None => {
                 let why = reason.lock().ok().and_then(|mut w| w.take())?;
-                let ev = Event::default().event("error").data(json!({ "reason": why }).to_string());
+                let data = serde_json::to_string(&StreamError { reason: &why }).unwrap_or_default();
+                let ev = Event::default().event("error").data(data);
                 Some((Ok(ev), (rx, reason, true)))
             }
         }
@@ -134,17 +136,12 @@ async fn produce(
                     Some((f, fh)) if f < c.number => {
                         let heights: Vec<u64> =
                             if c.number - f <= MAX_LISTED { (f + 1..=c.number).collect() } else { Vec::new() };
-                        let data = json!({
-                            "fork_number": f,
-                            "fork_hash": hex::encode_prefixed(fh),
-                            "drop_from": f + 1,
-                            "drop_to": c.number,
-                            "heights": heights,
-                        });
-                        let ev = Event::default()
-                            .event("reorg")
-                            .id(format!("{f}:{}", hex::encode_prefixed(fh)))
-                            .data(data.to_string());
+                        let fork_hash = hex::encode_prefixed(fh);
+                        let id = format!("{f}:{fork_hash}");
+                        let data =
+                            StreamReorg { fork_number: f, fork_hash, drop_from: f + 1, drop_to: c.number, heights };
+                        let data = serde_json::to_string(&data).map_err(|e| e.to_string())?;
+                        let ev = Event::default().event("reorg").id(id).data(data);
                         if !send(tx, ev, wait).await? {
                             return Ok(());
                         }

@@ -86,6 +86,8 @@ pub struct ExportOptions {
     pub chunk_minutes: u64,
     pub overwrite: bool,
     pub include_orphaned: bool,
+    /// Only heights at least `confirmations` under the stored tip (the writer's setting).
+    pub final_only: bool,
     /// Draw a progress bar (on a terminal); otherwise one log line per chunk.
     pub progress: bool,
 }
@@ -292,11 +294,22 @@ fn key_range(conn: &rusqlite::Connection, opts: &ExportOptions) -> Result<Option
                 return Err(ExportError::BadRange(format!("--from {f} is above --to {t}")));
             }
             let Some((slo, shi)) = stored else { return Ok(None) };
-            // Past the stored tip there is nothing to write yet; clipping keeps the last
-            // chunk's name honest so a later run completes it.
+            // Past the stored tip (or, final only, past the final height) there is nothing to
+            // write yet; clipping keeps the last chunk's name honest so a later run completes it.
             // A defaulted start is aligned down so chunk names stay the same from run to run.
             let lo = from.unwrap_or(slo - slo.rem_euclid(chunk_len(opts)));
-            let hi = to.unwrap_or(shi).min(shi);
+            let mut hi = to.unwrap_or(shi).min(shi);
+            if opts.final_only {
+                if opts.include_orphaned {
+                    return Err(ExportError::BadRange(
+                        "final blocks are canonical: --final excludes --include-orphaned".into(),
+                    ));
+                }
+                match read::final_height(conn)? {
+                    Some(f) => hi = hi.min(f),
+                    None => return Ok(None),
+                }
+            }
             Ok((lo <= hi).then_some((lo, hi)))
         }
         KeyKind::Time => {

@@ -39,6 +39,11 @@ pub(crate) fn bounds(
     Ok(lo.zip(hi))
 }
 
+/// The highest final height (the canonical tip minus the writer's `confirmations`), if any.
+pub(crate) fn final_height(conn: &Connection) -> Result<Option<i64>, ExportError> {
+    conn.query_row(include_str!("../../sql/export/final_height.sql"), [], |r| r.get(0)).map_err(sql_err)
+}
+
 /// How many heights in `lo..=hi` have a canonical block.
 pub(crate) fn canonical_count(conn: &Connection, lo: i64, hi: i64) -> Result<i64, ExportError> {
     conn.query_row(include_str!("../../sql/export/canonical_count.sql"), [lo, hi], |r| r.get(0)).map_err(sql_err)

@@ -39,7 +39,8 @@ pub struct HealthOptions {
 }
 
 /// Circuit breaker state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Breaker {
     Closed,
     Open,
@@ -75,7 +76,7 @@ pub(super) enum Blocked {
 }
 
 /// Rolling-window figures (successes only for latency).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct WindowStats {
     pub samples: usize,
     pub successes: usize,

@@ -114,6 +114,8 @@ pub struct RequestRow {
 /// A provider's telemetry over one window, by the rules of the `provider_health_*` views.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProviderWindow {
+    /// Whose window it is (the API files the window under the provider instead).
+    #[serde(skip_serializing)]
     pub provider: String,
     /// Calls in the window, cancelled ones (lost hedges, shutdown) left out.
     pub requests: u64,
@@ -420,6 +422,19 @@ impl Store {
             hash: hash32(&r.try_get::<Vec<u8>, _>(1)?)?,
             fetched_at_ms: r.try_get(2)?,
         }))
+    }
+
+    /// How deep a block must be under the stored tip to be final: the `confirmations` of the
+    /// process that writes the file (recorded in `meta` at its start; 0 when never recorded).
+    pub async fn confirmations(&self) -> Result<u64, StoreError> {
+        Ok(from_sql("confirmations", self.meta("confirmations").await?.unwrap_or(0))?)
+    }
+
+    /// The highest final height: the stored canonical tip minus [`confirmations`](Self::confirmations).
+    /// None while nothing stored is that deep.
+    pub async fn final_height(&self) -> Result<Option<u64>, StoreError> {
+        let confirmations = self.confirmations().await?;
+        Ok(self.stored_tip().await?.and_then(|t| t.number.checked_sub(confirmations)))
     }
 
     /// The canonical hash at `number`, if stored.

@@ -10,7 +10,7 @@ use crate::model::{Block, GapScan, RepairOutcome, RepairRecord, RepairSink};
 use crate::types::{from_sql, to_sql};
 
 /// One open hole or repair, as `blockstreamer gaps` prints it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RepairRow {
     pub id: i64,
     pub detected_at_ms: i64,

@@ -163,7 +163,7 @@ async fn each_default_alert_opens_and_resolves() {
     let mut ev = Evaluator::new(bed.app.store.clone(), Some(bed.app.fleet.clone()), cfg, None).expect("evaluator");
     assert!(ev.load_open().await.expect("load") >= 1);
     let verdicts = ev.tick().await.expect("tick");
-    assert!(verdicts.iter().any(|v| v.kind == "credits" && v.subject == "p4" && !v.firing));
+    assert!(verdicts.iter().any(|v| v.kind.as_str() == "credits" && v.subject == "p4" && !v.firing));
     wait_for(&c, &base, "credits resolves", |o| !has(o, "credits", "p4")).await;
 
     // Every kind has a resolved row with start, end, value, peak and threshold.

@@ -154,7 +154,7 @@ async fn a_client_that_stops_reading_is_cut_off_with_a_reason() {
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
     sock.set_recv_buffer_size(4096).expect("rcvbuf");
     let mut conn = sock.connect(api.addr()).await.expect("connect");
-    conn.write_all(b"GET /v1/stream/blocks?from=0 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+    conn.write_all(b"GET /v1/stream/blocks?from=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
         .await
         .expect("request");
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -199,6 +199,7 @@ fn opts(db: &TempDb, table: Table, format: Format, out: &Path) -> ExportOptions 
     ExportOptions {
         db: db.path.clone(),
         access: blockstreamer::store::Access::ReadOnly,
+        final_only: false,
         table,
         format,
         out: out.to_path_buf(),

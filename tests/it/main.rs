@@ -11,6 +11,7 @@ mod anvil_backfill;
 mod anvil_follow;
 mod api;
 mod api_alerts;
+mod api_guard;
 mod api_security;
 mod api_stream;
 mod cli;
