@@ -173,13 +173,14 @@ impl App {
             Some(v) => Some(crate::types::from_sql("chain id", v)?),
             None => None,
         };
-        if let (Some(c), Some(s)) = (self.config.chain_id, stored)
+        let configured = self.config.expected_chain_id();
+        if let (Some(c), Some(s)) = (configured, stored)
             && c != s
         {
             let db = self.store.path().display().to_string();
             return Err(AppError::ChainMismatch { db, stored: s, served: format!("{c} (configured chain_id)") });
         }
-        let expected = self.config.chain_id.or(stored);
+        let expected = configured.or(stored);
         let started = Instant::now();
         let timeout = Duration::from_millis(self.config.startup_timeout_ms);
         let mut wait = Duration::from_millis(250);
@@ -346,7 +347,9 @@ impl App {
         Ok(())
     }
 
-    /// Fetch and store heights `from..=to`, skipping the stored prefix of the range.
+    /// Fetch and store heights `from..=to`, skipping the stored prefix of the range. One span
+    /// (`backfill`, with `from` and `to`) holds every fetch and commit of it: one trace.
+    #[tracing::instrument(name = "backfill", skip(self, cancel))]
     pub async fn backfill(&self, from: u64, to: u64, cancel: &CancellationToken) -> Result<BackfillReport, AppError> {
         if from > to {
             return Err(AppError::Other(format!("--from {from} is above --to {to}")));
@@ -569,7 +572,14 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
             }
         }
     }
-    let chain = SimChain::new(SimOptions { block_time: opts.block_time, seed: opts.seed, ..SimOptions::default() });
+    // A bounded window: the demo may run for days (ingest follows the tip, so it never asks
+    // for blocks this old).
+    let chain = SimChain::new(SimOptions {
+        block_time: opts.block_time,
+        seed: opts.seed,
+        keep_blocks: Some(DEMO_KEEP_BLOCKS),
+        ..SimOptions::default()
+    });
     let profiles: std::collections::BTreeMap<String, DemoProfile> = toml::from_str(include_str!("demo_profiles.toml"))
         .map_err(|e| AppError::Other(format!("demo_profiles.toml: {e}")))?;
     let mut servers = Vec::new();
@@ -640,6 +650,9 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
     }
     res
 }
+
+/// Blocks the demo's simulated chain keeps in memory (~12 KB each).
+pub const DEMO_KEEP_BLOCKS: usize = 2048;
 
 /// The demo's providers, each behind a fault proxy running the script of the same name in
 /// `demo_profiles.toml`.

@@ -451,7 +451,34 @@ impl Config {
             }
             out.push((name, url));
         }
+        self.check_chain_ids()?;
         Ok(out)
+    }
+
+    /// A fleet follows one chain: every `providers[].chain_id` that is set must agree with the
+    /// others and with `chain_id`.
+    fn check_chain_ids(&self) -> Result<(), ConfigError> {
+        let mut expected = self.chain_id.map(|c| (c, "chain_id".to_string()));
+        for (i, p) in self.providers.iter().enumerate() {
+            let Some(c) = p.chain_id else { continue };
+            match &expected {
+                Some((e, from)) if *e != c => {
+                    return Err(invalid(
+                        format!("providers[{i}].chain_id"),
+                        format!("is {c} but {from} is {e}: a fleet follows one chain"),
+                    ));
+                }
+                Some(_) => {}
+                None => expected = Some((c, format!("providers[{i}].chain_id"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The chain the configuration names: `chain_id`, else a provider's `chain_id` (they agree,
+    /// checked by `resolve`). None: the providers' majority decides.
+    pub fn expected_chain_id(&self) -> Option<u64> {
+        self.chain_id.or_else(|| self.providers.iter().find_map(|p| p.chain_id))
     }
 }
 
@@ -597,6 +624,13 @@ mod tests {
         let mut c = Config::default();
         c.add_rpc_urls(&["ftp://x".into()]);
         assert!(c.resolve(env).is_err());
+        let mut c = Config::default();
+        c.add_rpc_urls(&["http://a".into(), "http://b".into()]);
+        c.providers[0].chain_id = Some(1);
+        assert_eq!(c.expected_chain_id(), Some(1));
+        c.providers[1].chain_id = Some(5);
+        let e = c.resolve(env).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("providers[1].chain_id") && e.contains("one chain"), "{e}");
         assert!(Config::default().resolve(env).is_err());
     }
 }

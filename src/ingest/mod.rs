@@ -11,6 +11,7 @@ use futures::StreamExt;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 pub use window::Window;
 
@@ -205,8 +206,9 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
         let blocks = std::mem::take(pending);
         let n = blocks.len();
         let sink = self.sink.clone();
-        let handle =
-            AbortOnDropHandle::new(tokio::spawn(async move { sink.commit(CommitBatch { reorg: None, blocks }).await }));
+        // The commit runs in the background but inside this span, so traces show its length.
+        let commit = async move { sink.commit(CommitBatch { reorg: None, blocks }).await };
+        let handle = AbortOnDropHandle::new(tokio::spawn(commit.in_current_span()));
         self.in_flight = Some(PendingCommit { handle, first, tip, blocks: n, started: Instant::now() });
         Ok(())
     }
@@ -242,10 +244,14 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
                 let fleet = fleet.clone();
                 let on_wire = on_wire.clone();
                 // Spawned so fetches keep running while a commit is awaited; aborted if dropped.
-                AbortOnDropHandle::new(tokio::spawn(async move {
-                    let _slot = on_wire.acquire_owned().await;
-                    fleet.blocks_by_number(&numbers).await
-                }))
+                // In the caller's span (backfill, follow), so each fetch is its child in a trace.
+                AbortOnDropHandle::new(tokio::spawn(
+                    async move {
+                        let _slot = on_wire.acquire_owned().await;
+                        fleet.blocks_by_number(&numbers).await
+                    }
+                    .in_current_span(),
+                ))
             })
             .buffered(concurrency * 4);
         let mut pending: Vec<Block> = Vec::new();

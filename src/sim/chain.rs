@@ -23,6 +23,9 @@ pub struct SimOptions {
     /// Blocks mined before serving starts.
     pub prefill: u64,
     pub seed: u64,
+    /// Keep only the newest this many blocks in memory (older heights answer null, like a
+    /// pruned node); `None` keeps every block (tests that read history).
+    pub keep_blocks: Option<usize>,
 }
 
 impl Default for SimOptions {
@@ -36,6 +39,7 @@ impl Default for SimOptions {
             reorg_max_depth: 3,
             prefill: 100,
             seed: 1,
+            keep_blocks: None,
         }
     }
 }
@@ -60,7 +64,9 @@ impl SimBlock {
 
 #[derive(Debug, Clone)]
 struct State {
-    canonical: Vec<Arc<SimBlock>>,
+    /// The canonical chain from height `base` up.
+    canonical: std::collections::VecDeque<Arc<SimBlock>>,
+    base: u64,
     by_hash: HashMap<B256, Arc<SimBlock>>,
     rng: fastrand::Rng,
     reorgs: u64,
@@ -79,7 +85,8 @@ impl SimChain {
     /// A chain with genesis plus `opts.prefill` blocks.
     pub fn new(opts: SimOptions) -> Arc<Self> {
         let mut st = State {
-            canonical: Vec::new(),
+            canonical: std::collections::VecDeque::new(),
+            base: 0,
             by_hash: HashMap::new(),
             rng: fastrand::Rng::with_seed(opts.seed),
             reorgs: 0,
@@ -91,7 +98,7 @@ impl SimChain {
             .saturating_sub(opts.prefill.saturating_mul(opts.block_time.as_secs().max(1)));
         let g = Arc::new(make_block(&mut st, &opts, 0, B256::ZERO, genesis_ts));
         st.by_hash.insert(g.hash, g.clone());
-        st.canonical.push(g);
+        st.canonical.push_back(g);
         for _ in 0..opts.prefill {
             extend(&mut st, &opts);
         }
@@ -133,12 +140,20 @@ impl SimChain {
 
     /// Current head height.
     pub fn head_number(&self) -> u64 {
-        self.read(|s| s.canonical.len() as u64 - 1)
+        self.read(State::head)
     }
 
-    /// Canonical block at `number`.
+    /// Canonical block at `number` (None above the head, or below the kept window).
     pub fn block(&self, number: u64) -> Option<Arc<SimBlock>> {
-        self.read(|s| usize::try_from(number).ok().and_then(|n| s.canonical.get(n).cloned()))
+        self.read(|s| {
+            let i = number.checked_sub(s.base)?;
+            usize::try_from(i).ok().and_then(|i| s.canonical.get(i).cloned())
+        })
+    }
+
+    /// Blocks held in memory (canonical and replaced).
+    pub fn blocks_held(&self) -> usize {
+        self.read(|s| s.by_hash.len())
     }
 
     /// Any block ever produced (canonical or not) by hash.
@@ -162,7 +177,8 @@ impl SimChain {
             } else {
                 extend(s, opts);
             }
-            s.canonical.len() as u64 - 1
+            s.prune(opts.keep_blocks);
+            s.head()
         })
     }
 
@@ -170,6 +186,27 @@ impl SimChain {
     pub fn reorg(&self, depth: u64) {
         let opts = &self.opts;
         self.write(|s| reorg(s, opts, depth));
+    }
+}
+
+impl State {
+    fn head(&self) -> u64 {
+        self.base + self.canonical.len() as u64 - 1
+    }
+
+    /// Forget blocks below the newest `keep` (canonical ones and replaced ones alike).
+    fn prune(&mut self, keep: Option<usize>) {
+        let Some(keep) = keep.map(|k| k.max(2)) else { return };
+        while self.canonical.len() > keep {
+            if self.canonical.pop_front().is_some() {
+                self.base += 1;
+            }
+        }
+        // Replaced blocks are few; sweep them in batches rather than on every block.
+        if self.by_hash.len() > keep + keep / 8 + 16 {
+            let base = self.base;
+            self.by_hash.retain(|_, b| b.number >= base);
+        }
     }
 }
 
@@ -183,13 +220,13 @@ fn reorg(s: &mut State, opts: &SimOptions, depth: u64) {
 }
 
 fn extend(s: &mut State, opts: &SimOptions) {
-    let Some(parent) = s.canonical.last().cloned() else {
+    let Some(parent) = s.canonical.back().cloned() else {
         return;
     };
     let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let b = Arc::new(make_block(s, opts, parent.number + 1, parent.hash, ts));
     s.by_hash.insert(b.hash, b.clone());
-    s.canonical.push(b);
+    s.canonical.push_back(b);
 }
 
 fn rand_b256(rng: &mut fastrand::Rng) -> B256 {
@@ -326,4 +363,37 @@ fn make_block(s: &mut State, opts: &SimOptions, number: u64, parent_hash: B256, 
 
 fn null() -> Box<RawValue> {
     Box::<RawValue>::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bounded_chain_keeps_a_window_of_blocks() {
+        let chain = SimChain::new(SimOptions {
+            prefill: 10,
+            keep_blocks: Some(64),
+            reorg_probability: 0.2,
+            txs_min: 0,
+            txs_max: 1,
+            ..SimOptions::default()
+        });
+        for _ in 0..2_000 {
+            chain.tick();
+        }
+        let head = chain.head_number();
+        assert!(head >= 2_000, "{head}");
+        assert!(chain.blocks_held() <= 64 + 64 / 8 + 16 + 8, "{} blocks held", chain.blocks_held());
+        assert!(chain.block(head).is_some() && chain.block(head - 63).is_some());
+        assert!(chain.block(head - 64).is_none() && chain.block(0).is_none(), "pruned like a pruned node");
+        let tip = chain.block(head).map(|b| b.hash).unwrap_or_default();
+        assert!(chain.block_by_hash(&tip).is_some());
+        // unbounded (the default): every block stays
+        let all = SimChain::new(SimOptions { prefill: 10, txs_min: 0, txs_max: 0, ..SimOptions::default() });
+        for _ in 0..500 {
+            all.tick();
+        }
+        assert!(all.block(0).is_some());
+    }
 }

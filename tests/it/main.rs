@@ -23,6 +23,8 @@ mod export;
 mod kill9;
 mod migrations;
 mod net_faults;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod readonly;
 mod reorg_faults;
 mod repair_crash;
