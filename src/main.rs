@@ -196,7 +196,7 @@ enum Command {
         /// Where to listen (loopback by default).
         #[arg(long, default_value = "127.0.0.1:8546")]
         listen: std::net::SocketAddr,
-        /// Fault script, TOML or JSON (see README "Fault scripts"); none = forward everything.
+        /// Fault script, TOML or JSON (docs/fault-scripts.md); none = forward everything.
         #[arg(long)]
         script: Option<PathBuf>,
         /// Stop after this many seconds (default: run until Ctrl-C).
@@ -207,7 +207,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// TOML config file (providers, limits; see README).
+    /// TOML config file (providers, limits; see docs/configuration.md).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Provider URL; repeat for several. `${VAR}` is expanded from the environment.

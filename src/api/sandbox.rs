@@ -2,7 +2,7 @@
 //! rusqlite connections, a default-deny authorizer, SQLite limits, a deadline inside SQLite,
 //! row and byte caps and a concurrency cap.
 //!
-//! Defence in depth (shared/RELIABILITY.md §5): opened `SQLITE_OPEN_READ_ONLY`, `query_only`,
+//! Defence in depth (the SQL sandbox rules of docs/http-api.md): opened `SQLITE_OPEN_READ_ONLY`, `query_only`,
 //! `trusted_schema=OFF`, `SQLITE_DBCONFIG_DEFENSIVE`; the authorizer allows only SELECT, reads of
 //! user tables and views, functions from an allowlist and recursive CTEs, so `ATTACH`,
 //! `VACUUM INTO`, `PRAGMA` and every write are refused before they touch a file; exactly one

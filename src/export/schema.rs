@@ -1,7 +1,7 @@
 //! The exported tables: their columns, typed schema and the SQL that pages through them.
 //!
 //! One typed schema serves every format. Parquet gets it as written (documented in the
-//! README, "Export schema"); CSV and JSONL render the same values as text:
+//! docs/schema.md, "Export files"); CSV and JSONL render the same values as text:
 //! - block numbers, gas, nonces, counts, timestamps in seconds: `UInt64`;
 //! - `*_ms` times (ms since the Unix epoch), latencies, ids, RPC codes: `Int64`;
 //! - hashes: `FixedSizeBinary(32)`, addresses: `FixedSizeBinary(20)`, calldata: `Binary` in

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::model::{EventKind, Outcome};
 use crate::provider::ProviderError;
 
-/// Knobs of the health rules (defaults come from `RoutingConfig`, documented in the README).
+/// Knobs of the health rules (defaults come from `RoutingConfig`, documented in docs/configuration.md).
 #[derive(Debug, Clone)]
 pub struct HealthOptions {
     /// Rolling window for latency percentiles and error/throttle rates.

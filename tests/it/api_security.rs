@@ -1,4 +1,4 @@
-//! RELIABILITY.md §4.6: API-01 (SQL escape attempts), API-02 (runaway queries), API-03 (bind,
+//! the fault matrix (docs/testing.md): API-01 (SQL escape attempts), API-02 (runaway queries), API-03 (bind,
 //! keys, body limit, per-IP rate limit), API-04 (slow-loris under load).
 
 use std::path::Path;

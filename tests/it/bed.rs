@@ -1,5 +1,5 @@
 //! The fault test bed: a truth (simulated chain or anvil), providers behind fault proxies, the
-//! app following into a temp DB, and the RELIABILITY.md measures sampled every 100 ms.
+//! app following into a temp DB, and the fault-matrix measures (docs/testing.md) sampled every 100 ms.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! RELIABILITY.md §4.5 DB-01: storage full, and a long reader pinning the WAL.
+//! the fault matrix (docs/testing.md) DB-01: storage full, and a long reader pinning the WAL.
 
 use std::time::{Duration, Instant};
 

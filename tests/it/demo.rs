@@ -139,5 +139,22 @@ async fn the_demo_shows_every_behaviour_within_a_minute() {
         .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(names, ["steady", "flaky", "laggard", "throttled", "liar"]);
+    // Caught forging, the liar stays demoted: never the primary, never healthy, though its
+    // weight (1.5) would make it the best on paper (the integrity memory lasts an hour).
+    let mut samples = 0;
+    while started.elapsed() < Duration::from_secs(90) {
+        let providers = http::get(&c, &format!("{base}/v1/providers")).await.json();
+        let liar = providers["providers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == "liar"))
+            .cloned()
+            .unwrap_or_default();
+        assert_ne!(liar["primary"], true, "the liar is the primary again: {liar}");
+        assert_ne!(liar["state"], "healthy", "the liar looks healthy again: {liar}");
+        assert!(liar["score_parts"]["integrity"].as_f64().is_some_and(|i| i > 0.0), "{liar}");
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(samples > 10);
     drop(demo);
 }

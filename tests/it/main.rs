@@ -19,6 +19,7 @@ mod dashboard;
 mod db_faults;
 mod demo;
 mod deploy;
+mod docs;
 mod export;
 mod kill9;
 mod migrations;

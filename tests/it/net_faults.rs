@@ -1,4 +1,4 @@
-//! RELIABILITY.md §4.2: transport and byte-level faults (NET-01..03).
+//! the fault matrix (docs/testing.md): transport and byte-level faults (NET-01..03).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! RELIABILITY.md §4.4: ordering and duplicates (REORG-04). REORG-01 is in `anvil_follow`,
+//! the fault matrix (docs/testing.md): ordering and duplicates (REORG-04). REORG-01 is in `anvil_follow`,
 //! REORG-02 in `sim_fleet`.
 
 use std::time::Duration;

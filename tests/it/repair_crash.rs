@@ -1,4 +1,4 @@
-//! RELIABILITY.md §4.4–4.5: gap repair while following (REPAIR-01) and a crash inside the reorg
+//! the fault matrix (docs/testing.md): gap repair while following (REPAIR-01) and a crash inside the reorg
 //! transaction (CRASH-02).
 
 use std::process::{Child, Command, Stdio};

@@ -1,4 +1,4 @@
-//! RELIABILITY.md §4.1: provider faults (RPC-01..05) through the fault proxy.
+//! the fault matrix (docs/testing.md): provider faults (RPC-01..05) through the fault proxy.
 
 use std::time::Duration;
 

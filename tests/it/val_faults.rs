@@ -1,4 +1,4 @@
-//! RELIABILITY.md §4.3: validation of content (VAL-01..03). One malformed answer per case from
+//! the fault matrix (docs/testing.md): validation of content (VAL-01..03). One malformed answer per case from
 //! p1; the block must be refused whole, classified, and stored from p2 exactly as the truth.
 
 use std::time::Duration;
