@@ -1,10 +1,14 @@
 //! One upstream JSON-RPC provider: a jsonrpsee HTTP client with per-method timeouts and size
 //! caps, outcome classification, and one telemetry sample for every call it makes.
 
+mod error;
 pub mod http;
+mod spec;
 pub mod wire;
 
-use std::fmt;
+pub use error::{ProviderError, retry_hint};
+pub use spec::{CreditPrices, ProviderSpec, SecretUrl};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,207 +19,14 @@ use jsonrpsee::core::middleware::RpcServiceBuilder;
 use jsonrpsee::core::params::{ArrayParams, BatchRequestBuilder};
 use jsonrpsee::http_client::{HttpBackend, HttpClient, HttpClientBuilder, RpcService};
 use serde_json::value::RawValue;
-use thiserror::Error;
 
 use crate::model::{Block, Head, Outcome, ProviderId, RequestSample, TelemetryEvent, TelemetrySink};
 use crate::types::{micros, now_ms};
 use http::{MetaLayer, ResponseMeta, with_meta};
-use wire::{DecodeOptions, Reject, Want};
+use wire::{DecodeOptions, Want};
 
 /// Ids for the per-call debug events (`request_id`), unique within the process.
 static NEXT_REQUEST_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// A provider URL. Its `Debug` and `Display` never show the path or query, where API keys live.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretUrl(String);
-
-impl SecretUrl {
-    /// Wrap a full URL (with any key in it).
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
-    }
-
-    /// The full URL, for the HTTP client only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// `scheme://host[:port]` plus `/…` when there was more: safe to log and store.
-    pub fn redacted(&self) -> String {
-        let (scheme, rest) = self.0.split_once("://").unwrap_or(("?", &self.0));
-        let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = &rest[..host_end];
-        // user:password@host → host
-        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let more = if host_end < rest.len() && &rest[host_end..] != "/" { "/…" } else { "" };
-        format!("{scheme}://{host}{more}")
-    }
-
-    /// The host (and port), used to name providers given only by URL.
-    pub fn host(&self) -> String {
-        let r = self.redacted();
-        let after = r.split_once("://").map_or(r.as_str(), |(_, h)| h);
-        after.trim_end_matches("/…").to_string()
-    }
-}
-
-impl fmt::Debug for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretUrl({})", self.redacted())
-    }
-}
-
-impl fmt::Display for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-/// How to reach one provider and how long to wait for it.
-#[derive(Debug, Clone)]
-pub struct ProviderSpec {
-    pub name: String,
-    pub url: SecretUrl,
-    /// Deadline for head polls and `eth_chainId`.
-    pub head_timeout: Duration,
-    /// Deadline for block fetches (single or batch).
-    pub block_timeout: Duration,
-    /// Largest response body accepted for head polls.
-    pub head_max_bytes: u32,
-    /// Largest response body accepted for block fetches.
-    pub block_max_bytes: u32,
-    /// What each method costs in the provider's credits (compute units).
-    pub credits: CreditPrices,
-}
-
-/// Credits (compute units) a provider charges per JSON-RPC method: the configured overrides, else
-/// a default table modelled on Alchemy's compute units (the most common pricing shape).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CreditPrices {
-    overrides: std::collections::BTreeMap<String, u32>,
-}
-
-impl CreditPrices {
-    /// Prices with `overrides` taking precedence over the default table.
-    pub fn new(overrides: std::collections::BTreeMap<String, u32>) -> Self {
-        Self { overrides }
-    }
-
-    /// Credits one call of `method` costs.
-    pub fn cost(&self, method: &str) -> u32 {
-        if let Some(c) = self.overrides.get(method) {
-            return *c;
-        }
-        match method {
-            method::CHAIN_ID => 0,
-            "eth_blockNumber" => 10,
-            method::BLOCK_BY_NUMBER | method::BLOCK_BY_HASH => 16,
-            _ => 10,
-        }
-    }
-}
-
-impl ProviderSpec {
-    /// A spec with the default limits (head 2 s / 1 MiB, blocks 10 s / 16 MiB).
-    pub fn new(name: impl Into<String>, url: SecretUrl) -> Self {
-        Self {
-            name: name.into(),
-            url,
-            head_timeout: Duration::from_secs(2),
-            block_timeout: Duration::from_secs(10),
-            head_max_bytes: 1 << 20,
-            block_max_bytes: 16 << 20,
-            credits: CreditPrices::default(),
-        }
-    }
-}
-
-/// Why a call failed, already classified.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum ProviderError {
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("connection failed: {0}")]
-    Connect(String),
-    #[error("HTTP {status}")]
-    Http { status: u16, retry_after: Option<Duration> },
-    #[error("JSON-RPC error {code}: {message}")]
-    Rpc { code: i32, message: String, retry_after: Option<Duration> },
-    #[error("invalid response: {0}")]
-    Invalid(String),
-    #[error("response larger than {0} bytes")]
-    TooLarge(u32),
-    #[error("null result")]
-    Null,
-    #[error("rejected block: {0}")]
-    Rejected(#[from] Reject),
-}
-
-impl ProviderError {
-    /// The outcome class stored in telemetry.
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            Self::Timeout(_) => Outcome::Timeout,
-            Self::Connect(_) => Outcome::Connect,
-            Self::Http { status: 429, .. } => Outcome::RateLimited,
-            Self::Http { status, .. } if *status >= 500 => Outcome::Http5xx,
-            Self::Http { .. } => Outcome::Http4xx,
-            Self::Rpc { code, message, .. } if is_rate_limit(*code, message) => Outcome::RateLimited,
-            Self::Rpc { .. } => Outcome::RpcError,
-            Self::Invalid(_) | Self::Rejected(_) => Outcome::InvalidResponse,
-            Self::TooLarge(_) => Outcome::TooLarge,
-            Self::Null => Outcome::NullResult,
-        }
-    }
-
-    /// How long the provider asked us to wait, if it said.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Http { retry_after, .. } | Self::Rpc { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    fn rpc_code(&self) -> Option<i32> {
-        match self {
-            Self::Rpc { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-}
-
-/// JSON-RPC codes and messages providers use for throttling (alloy's list plus common text).
-fn is_rate_limit(code: i32, message: &str) -> bool {
-    matches!(code, 429 | -32005 | -32007 | -32016 | -32012 | 1008 | -32090) || {
-        let m = message.to_ascii_lowercase();
-        m.contains("rate limit")
-            || m.contains("too many requests")
-            || m.contains("exceeded")
-            || m.contains("limit reached")
-            || retry_hint(&m).is_some()
-    }
-}
-
-/// A wait hint inside an error message, as providers write it: "try again in 400ms", "retry in
-/// 2s", "try again in 1.5 seconds".
-pub fn retry_hint(message: &str) -> Option<Duration> {
-    let m = message.to_ascii_lowercase();
-    let at = ["try again in ", "retry in ", "retry after "].iter().find_map(|k| m.find(k).map(|i| i + k.len()))?;
-    let rest = &m[at..];
-    let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-    let value: f64 = rest[..num_end].parse().ok()?;
-    let unit = rest[num_end..].trim_start();
-    let secs = if unit.starts_with("ms") || unit.starts_with("millisecond") {
-        value / 1000.0
-    } else if unit.starts_with('s') {
-        value
-    } else if unit.starts_with('m') {
-        value * 60.0
-    } else {
-        return None;
-    };
-    Duration::try_from_secs_f64(secs).ok()
-}
 
 /// Per-call context the fleet passes down, recorded in telemetry.
 #[derive(Debug, Clone, Copy, Default)]
@@ -656,43 +467,4 @@ fn redact(text: &str, url: &SecretUrl) -> String {
 
 fn redact_err(e: &ClientError, url: &SecretUrl) -> String {
     redact(&e.to_string(), url)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_redacted() {
-        let u = SecretUrl::new("https://eth-mainnet.g.alchemy.com/v2/SECRETKEY");
-        assert_eq!(u.redacted(), "https://eth-mainnet.g.alchemy.com/…");
-        assert!(!format!("{u:?} {u}").contains("SECRETKEY"));
-        assert_eq!(u.host(), "eth-mainnet.g.alchemy.com");
-        let u = SecretUrl::new("http://user:pw@127.0.0.1:8545");
-        assert_eq!(u.redacted(), "http://127.0.0.1:8545");
-        let u = SecretUrl::new("https://x.io/?apikey=abc");
-        assert!(!u.redacted().contains("abc"));
-    }
-
-    #[test]
-    fn outcomes_are_classified() {
-        let h = |status| ProviderError::Http { status, retry_after: None };
-        assert_eq!(h(429).outcome(), Outcome::RateLimited);
-        assert_eq!(h(503).outcome(), Outcome::Http5xx);
-        assert_eq!(h(401).outcome(), Outcome::Http4xx);
-        let rpc = |code, m: &str| ProviderError::Rpc { code, message: m.into(), retry_after: None };
-        assert_eq!(rpc(-32005, "limit").outcome(), Outcome::RateLimited);
-        assert_eq!(rpc(-32000, "header not found").outcome(), Outcome::RpcError);
-        assert_eq!(rpc(-32000, "Rate limit reached").outcome(), Outcome::RateLimited);
-        assert_eq!(ProviderError::Null.outcome(), Outcome::NullResult);
-    }
-
-    #[test]
-    fn retry_hints_in_messages() {
-        assert_eq!(retry_hint("rate limited, try again in 400ms"), Some(Duration::from_millis(400)));
-        assert_eq!(retry_hint("Please retry in 2s"), Some(Duration::from_secs(2)));
-        assert_eq!(retry_hint("try again in 1.5 seconds"), Some(Duration::from_millis(1500)));
-        assert_eq!(retry_hint("try again later"), None);
-        assert_eq!(retry_hint("header not found"), None);
-    }
 }
