@@ -19,6 +19,7 @@ use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 
 use crate::store::Access;
+use crate::store::sqlite::SqliteClass;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
@@ -386,28 +387,26 @@ fn internal(e: rusqlite::Error) -> SandboxError {
 }
 
 fn classify(e: &rusqlite::Error, limits: &SandboxLimits) -> SandboxError {
-    use rusqlite::ffi::ErrorCode;
-    match e {
-        rusqlite::Error::MultipleStatement => SandboxError::NotOneStatement,
-        rusqlite::Error::SqliteFailure(f, msg) => match f.code {
-            ErrorCode::OperationInterrupted => {
-                SandboxError::Timeout(u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX))
-            }
-            ErrorCode::AuthorizationForStatementDenied => {
-                SandboxError::Denied(msg.clone().unwrap_or_else(|| "not authorized".into()))
-            }
-            ErrorCode::TooBig => SandboxError::TooBig(msg.clone().unwrap_or_else(|| "string or blob too big".into())),
-            ErrorCode::ReadOnly => SandboxError::NotReadOnly,
-            // What SQLite says when the text held no statement at all.
-            ErrorCode::ApiMisuse => SandboxError::Empty,
-            // A denied function or table comes back as a plain SQLITE_ERROR with this text.
-            _ => match msg {
-                Some(m) if m.starts_with("not authorized") => SandboxError::Denied(m.clone()),
-                Some(m) => SandboxError::Sql(m.clone()),
-                None => SandboxError::Sql(e.to_string()),
-            },
+    let msg = match e {
+        rusqlite::Error::MultipleStatement => return SandboxError::NotOneStatement,
+        rusqlite::Error::SqliteFailure(_, msg) => msg.clone(),
+        _ => return SandboxError::Sql(e.to_string()),
+    };
+    match SqliteClass::of_rusqlite(e) {
+        SqliteClass::Interrupted => {
+            SandboxError::Timeout(u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX))
+        }
+        SqliteClass::Denied => SandboxError::Denied(msg.unwrap_or_else(|| "not authorized".into())),
+        SqliteClass::TooBig => SandboxError::TooBig(msg.unwrap_or_else(|| "string or blob too big".into())),
+        SqliteClass::ReadOnly => SandboxError::NotReadOnly,
+        // What SQLite says when the text held no statement at all.
+        SqliteClass::Misuse => SandboxError::Empty,
+        // A denied function or table comes back as a plain SQLITE_ERROR with this text.
+        _ => match msg {
+            Some(m) if m.starts_with("not authorized") => SandboxError::Denied(m),
+            Some(m) => SandboxError::Sql(m),
+            None => SandboxError::Sql(e.to_string()),
         },
-        _ => SandboxError::Sql(e.to_string()),
     }
 }
 

@@ -54,6 +54,8 @@ pub enum SqliteClass {
     Corrupt,
     /// SQLITE_CANTOPEN.
     CantOpen,
+    /// SQLITE_MISUSE (an empty statement, for one).
+    Misuse,
     Other,
 }
 
@@ -70,6 +72,7 @@ impl SqliteClass {
             10 => Self::Io,
             11 | 26 => Self::Corrupt,
             14 => Self::CantOpen,
+            21 => Self::Misuse,
             _ => Self::Other,
         }
     }
