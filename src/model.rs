@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_primitives::{Address, B256, Bloom, Bytes, U256};
 use tokio::sync::mpsc;
 
 /// A provider's identity within one process: its place in the configured fleet. Every stage
@@ -52,6 +52,48 @@ pub struct Block {
     pub transactions: Vec<Transaction>,
     /// Which provider served it.
     pub provider: ProviderId,
+    /// The header's logs bloom (what filtered logs are checked against).
+    pub logs_bloom: Option<Bloom>,
+    /// The block's receipts and logs, once fetched and verified (`None`: not fetched).
+    pub receipts: Option<BlockReceipts>,
+}
+
+/// A block's receipts (one per transaction, in order) and how far they were verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockReceipts {
+    pub receipts: Vec<Receipt>,
+    /// `Some(true)`: the receipts trie root equals the header's `receiptsRoot`; `Some(false)`:
+    /// a receipt type this build cannot encode (an L2's), so the root could not be checked.
+    pub root_verified: Option<bool>,
+    /// Which provider served them.
+    pub provider: ProviderId,
+}
+
+/// One transaction's receipt, as stored; wei amounts kept exact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub tx_index: u32,
+    pub tx_hash: B256,
+    pub tx_type: u8,
+    /// `None` before Byzantium (EIP-658), where the receipt holds `post_state` instead.
+    pub status: Option<bool>,
+    pub post_state: Option<B256>,
+    pub gas_used: u64,
+    pub cumulative_gas_used: u64,
+    pub effective_gas_price: Option<U256>,
+    pub contract_address: Option<Address>,
+    pub blob_gas_used: Option<u64>,
+    pub blob_gas_price: Option<U256>,
+    /// The receipt's bloom (part of what the receipts root commits to; not stored).
+    pub logs_bloom: Bloom,
+    pub logs: Vec<Log>,
+}
+
+/// One event log: its position in the block, and the log itself (address, topics, data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub log_index: u32,
+    pub inner: alloy_primitives::Log,
 }
 
 /// One transaction as stored; wei amounts kept exact.
@@ -169,11 +211,13 @@ pub enum EventKind {
     IntegrityPenalty,
     BudgetExhausted,
     WrongChain,
+    /// Something learned about what the provider supports (a method it lacks).
+    Capability,
 }
 
 impl EventKind {
     /// Every kind, in documentation order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::BreakerOpen,
         Self::BreakerHalfOpen,
         Self::BreakerClosed,
@@ -185,6 +229,7 @@ impl EventKind {
         Self::IntegrityPenalty,
         Self::BudgetExhausted,
         Self::WrongChain,
+        Self::Capability,
     ];
 
     /// The stored and logged name.
@@ -201,6 +246,7 @@ impl EventKind {
             Self::IntegrityPenalty => "integrity_penalty",
             Self::BudgetExhausted => "budget_exhausted",
             Self::WrongChain => "wrong_chain",
+            Self::Capability => "capability",
         }
     }
 

@@ -276,6 +276,15 @@ impl Default for AlertsConfig {
     }
 }
 
+/// The `[index]` table: what is indexed besides blocks and transactions.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Fetch, verify and store every block's receipts and logs. Unset: on when
+    /// `full_transactions` is.
+    pub receipts: Option<bool>,
+}
+
 /// The whole file. Every field has a default (`Config::default`, the one place they are
 /// written down), so an empty file is valid.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -300,6 +309,7 @@ pub struct Config {
     /// Cap on the database file (MiB); past it ingest pauses with "storage full".
     pub max_db_size_mb: Option<u64>,
     pub retention: RetentionConfig,
+    pub index: IndexConfig,
     pub routing: RoutingConfig,
     pub api: ApiConfig,
     pub alerts: AlertsConfig,
@@ -324,6 +334,7 @@ impl Default for Config {
             gap_repair: true,
             max_db_size_mb: None,
             retention: RetentionConfig::default(),
+            index: IndexConfig::default(),
             routing: RoutingConfig::default(),
             api: ApiConfig::default(),
             alerts: AlertsConfig::default(),
@@ -343,6 +354,12 @@ impl Config {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
         Self::from_toml(&text, &p)
+    }
+
+    /// Whether receipts and logs are fetched and stored (`[index] receipts`, else
+    /// `full_transactions`).
+    pub fn receipts_enabled(&self) -> bool {
+        self.index.receipts.unwrap_or(self.full_transactions)
     }
 
     /// Add `--rpc` URLs as providers named after their host.

@@ -16,9 +16,9 @@ pub(super) fn parse_quantity(s: &str) -> Option<u64> {
     u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
 }
 
-/// The height a call names (`eth_getBlockByNumber` with a number).
+/// The height a call names (`eth_getBlockByNumber` or `eth_getBlockReceipts` with a number).
 pub(super) fn call_height(call: &Value) -> Option<u64> {
-    if call_method(call) != "eth_getBlockByNumber" {
+    if !matches!(call_method(call), "eth_getBlockByNumber" | "eth_getBlockReceipts") {
         return None;
     }
     call.get("params")?.get(0)?.as_str().and_then(parse_quantity)

@@ -18,6 +18,7 @@ mod health;
 mod lease;
 mod limits;
 mod poll;
+mod receipts;
 mod route;
 pub mod select;
 mod slot;
@@ -452,10 +453,14 @@ impl Fleet {
             .iter()
             .map(|slot| {
                 let st = slot.lock();
-                let verdict = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom, 0);
+                // Spent means what is left does not buy a block fetch.
+                let fetch = u64::from(slot.provider.credits(method::BLOCK_BY_NUMBER));
+                let verdict = st.spend.judge(&slot.policy, ms, self.opts.budget_headroom, fetch);
                 let (w, parts) = st.score(&slot.policy, now, verdict.over_pace);
                 let cooldown = st.health.cooldown_until(now);
-                let (state, reason) = state_of(&st, &w, &parts, verdict.exhausted, cooldown.map(|t| t - now));
+                // Spent, or refused a call today for want of credits (what is left buys nothing).
+                let spent = verdict.exhausted || st.budget_out == Some(ms / budget::DAY_MS);
+                let (state, reason) = state_of(&st, &w, &parts, spent, cooldown.map(|t| t - now));
                 ProviderStatus {
                     id: slot.id(),
                     name: slot.provider.name().to_string(),

@@ -71,6 +71,8 @@ pub struct IngestOptions {
     pub commit_interval: Duration,
     /// How often to look at the head when no head update arrived.
     pub poll_interval: Duration,
+    /// Fetch and verify every block's receipts (and logs) before it is committed.
+    pub receipts: bool,
 }
 
 impl IngestOptions {
@@ -84,6 +86,7 @@ impl IngestOptions {
             commit_txs: 20_000,
             commit_interval: Duration::from_millis(250),
             poll_interval: Duration::from_millis(c.poll_interval_ms),
+            receipts: c.receipts_enabled(),
         }
     }
 }
@@ -234,6 +237,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             (a..=b).collect::<Vec<u64>>()
         });
         let fleet = self.fleet.clone();
+        let receipts = self.opts.receipts;
         let concurrency = self.opts.concurrency.max(1);
         // Results are consumed in height order, but a slow chunk must not idle the others: up
         // to 4× `concurrency` chunks are queued, and a semaphore keeps `concurrency` of them on
@@ -248,7 +252,11 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
                 AbortOnDropHandle::new(tokio::spawn(
                     async move {
                         let _slot = on_wire.acquire_owned().await;
-                        fleet.blocks_by_number(&numbers).await
+                        let mut blocks = fleet.blocks_by_number(&numbers).await?;
+                        if receipts {
+                            fleet.attach_receipts(&mut blocks).await?;
+                        }
+                        Ok::<_, FleetError>(blocks)
                     }
                     .in_current_span(),
                 ))
@@ -348,6 +356,9 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             branch.push(parent);
         };
         branch.reverse();
+        if self.opts.receipts {
+            self.fleet.attach_receipts(&mut branch).await?;
+        }
         let Some(first) = branch.first() else {
             return Ok(());
         };

@@ -1,22 +1,26 @@
 //! One upstream JSON-RPC provider: a jsonrpsee HTTP client with per-method timeouts and size
 //! caps, outcome classification, and one telemetry sample for every call it makes.
 
+mod batch;
 mod error;
 pub mod http;
+pub mod receipts;
+mod receipts_rpc;
+pub use receipts_rpc::{Capabilities, Support};
 mod spec;
 pub mod wire;
 
 pub use error::{ProviderError, retry_hint};
 pub use spec::{CreditPrices, ProviderSpec, SecretUrl};
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::B256;
 use jsonrpsee::core::ClientError;
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::middleware::RpcServiceBuilder;
-use jsonrpsee::core::params::{ArrayParams, BatchRequestBuilder};
+use jsonrpsee::core::params::ArrayParams;
 use jsonrpsee::http_client::{HttpBackend, HttpClient, HttpClientBuilder, RpcService};
 use serde_json::value::RawValue;
 
@@ -48,6 +52,8 @@ pub struct Provider {
     telemetry: TelemetrySink,
     /// Cleared when the provider refuses JSON-RPC batches; single calls are used from then on.
     batches_ok: AtomicBool,
+    /// What the provider was found to support.
+    caps: receipts_rpc::Learned,
 }
 
 /// Methods we call, as `'static` names for telemetry.
@@ -55,6 +61,9 @@ pub mod method {
     pub const CHAIN_ID: &str = "eth_chainId";
     pub const BLOCK_BY_NUMBER: &str = "eth_getBlockByNumber";
     pub const BLOCK_BY_HASH: &str = "eth_getBlockByHash";
+    pub const BLOCK_RECEIPTS: &str = "eth_getBlockReceipts";
+    pub const TX_RECEIPT: &str = "eth_getTransactionReceipt";
+    pub const LOGS: &str = "eth_getLogs";
 }
 
 impl Provider {
@@ -78,7 +87,15 @@ impl Provider {
         };
         let head_client = build(spec.head_timeout, spec.head_max_bytes)?;
         let block_client = build(spec.block_timeout, spec.block_max_bytes)?;
-        Ok(Self { id, spec, head_client, block_client, telemetry, batches_ok: AtomicBool::new(true) })
+        Ok(Self {
+            id,
+            spec,
+            head_client,
+            block_client,
+            telemetry,
+            batches_ok: AtomicBool::new(true),
+            caps: receipts_rpc::Learned::default(),
+        })
     }
 
     /// The provider's id (stable for the process; the store maps it to `providers.id`).
@@ -308,105 +325,15 @@ impl Provider {
         opts: DecodeOptions,
         ctx: CallCtx,
     ) -> Vec<Result<Block, ProviderError>> {
-        if numbers.len() == 1 || !self.batches_ok.load(Ordering::Relaxed) {
-            let mut out = Vec::with_capacity(numbers.len());
-            for &n in numbers {
-                out.push(self.block_by_number(n, opts, ctx).await);
-            }
-            return out;
-        }
-        match self.batch(numbers, opts, ctx).await {
-            Some(out) => out,
-            None => {
-                // The provider refused the batch itself: remember, and fall back to single calls.
-                self.batches_ok.store(false, Ordering::Relaxed);
-                tracing::info!(provider = self.name(), "provider refuses JSON-RPC batches; using single calls");
-                let mut out = Vec::with_capacity(numbers.len());
-                for &n in numbers {
-                    out.push(self.block_by_number(n, opts, ctx).await);
-                }
-                out
-            }
-        }
-    }
-
-    /// Returns `None` when the batch as a whole was refused in a way that says "no batches".
-    async fn batch(
-        &self,
-        numbers: &[u64],
-        opts: DecodeOptions,
-        ctx: CallCtx,
-    ) -> Option<Vec<Result<Block, ProviderError>>> {
-        let mut batch = BatchRequestBuilder::new();
-        for &n in numbers {
+        let heights: Vec<Option<u64>> = numbers.iter().map(|&n| Some(n)).collect();
+        let params = |k: usize| {
             let mut p = ArrayParams::new();
-            push(&mut p, format!("{n:#x}"));
+            push(&mut p, format!("{:#x}", numbers[k]));
             push(&mut p, opts.full_transactions);
-            if batch.insert(method::BLOCK_BY_NUMBER, p).is_err() {
-                return None;
-            }
-        }
-        let started = Instant::now();
-        let size = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
-        let guard = InFlight {
-            provider: self,
-            method: method::BLOCK_BY_NUMBER,
-            numbers: numbers.iter().map(|&n| Some(n)).collect(),
-            started,
-            ctx,
-            done: false,
+            p
         };
-        let fut = self.block_client.batch_request::<Box<RawValue>>(batch);
-        let (res, meta) = with_meta(tokio::time::timeout(self.spec.block_timeout, fut)).await;
-        guard.finish();
-        let whole: Result<_, ProviderError> = match res {
-            Err(_) => Err(ProviderError::Timeout(self.spec.block_timeout)),
-            Ok(Err(e)) => Err(self.classify(e, meta)),
-            Ok(Ok(r)) => Ok(r),
-        };
-        let mut out = Vec::with_capacity(numbers.len());
-        match whole {
-            Err(e) => {
-                for &n in numbers {
-                    let mut s = self.sample(method::BLOCK_BY_NUMBER, Some(n), started, ctx);
-                    s.http_status = meta.status;
-                    s.batch_size = size;
-                    self.fail_sample(&mut s, &e);
-                    self.emit(s);
-                    out.push(Err(e.clone()));
-                }
-                if refuses_batches(&e) {
-                    return None;
-                }
-            }
-            Ok(resp) => {
-                let mut items = resp.into_iter();
-                for &n in numbers {
-                    let mut s = self.sample(method::BLOCK_BY_NUMBER, Some(n), started, ctx);
-                    s.http_status = meta.status;
-                    s.batch_size = size;
-                    let r = match items.next() {
-                        Some(Ok(raw)) if raw.get() == "null" => Err(ProviderError::Null),
-                        Some(Ok(raw)) => {
-                            s.bytes = Some(raw.get().len() as u64);
-                            wire::decode_block(raw.get(), Want::Number(n), opts, self.id).map_err(ProviderError::from)
-                        }
-                        Some(Err(obj)) => Err(ProviderError::Rpc {
-                            code: obj.code(),
-                            message: obj.message().chars().take(200).collect(),
-                            retry_after: meta.retry_after.or_else(|| retry_hint(obj.message())),
-                        }),
-                        None => Err(ProviderError::Invalid("batch response is missing an item".into())),
-                    };
-                    if let Err(e) = &r {
-                        self.fail_sample(&mut s, e);
-                    }
-                    self.emit(s);
-                    out.push(r);
-                }
-            }
-        }
-        Some(out)
+        let decode = |k: usize, raw: &str| Ok(wire::decode_block(raw, Want::Number(numbers[k]), opts, self.id)?);
+        self.calls(method::BLOCK_BY_NUMBER, &heights, params, decode, ctx).await
     }
 }
 

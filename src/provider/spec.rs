@@ -91,6 +91,9 @@ impl CreditPrices {
             method::CHAIN_ID => 0,
             "eth_blockNumber" => 10,
             method::BLOCK_BY_NUMBER | method::BLOCK_BY_HASH => 16,
+            method::BLOCK_RECEIPTS => 20,
+            method::TX_RECEIPT => 15,
+            method::LOGS => 60,
             _ => 10,
         }
     }

@@ -30,6 +30,14 @@ pub enum Reject {
     Transaction { index: usize, why: String },
     #[error("value {0} exceeds the range this store accepts")]
     TooBig(&'static str),
+    #[error("receipt {index}: {why}")]
+    Receipt { index: usize, why: String },
+    #[error("{got} receipts for a block of {want} transactions")]
+    ReceiptCount { want: u32, got: usize },
+    #[error("log index {got} where {want} was next: a log is missing or out of order")]
+    LogIndex { want: u32, got: u64 },
+    #[error("receipts root mismatch: receipts hash to {computed}, the header says {claimed}")]
+    ReceiptsRoot { computed: B256, claimed: B256 },
 }
 
 /// Headers stored unverified because they carried unknown fields (process-wide count).
@@ -76,7 +84,7 @@ pub fn quantity256(field: &'static str, s: &str) -> Result<U256, Reject> {
     U256::from_str_radix(digits, 16).map_err(|e| malformed(field, format!("{s:?}: {e}")))
 }
 
-fn fixed<const N: usize>(field: &'static str, s: &str) -> Result<[u8; N], Reject> {
+pub(super) fn fixed<const N: usize>(field: &'static str, s: &str) -> Result<[u8; N], Reject> {
     let digits = strip0x(field, s)?;
     if digits.len() != N * 2 {
         return Err(malformed(field, format!("expected {N} bytes, got {} hex digits", digits.len())));
@@ -91,11 +99,11 @@ pub fn hash(field: &'static str, s: &str) -> Result<B256, Reject> {
     fixed::<32>(field, s).map(B256::from)
 }
 
-fn address(field: &'static str, s: &str) -> Result<Address, Reject> {
+pub(super) fn address(field: &'static str, s: &str) -> Result<Address, Reject> {
     fixed::<20>(field, s).map(Address::from)
 }
 
-fn bytes(field: &'static str, s: &str) -> Result<Bytes, Reject> {
+pub(super) fn bytes(field: &'static str, s: &str) -> Result<Bytes, Reject> {
     let digits = strip0x(field, s)?;
     alloy_primitives::hex::decode(digits).map(Bytes::from).map_err(|e| malformed(field, e.to_string()))
 }
@@ -296,6 +304,7 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: Provid
     let transactions_root = hash("transactionsRoot", f.str("transactionsRoot")?)?;
     let receipts_root = hash("receiptsRoot", f.str("receiptsRoot")?)?;
     let size = f.opt_str("size")?.map(|s| quantity("size", s)).transpose()?;
+    let logs_bloom = f.opt_str("logsBloom")?.map(|s| fixed::<256>("logsBloom", s)).transpose()?.map(Bloom::from);
 
     let hash_verified = if !opts.verify_header_hash {
         None
@@ -344,6 +353,8 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: Provid
         full_txs,
         transactions,
         provider,
+        logs_bloom,
+        receipts: None,
     })
 }
 

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header};
-use alloy_primitives::{Address, B256, Bytes, U256, hex, keccak256};
-use serde_json::value::RawValue;
+use alloy_primitives::B256;
+
+use super::block::{self, SimBlock, Spec};
 
 /// Knobs for the simulated chain.
 #[derive(Debug, Clone)]
@@ -44,30 +44,14 @@ impl Default for SimOptions {
     }
 }
 
-/// One block, pre-serialised both ways so serving it costs a copy.
-#[derive(Debug)]
-pub struct SimBlock {
-    pub number: u64,
-    pub hash: B256,
-    pub parent_hash: B256,
-    pub tx_count: usize,
-    full: Box<RawValue>,
-    light: Box<RawValue>,
-}
-
-impl SimBlock {
-    /// The JSON-RPC result for `eth_getBlockBy*` with or without full transactions.
-    pub fn json(&self, full: bool) -> Box<RawValue> {
-        if full { self.full.clone() } else { self.light.clone() }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct State {
     /// The canonical chain from height `base` up.
     canonical: std::collections::VecDeque<Arc<SimBlock>>,
     base: u64,
     by_hash: HashMap<B256, Arc<SimBlock>>,
+    /// Transaction hash → the block that holds it.
+    by_tx: HashMap<B256, B256>,
     rng: fastrand::Rng,
     reorgs: u64,
     /// Distinguishes re-mined blocks at the same height.
@@ -88,6 +72,7 @@ impl SimChain {
             canonical: std::collections::VecDeque::new(),
             base: 0,
             by_hash: HashMap::new(),
+            by_tx: HashMap::new(),
             rng: fastrand::Rng::with_seed(opts.seed),
             reorgs: 0,
             salt: 0,
@@ -161,6 +146,15 @@ impl SimChain {
         self.read(|s| s.by_hash.get(hash).cloned())
     }
 
+    /// The canonical block holding transaction `hash`, if any.
+    pub fn block_of_tx(&self, hash: &B256) -> Option<Arc<SimBlock>> {
+        self.read(|s| {
+            let b = s.by_hash.get(s.by_tx.get(hash)?)?;
+            let i = usize::try_from(b.number.checked_sub(s.base)?).ok()?;
+            s.canonical.get(i).filter(|c| c.hash == b.hash).cloned()
+        })
+    }
+
     /// Reorgs performed so far.
     pub fn reorgs(&self) -> u64 {
         self.read(|s| s.reorgs)
@@ -206,6 +200,8 @@ impl State {
         if self.by_hash.len() > keep + keep / 8 + 16 {
             let base = self.base;
             self.by_hash.retain(|_, b| b.number >= base);
+            let blocks = &self.by_hash;
+            self.by_tx.retain(|_, h| blocks.contains_key(h));
         }
     }
 }
@@ -226,143 +222,23 @@ fn extend(s: &mut State, opts: &SimOptions) {
     let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let b = Arc::new(make_block(s, opts, parent.number + 1, parent.hash, ts));
     s.by_hash.insert(b.hash, b.clone());
+    for t in b.tx_hashes() {
+        s.by_tx.insert(*t, b.hash);
+    }
     s.canonical.push_back(b);
-}
-
-fn rand_b256(rng: &mut fastrand::Rng) -> B256 {
-    let mut b = [0u8; 32];
-    rng.fill(&mut b);
-    B256::from(b)
-}
-
-fn rand_addr(rng: &mut fastrand::Rng) -> Address {
-    let mut b = [0u8; 20];
-    rng.fill(&mut b);
-    Address::from(b)
-}
-
-fn q(v: u64) -> String {
-    format!("{v:#x}")
 }
 
 fn make_block(s: &mut State, opts: &SimOptions, number: u64, parent_hash: B256, timestamp: u64) -> SimBlock {
     s.salt += 1;
-    let rng = &mut s.rng;
-    let n_tx = if number == 0 { 0 } else { rng.u32(opts.txs_min..=opts.txs_max.max(opts.txs_min)) };
-    struct Tx {
-        hash: B256,
-        from: Address,
-        to: Option<Address>,
-        value: U256,
-        nonce: u64,
-        input: Vec<u8>,
-        kind: u8,
-    }
-    let mut txs = Vec::with_capacity(n_tx as usize);
-    for i in 0..n_tx {
-        let mut input = vec![0u8; rng.usize(0..68)];
-        rng.fill(&mut input);
-        let mut seed = Vec::with_capacity(48);
-        seed.extend_from_slice(&number.to_be_bytes());
-        seed.extend_from_slice(&u64::from(i).to_be_bytes());
-        seed.extend_from_slice(&s.salt.to_be_bytes());
-        seed.extend_from_slice(rand_b256(rng).as_slice());
-        txs.push(Tx {
-            hash: keccak256(&seed),
-            from: rand_addr(rng),
-            to: if rng.u8(..) < 16 { None } else { Some(rand_addr(rng)) },
-            value: U256::from(rng.u64(..)) * U256::from(rng.u32(1..=1000)),
-            nonce: rng.u64(0..10_000),
-            input,
-            kind: if rng.bool() { 2 } else { 0 },
-        });
-    }
-    let mut roots = Vec::with_capacity(txs.len() * 32);
-    for t in &txs {
-        roots.extend_from_slice(t.hash.as_slice());
-    }
-    let gas_used = 21_000 * u64::from(n_tx);
-    let header = Header {
-        parent_hash,
-        ommers_hash: EMPTY_OMMER_ROOT_HASH,
-        beneficiary: rand_addr(rng),
-        state_root: rand_b256(rng),
-        transactions_root: keccak256(&roots),
-        receipts_root: rand_b256(rng),
-        difficulty: U256::ZERO,
+    block::make_block(&mut Spec {
+        rng: &mut s.rng,
+        salt: s.salt,
         number,
-        gas_limit: 30_000_000,
-        gas_used,
+        parent_hash,
         timestamp,
-        extra_data: Bytes::from(s.salt.to_be_bytes().to_vec()),
-        mix_hash: rand_b256(rng),
-        base_fee_per_gas: Some(1_000_000_000),
-        ..Default::default()
-    };
-    let hash = header.hash_slow();
-    let tx_json: Vec<String> = txs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let to = t.to.map_or("null".to_string(), |a| format!("\"{a:#x}\""));
-            let fees = if t.kind == 2 {
-                format!(",\"maxFeePerGas\":\"{}\",\"maxPriorityFeePerGas\":\"{}\"", q(2_000_000_000), q(1_000_000))
-            } else {
-                String::new()
-            };
-            format!(
-                "{{\"hash\":\"{:#x}\",\"blockHash\":\"{hash:#x}\",\"blockNumber\":\"{}\",\"transactionIndex\":\"{}\",\
-                 \"from\":\"{:#x}\",\"to\":{to},\"value\":\"{:#x}\",\"nonce\":\"{}\",\"gas\":\"0x5208\",\
-                 \"gasPrice\":\"{}\",\"input\":\"0x{}\",\"type\":\"{}\"{fees}}}",
-                t.hash,
-                q(number),
-                q(i as u64),
-                t.from,
-                t.value,
-                q(t.nonce),
-                q(1_500_000_000),
-                hex::encode(&t.input),
-                q(u64::from(t.kind)),
-            )
-        })
-        .collect();
-    let tx_hashes: Vec<String> = txs.iter().map(|t| format!("\"{:#x}\"", t.hash)).collect();
-    let head = format!(
-        "\"number\":\"{}\",\"hash\":\"{hash:#x}\",\"parentHash\":\"{parent_hash:#x}\",\"sha3Uncles\":\"{:#x}\",\
-         \"miner\":\"{:#x}\",\"stateRoot\":\"{:#x}\",\"transactionsRoot\":\"{:#x}\",\"receiptsRoot\":\"{:#x}\",\
-         \"logsBloom\":\"0x{}\",\"difficulty\":\"0x0\",\"gasLimit\":\"{}\",\"gasUsed\":\"{}\",\"timestamp\":\"{}\",\
-         \"extraData\":\"0x{}\",\"mixHash\":\"{:#x}\",\"nonce\":\"0x0000000000000000\",\"baseFeePerGas\":\"{}\",\
-         \"size\":\"{}\",\"uncles\":[]",
-        q(number),
-        header.ommers_hash,
-        header.beneficiary,
-        header.state_root,
-        header.transactions_root,
-        header.receipts_root,
-        "0".repeat(512),
-        q(header.gas_limit),
-        q(gas_used),
-        q(timestamp),
-        hex::encode(&header.extra_data),
-        header.mix_hash,
-        q(1_000_000_000),
-        q(600 + 120 * u64::from(n_tx)),
-    );
-    let full = format!("{{{head},\"transactions\":[{}]}}", tx_json.join(","));
-    let light = format!("{{{head},\"transactions\":[{}]}}", tx_hashes.join(","));
-    SimBlock {
-        number,
-        hash,
-        parent_hash,
-        tx_count: txs.len(),
-        // The strings above are built from hex and integers only: always valid JSON.
-        full: RawValue::from_string(full).unwrap_or_else(|_| null()),
-        light: RawValue::from_string(light).unwrap_or_else(|_| null()),
-    }
-}
-
-fn null() -> Box<RawValue> {
-    Box::<RawValue>::default()
+        txs_min: opts.txs_min,
+        txs_max: opts.txs_max,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The simulated fleet: one simulated chain served as several JSON-RPC providers on loopback,
 //! each a real jsonrpsee HTTP server, so the whole pipeline runs with no network.
 
+mod block;
 mod chain;
 
 use std::net::SocketAddr;
@@ -15,7 +16,8 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-pub use chain::{SimBlock, SimChain, SimOptions};
+pub use block::{SimBlock, SimLog, TOKENS, approval_topic, token, transfer_topic};
+pub use chain::{SimChain, SimOptions};
 
 /// How one simulated provider sees the chain.
 #[derive(Debug, Clone, Default)]
@@ -115,6 +117,31 @@ fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodErr
             let hash = B256::from_str(&hash).map_err(|_| invalid_params(format!("bad block hash {hash:?}")))?;
             let head = c.visible_head();
             Ok(c.chain.block_by_hash(&hash).filter(|b| b.number <= head).map(|b| b.json(full)))
+        },
+    )?;
+    m.register_method(
+        "eth_getBlockReceipts",
+        |p: Params<'_>, c, _| -> Result<Option<Box<RawValue>>, ErrorObjectOwned> {
+            c.calls.fetch_add(1, Ordering::Relaxed);
+            let (id,): (String,) = p.parse()?;
+            let head = c.visible_head();
+            let block = if id.len() == 66 {
+                let hash = B256::from_str(&id).map_err(|_| invalid_params(format!("bad block hash {id:?}")))?;
+                c.chain.block_by_hash(&hash).filter(|b| b.number <= head)
+            } else {
+                parse_number(&id, head)?.and_then(|n| c.chain.block(n))
+            };
+            Ok(block.map(|b| b.receipts_json()))
+        },
+    )?;
+    m.register_method(
+        "eth_getTransactionReceipt",
+        |p: Params<'_>, c, _| -> Result<Option<Box<RawValue>>, ErrorObjectOwned> {
+            c.calls.fetch_add(1, Ordering::Relaxed);
+            let (hash,): (String,) = p.parse()?;
+            let hash = B256::from_str(&hash).map_err(|_| invalid_params(format!("bad transaction hash {hash:?}")))?;
+            let head = c.visible_head();
+            Ok(c.chain.block_of_tx(&hash).filter(|b| b.number <= head).and_then(|b| b.receipt_json(&hash)))
         },
     )?;
     Ok(m)

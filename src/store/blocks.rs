@@ -7,11 +7,13 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::multirow::{self, ROWS_PER_STATEMENT};
 use super::{Store, StoreError, classify, params};
-use crate::model::{Block, BlockSink, ChainLink, CommitBatch, Transaction};
+use crate::model::{Block, BlockSink, ChainLink, CommitBatch, Log, Receipt, Transaction};
 use crate::types::{from_sql, to_sql};
 
 const INSERT_BLOCKS: &str = include_str!("../../sql/store/insert_blocks.sql");
 const INSERT_TXS: &str = include_str!("../../sql/store/insert_transactions.sql");
+const INSERT_RECEIPTS: &str = include_str!("../../sql/store/insert_receipts.sql");
+const INSERT_LOGS: &str = include_str!("../../sql/store/insert_logs.sql");
 
 impl Store {
     /// Apply a commit batch in one `BEGIN IMMEDIATE` transaction.
@@ -141,6 +143,41 @@ pub(super) async fn insert_blocks(
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (id, t) in chunk {
             q = params::bind(q, params::transaction(*id, t)?);
+        }
+        q.execute(&mut *tx).await.map_err(classify)?;
+    }
+    let with_ids = blocks.iter().filter_map(|b| Some((*ids.get(&b.hash)?, b)));
+    insert_receipts(tx, with_ids).await
+}
+
+/// Insert the receipts and logs of blocks (with their row ids) that carry them.
+pub(super) async fn insert_receipts<'a>(
+    tx: &mut sqlx::SqliteConnection,
+    blocks: impl Iterator<Item = (i64, &'a Block)>,
+) -> Result<(), StoreError> {
+    let mut receipts: Vec<(i64, &Receipt)> = Vec::new();
+    let mut logs: Vec<(i64, i64, &Receipt, &Log)> = Vec::new();
+    for (id, b) in blocks {
+        let Some(r) = &b.receipts else { continue };
+        let number = to_sql("block number", b.number)?;
+        for rc in &r.receipts {
+            receipts.push((id, rc));
+            logs.extend(rc.logs.iter().map(|l| (id, number, rc, l)));
+        }
+    }
+    for chunk in receipts.chunks(ROWS_PER_STATEMENT) {
+        let sql = multirow::statement(INSERT_RECEIPTS, chunk.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (id, r) in chunk {
+            q = params::bind(q, params::receipt(*id, r)?);
+        }
+        q.execute(&mut *tx).await.map_err(classify)?;
+    }
+    for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+        let sql = multirow::statement(INSERT_LOGS, chunk.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (id, number, r, l) in chunk {
+            q = params::bind(q, params::log(*id, *number, r, l));
         }
         q.execute(&mut *tx).await.map_err(classify)?;
     }

@@ -18,6 +18,7 @@ use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 use super::sqlite::{WriterSettings, classify_rusqlite as classify, open_bulk};
 use super::{StoreError, params};
 use crate::model::{Block, ProviderId};
+use crate::types::to_sql;
 
 /// The bulk-load connection while a bulk load runs (`None` otherwise).
 #[derive(Debug, Clone, Default)]
@@ -78,11 +79,22 @@ impl Bulk {
             let mut insert_block = tx.prepare(include_str!("../../sql/store/insert_blocks.sql")).map_err(classify)?;
             let mut insert_tx =
                 tx.prepare(include_str!("../../sql/store/insert_transactions.sql")).map_err(classify)?;
+            let mut insert_receipt =
+                tx.prepare(include_str!("../../sql/store/insert_receipts.sql")).map_err(classify)?;
+            let mut insert_log = tx.prepare(include_str!("../../sql/store/insert_logs.sql")).map_err(classify)?;
             for b in blocks {
                 let row = params::block(b, provider_ids.get(&b.provider).copied(), now)?;
                 let id: i64 = insert_block.query_row(params_from_iter(row.iter()), |r| r.get(0)).map_err(classify)?;
                 for t in &b.transactions {
                     insert_tx.execute(params_from_iter(params::transaction(id, t)?.iter())).map_err(classify)?;
+                }
+                let Some(receipts) = &b.receipts else { continue };
+                let number = to_sql("block number", b.number)?;
+                for r in &receipts.receipts {
+                    insert_receipt.execute(params_from_iter(params::receipt(id, r)?.iter())).map_err(classify)?;
+                    for l in &r.logs {
+                        insert_log.execute(params_from_iter(params::log(id, number, r, l).iter())).map_err(classify)?;
+                    }
                 }
             }
         }

@@ -6,7 +6,7 @@ use alloy_primitives::U256;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
 use super::{StoreError, wei_sql};
-use crate::model::{Block, Transaction};
+use crate::model::{Block, Log, Receipt, Transaction};
 use crate::types::to_sql;
 
 /// One bound value; blobs borrow from the block.
@@ -19,9 +19,13 @@ pub(super) enum Param<'a> {
 }
 
 /// Columns bound per block row (`canonical` is a literal in the statement).
-pub(super) const BLOCK_PARAMS: usize = 17;
+pub(super) const BLOCK_PARAMS: usize = 20;
 /// Columns bound per transaction row.
 pub(super) const TX_PARAMS: usize = 13;
+/// Columns bound per receipt row.
+pub(super) const RECEIPT_PARAMS: usize = 13;
+/// Columns bound per log row.
+pub(super) const LOG_PARAMS: usize = 11;
 
 fn wei(v: Option<U256>) -> Param<'static> {
     match v.map(wei_sql) {
@@ -55,7 +59,53 @@ pub(super) fn block(b: &Block, provider: Option<i64>, now: i64) -> Result<[Param
         opt_int(b.hash_verified.map(i64::from)),
         opt_int(provider),
         Param::Int(now),
+        b.logs_bloom.as_ref().map_or(Param::Null, |bl| Param::Blob(bl.as_slice())),
+        Param::Int(receipts_state(b)),
+        opt_int(b.receipts.as_ref().and_then(|r| r.root_verified).map(i64::from)),
     ])
+}
+
+/// What `blocks.receipts` says of this block: 1 when its receipts and logs come with it (a
+/// block without transactions has all of none), else 0.
+pub(super) fn receipts_state(b: &Block) -> i64 {
+    i64::from(b.receipts.is_some() || b.tx_count == 0)
+}
+
+/// A receipt's row under the block row `block_id`.
+pub(super) fn receipt(block_id: i64, r: &Receipt) -> Result<[Param<'_>; RECEIPT_PARAMS], StoreError> {
+    Ok([
+        Param::Int(block_id),
+        Param::Int(i64::from(r.tx_index)),
+        Param::Blob(r.tx_hash.as_slice()),
+        opt_int(r.status.map(i64::from)),
+        r.post_state.as_ref().map_or(Param::Null, |p| Param::Blob(p.as_slice())),
+        Param::Int(i64::from(r.tx_type)),
+        Param::Int(to_sql("gas_used", r.gas_used)?),
+        Param::Int(to_sql("cumulative_gas_used", r.cumulative_gas_used)?),
+        wei(r.effective_gas_price),
+        r.contract_address.as_ref().map_or(Param::Null, |a| Param::Blob(a.as_slice())),
+        opt_int(r.blob_gas_used.map(|g| to_sql("blob_gas_used", g)).transpose()?),
+        wei(r.blob_gas_price),
+        Param::Int(i64::try_from(r.logs.len()).unwrap_or(i64::MAX)),
+    ])
+}
+
+/// A log's row under the block row `block_id` (at height `number`, in transaction `r`).
+pub(super) fn log<'a>(block_id: i64, number: i64, r: &'a Receipt, l: &'a Log) -> [Param<'a>; LOG_PARAMS] {
+    let topic = |i: usize| l.inner.data.topics().get(i).map_or(Param::Null, |t| Param::Blob(t.as_slice()));
+    [
+        Param::Int(block_id),
+        Param::Int(i64::from(l.log_index)),
+        Param::Int(number),
+        Param::Int(i64::from(r.tx_index)),
+        Param::Blob(r.tx_hash.as_slice()),
+        Param::Blob(l.inner.address.as_slice()),
+        topic(0),
+        topic(1),
+        topic(2),
+        topic(3),
+        Param::Blob(l.inner.data.data.as_ref()),
+    ]
 }
 
 /// A transaction's row under the block row `block_id`.

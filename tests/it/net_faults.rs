@@ -42,8 +42,9 @@ async fn net01_slow_body_loris() {
     ));
     bed.follow(0);
     bed.run_chain(Duration::from_millis(250), Duration::from_secs(8)).await;
-    // Without hedging every fetch that lands on p1 waits out its 2 s deadline first.
-    bed.settle(Duration::from_secs(20)).await;
+    // Without hedging every fetch that lands on p1 — blocks and their receipts — waits out its
+    // 2 s deadline first.
+    bed.settle(Duration::from_secs(40)).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let rows: Vec<(String, f64)> = sqlx::query_as(
         "SELECT outcome, latency_ms FROM provider_requests_view WHERE provider = 'p1' AND block_number IS NOT NULL AND outcome <> 'cancelled'",
