@@ -97,12 +97,13 @@ impl Post {
                 }
             }
             Self::Mutate(field, value) => {
-                if let Some(r) = a.get_mut("result").filter(|r| r.is_object()) {
+                // A pointer reaches into arrays too (`/0/logs/1/data` of a receipts list).
+                if let Some(r) = a.get_mut("result") {
                     if field.starts_with('/') {
                         if let Some(slot) = r.pointer_mut(field) {
                             *slot = value.clone();
                         }
-                    } else {
+                    } else if r.is_object() {
                         r[field.as_str()] = value.clone();
                     }
                 }

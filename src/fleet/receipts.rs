@@ -8,7 +8,7 @@ use std::time::Instant;
 use alloy_primitives::B256;
 
 use super::failover::Attempts;
-use super::{Fleet, FleetError};
+use super::{Fleet, FleetError, TIP_BATCH};
 use crate::model::{Block, BlockReceipts, EventKind};
 use crate::provider::receipts::ReceiptsOf;
 use crate::provider::{CallCtx, method};
@@ -22,6 +22,20 @@ impl Fleet {
             b.receipts = Some(BlockReceipts { receipts: Vec::new(), root_verified: Some(true), provider: b.provider });
         }
         let hashes: Vec<Vec<B256>> = blocks.iter().map(|b| b.transactions.iter().map(|t| t.hash).collect()).collect();
+        // A few blocks at the tip: each on its own, hedged like the block fetch before it.
+        let tip = blocks.len() <= TIP_BATCH && self.opts.hedge && blocks.last().is_some_and(|b| self.at_tip(b.number));
+        if tip {
+            let ofs: Vec<(usize, ReceiptsOf<'_>)> = (0..blocks.len())
+                .filter(|&k| blocks[k].receipts.is_none())
+                .map(|k| (k, receipts_of(&blocks[k], &hashes[k])))
+                .collect();
+            let got = futures::future::try_join_all(ofs.iter().map(|(_, of)| self.receipts_hedged(*of))).await?;
+            for ((k, _), r) in ofs.iter().zip(got) {
+                blocks[*k].receipts = Some(r);
+            }
+            self.tell_learned();
+            return Ok(());
+        }
         let mut tries = Attempts::new(self, &[]);
         loop {
             let missing: Vec<usize> = (0..blocks.len()).filter(|&k| blocks[k].receipts.is_none()).collect();
@@ -34,14 +48,8 @@ impl Fleet {
             let slot = lease.slot;
             let ctx = CallCtx { attempt: tries.attempt(), hedged: false };
             let started = Instant::now();
-            let (results, learned) = slot.provider.block_receipts(&ofs, ctx).await;
-            if learned {
-                self.emit(
-                    slot,
-                    EventKind::Capability,
-                    "eth_getBlockReceipts is not supported; receipts are asked per transaction".into(),
-                );
-            }
+            let results = slot.provider.block_receipts(&ofs, ctx).await;
+            self.tell_learned();
             let mut first_err = None;
             for (k, r) in missing.iter().zip(results) {
                 match r {
@@ -57,6 +65,32 @@ impl Fleet {
                 tries.failed(id, &e, &what)?;
             }
         }
+    }
+}
+
+impl Fleet {
+    /// Record what providers learned about their support as `capability` events, once each.
+    fn tell_learned(&self) {
+        for slot in &self.slots {
+            if let Some(what) = slot.provider.take_learned() {
+                self.emit(slot, EventKind::Capability, what.into());
+            }
+        }
+    }
+
+    /// One block's receipts, hedged after the primary's p95 like a tip block fetch.
+    async fn receipts_hedged(&self, of: ReceiptsOf<'_>) -> Result<BlockReceipts, FleetError> {
+        self.with_failover(
+            || format!("receipts of block {}", of.number),
+            method::BLOCK_RECEIPTS,
+            Some(of.number),
+            true,
+            |p, ctx| async move {
+                let mut out = p.block_receipts(&[of], ctx).await;
+                out.pop().unwrap_or_else(|| Err(crate::provider::ProviderError::Invalid("no answer".into())))
+            },
+        )
+        .await
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Capabilities {
 #[derive(Debug, Default)]
 pub(super) struct Learned {
     block_receipts: AtomicU8,
+    /// Learned something not yet told (see [`Provider::take_learned`]).
+    untold: std::sync::atomic::AtomicBool,
 }
 
 /// An error that says "this method does not exist here", rather than "not now".
@@ -86,32 +88,42 @@ impl Provider {
         self.caps.block_receipts.store(v, Ordering::Relaxed);
     }
 
+    /// What was learned since the last call, once: for the fleet to record as an event.
+    pub fn take_learned(&self) -> Option<&'static str> {
+        self.caps
+            .untold
+            .swap(false, Ordering::Relaxed)
+            .then_some("eth_getBlockReceipts is not supported; receipts are asked per transaction")
+    }
+
     /// The receipts of each block of `blocks`, verified: `eth_getBlockReceipts`, batched; where
     /// the provider lacks it, one `eth_getTransactionReceipt` per transaction (which needs the
-    /// block's transaction hashes). One result per block, in order. Returns also whether this
-    /// call taught that the provider lacks `eth_getBlockReceipts`.
+    /// block's transaction hashes). One result per block, in order.
     pub async fn block_receipts(
         &self,
         blocks: &[ReceiptsOf<'_>],
         ctx: CallCtx,
-    ) -> (Vec<Result<BlockReceipts, ProviderError>>, bool) {
+    ) -> Vec<Result<BlockReceipts, ProviderError>> {
         if Support::of(self.caps.block_receipts.load(Ordering::Relaxed)) != Support::No {
             let out = self.by_block(blocks, ctx).await;
             match out.iter().find_map(|r| r.as_ref().err()) {
                 Some(e) if unsupported(e) => {
-                    self.caps.block_receipts.store(2, Ordering::Relaxed);
-                    tracing::info!(provider = self.name(), error = %e, "provider lacks eth_getBlockReceipts; asking per transaction");
-                    return (self.by_transaction(blocks, ctx).await, true);
+                    // Several batches may learn it at once; only the first tells.
+                    if self.caps.block_receipts.swap(2, Ordering::Relaxed) != 2 {
+                        tracing::info!(provider = self.name(), error = %e, "provider lacks eth_getBlockReceipts; asking per transaction");
+                        self.caps.untold.store(true, Ordering::Relaxed);
+                    }
+                    return self.by_transaction(blocks, ctx).await;
                 }
                 _ => {
                     if out.iter().any(Result::is_ok) {
                         self.caps.block_receipts.store(1, Ordering::Relaxed);
                     }
-                    return (out, false);
+                    return out;
                 }
             }
         }
-        (self.by_transaction(blocks, ctx).await, false)
+        self.by_transaction(blocks, ctx).await
     }
 
     async fn by_block(&self, blocks: &[ReceiptsOf<'_>], ctx: CallCtx) -> Vec<Result<BlockReceipts, ProviderError>> {

@@ -9,6 +9,7 @@ mod http;
 
 mod anvil_backfill;
 mod anvil_follow;
+mod anvil_logs;
 mod api;
 mod api_alerts;
 mod api_guard;
@@ -27,6 +28,7 @@ mod net_faults;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod readonly;
+mod receipt_faults;
 mod reorg_faults;
 mod repair_crash;
 mod reports;
