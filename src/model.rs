@@ -366,6 +366,9 @@ pub struct GapScan {
     pub missing: Vec<(u64, u64)>,
     /// Heights whose canonical block's parent hash is not the canonical hash just below.
     pub broken_links: Vec<u64>,
+    /// Canonical heights stored without their receipts and logs (when receipts are indexed),
+    /// as inclusive ranges, lowest first.
+    pub missing_receipts: Vec<(u64, u64)>,
 }
 
 /// The result of trying to splice a fetched range into the stored chain.
@@ -401,6 +404,8 @@ pub enum RepairReason {
     Missing,
     /// A canonical block whose parent hash is not the canonical block below.
     BrokenLink,
+    /// A canonical block stored without its receipts and logs.
+    Receipts,
 }
 
 impl RepairReason {
@@ -409,6 +414,7 @@ impl RepairReason {
         match self {
             Self::Missing => "missing",
             Self::BrokenLink => "broken_link",
+            Self::Receipts => "receipts",
         }
     }
 }
@@ -447,6 +453,11 @@ pub trait RepairSink: Send + Sync {
 
     /// Log one attempt.
     fn record_repair(&self, r: RepairRecord) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Store the receipts `blocks` carry for the blocks that are still canonical, in one
+    /// transaction. Returns how many blocks got them (a block that is no longer canonical is
+    /// skipped: the chain moved).
+    fn add_receipts(&self, blocks: Vec<Block>) -> impl Future<Output = Result<usize, Self::Error>> + Send;
 }
 
 /// The whole process in one word, for `/readyz`, `/v1/status` and metrics.

@@ -277,6 +277,7 @@ impl Evaluator {
         let now = Instant::now();
         let mut current: Vec<(u64, u64)> = scan.missing.clone();
         current.extend(scan.broken_links.iter().map(|n| (*n, *n)));
+        current.extend(scan.missing_receipts.iter().copied());
         metrics::gauge!("blockstreamer_open_gaps").set(u32::try_from(current.len()).map_or(f64::MAX, f64::from));
         let missing: u64 = scan.missing.iter().map(|(a, b)| b - a + 1).sum();
         #[allow(clippy::cast_precision_loss)]

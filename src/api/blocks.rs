@@ -233,8 +233,15 @@ pub(super) async fn gaps(State(state): State<ApiState>, q: Params) -> Result<Jso
     let limit = limit_param(&map, 20, 1000)?;
     let scan = state.0.store.scan_gaps().await?;
     let repairs = state.0.store.recent_repairs(limit).await?;
-    let missing = scan.missing.iter().map(|&(from, to)| GapRange { from, to, blocks: to - from + 1 }).collect();
-    Ok(Json(Gaps { floor: scan.floor, tip: scan.tip, missing, broken_links: scan.broken_links, repairs }))
+    let range = |&(from, to): &(u64, u64)| GapRange { from, to, blocks: to - from + 1 };
+    Ok(Json(Gaps {
+        floor: scan.floor,
+        tip: scan.tip,
+        missing: scan.missing.iter().map(range).collect(),
+        broken_links: scan.broken_links,
+        missing_receipts: scan.missing_receipts.iter().map(range).collect(),
+        repairs,
+    }))
 }
 
 #[cfg(test)]

@@ -102,6 +102,8 @@ pub(super) struct Gaps {
     pub(super) tip: Option<u64>,
     pub(super) missing: Vec<GapRange>,
     pub(super) broken_links: Vec<u64>,
+    /// Canonical blocks stored without their receipts and logs (receipts indexed).
+    pub(super) missing_receipts: Vec<GapRange>,
     pub(super) repairs: Vec<RepairRow>,
 }
 

@@ -121,6 +121,7 @@ impl App {
         store.register_providers(&names).await?;
         // Readers of the file (`serve`, `export`) judge finality by the writer's setting.
         store.set_meta("confirmations", crate::types::to_sql("confirmations", config.confirmations)?).await?;
+        store.set_meta("receipts_indexed", i64::from(config.receipts_enabled())).await?;
         let writer_tasks = TaskTracker::new();
         let telemetry_cancel = CancellationToken::new();
         if let Some(rx) = rx {

@@ -24,12 +24,20 @@ pub struct RepairOptions {
     pub protect_top: u64,
     /// Furthest a broken link is widened (each side) before it is reported as failed.
     pub max_window: u64,
+    /// Receipts are indexed: repaired blocks get theirs, and blocks stored without them are gaps.
+    pub receipts: bool,
 }
 
 impl RepairOptions {
     /// From the configuration: heights within `max_reorg_depth` of the tip are ingest's.
     pub fn from_config(c: &crate::config::Config) -> Self {
-        Self { interval: Duration::from_secs(2), chunk: 50, protect_top: c.max_reorg_depth, max_window: 64 }
+        Self {
+            interval: Duration::from_secs(2),
+            chunk: 50,
+            protect_top: c.max_reorg_depth,
+            max_window: 64,
+            receipts: c.receipts_enabled(),
+        }
     }
 }
 
@@ -98,7 +106,14 @@ impl<S: RepairSink> GapRepairer<S> {
         let scan = self.sink.scan_gaps().await?;
         let (Some(floor), Some(tip)) = (scan.floor, scan.tip) else { return Ok(RepairPass::default()) };
         let now = now_ms();
-        let keys: Vec<u64> = scan.missing.iter().map(|(a, _)| *a).chain(scan.broken_links.iter().copied()).collect();
+        let receipt_gaps: &[(u64, u64)] = if self.opts.receipts { &scan.missing_receipts } else { &[] };
+        let keys: Vec<u64> = scan
+            .missing
+            .iter()
+            .map(|(a, _)| *a)
+            .chain(scan.broken_links.iter().copied())
+            .chain(receipt_gaps.iter().map(|(a, _)| *a))
+            .collect();
         self.detected.retain(|k, _| keys.contains(k));
         self.widths.retain(|k, _| scan.broken_links.contains(k));
         let mut pass = RepairPass { open: keys.len(), ..RepairPass::default() };
@@ -127,7 +142,72 @@ impl<S: RepairSink> GapRepairer<S> {
                 *w = (*w * 2).min(self.opts.max_window);
             }
         }
+        for &(lo, hi) in receipt_gaps {
+            let detected = *self.detected.entry(lo).or_insert(now);
+            let to = hi.min(lo + self.opts.chunk - 1);
+            let fixed = self.attempt_receipts(lo, to, detected).await?;
+            if fixed { pass.repaired += 1 } else { pass.failed += 1 }
+        }
         Ok(pass)
+    }
+
+    /// Fetch the blocks `lo..=hi` with their receipts and store the receipts of those still
+    /// canonical; log the attempt. Returns whether every height got them.
+    async fn attempt_receipts(&mut self, lo: u64, hi: u64, detected: i64) -> Result<bool, S::Error> {
+        let numbers: Vec<u64> = (lo..=hi).collect();
+        let avoid: Vec<ProviderId> = self.avoid.get(&lo).copied().into_iter().collect();
+        let mut rec = RepairRecord {
+            detected_at_ms: detected,
+            attempted_at_ms: now_ms(),
+            from: lo,
+            to: hi,
+            reason: RepairReason::Receipts,
+            provider: None,
+            outcome: RepairResult::Failed,
+            blocks: 0,
+            error: None,
+        };
+        let fetched = match self.fleet.blocks_by_number_avoiding(&numbers, &avoid).await {
+            Ok(mut blocks) => self.fleet.attach_receipts(&mut blocks).await.map(|()| blocks),
+            Err(e) => Err(e),
+        };
+        let fixed = match fetched {
+            Err(e) => {
+                rec.error = Some(e.to_string());
+                false
+            }
+            Ok(blocks) => {
+                rec.provider = blocks.iter().find_map(|b| b.receipts.as_ref().map(|r| r.provider));
+                let n = self.sink.add_receipts(blocks).await?;
+                rec.blocks = n as u64;
+                if n == numbers.len() {
+                    rec.outcome = RepairResult::Repaired;
+                    true
+                } else {
+                    // Some heights hold another block now: the next scan finds what is left.
+                    rec.outcome = RepairResult::LinkMismatch;
+                    rec.error = Some(format!(
+                        "{} of {} blocks are no longer the stored ones",
+                        numbers.len() - n,
+                        numbers.len()
+                    ));
+                    false
+                }
+            }
+        };
+        if !fixed && let Some(p) = rec.provider {
+            self.avoid.insert(lo, p);
+        }
+        tracing::info!(
+            from = lo,
+            to = hi,
+            reason = "receipts",
+            outcome = rec.outcome.as_str(),
+            error = rec.error.as_deref(),
+            "gap repair attempt"
+        );
+        self.sink.record_repair(rec).await?;
+        Ok(fixed)
     }
 
     /// Fetch `lo..=hi` and splice it in; log the attempt. Returns whether it was repaired.
@@ -152,7 +232,10 @@ impl<S: RepairSink> GapRepairer<S> {
             blocks: 0,
             error: None,
         };
-        let fetched = self.fleet.blocks_by_number_avoiding(&numbers, &avoid).await;
+        let fetched = match self.fleet.blocks_by_number_avoiding(&numbers, &avoid).await {
+            Ok(mut blocks) if self.opts.receipts => self.fleet.attach_receipts(&mut blocks).await.map(|()| blocks),
+            other => other,
+        };
         let fixed = match fetched {
             Err(e) => {
                 rec.error = Some(e.to_string());

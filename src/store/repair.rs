@@ -41,7 +41,44 @@ impl Store {
         for r in sqlx::query(include_str!("../../sql/gaps/broken_links.sql")).bind(lo).fetch_all(&self.reader).await? {
             scan.broken_links.push(from_sql("block number", r.try_get(0)?)?);
         }
+        if self.meta("receipts_indexed").await? == Some(1) {
+            let heights: Vec<i64> = sqlx::query_scalar(include_str!("../../sql/gaps/missing_receipts.sql"))
+                .bind(MISSING_RECEIPTS_LISTED)
+                .fetch_all(&self.reader)
+                .await?;
+            let heights = heights.into_iter().map(|h| from_sql("block number", h)).collect::<Result<Vec<_>, _>>()?;
+            scan.missing_receipts = ranges(&heights);
+        }
         Ok(scan)
+    }
+
+    /// Store receipts for blocks already stored (see [`RepairSink::add_receipts`]).
+    pub async fn add_receipts(&self, blocks: &[Block]) -> Result<usize, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut done = Vec::new();
+        for b in blocks.iter().filter(|b| b.receipts.is_some()) {
+            let id: Option<i64> = sqlx::query_scalar(include_str!("../../sql/gaps/canonical_id.sql"))
+                .bind(b.hash.as_slice())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+            let Some(id) = id else { continue };
+            let verified = b.receipts.as_ref().and_then(|r| r.root_verified).map(i64::from);
+            sqlx::query(include_str!("../../sql/gaps/set_receipts.sql"))
+                .bind(id)
+                .bind(verified)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            done.push((id, b));
+        }
+        let n = done.len();
+        super::blocks::insert_receipts(&mut tx, done.into_iter()).await?;
+        tx.commit().await.map_err(classify)?;
+        if n > 0 {
+            self.notify_change();
+        }
+        Ok(n)
     }
 
     /// Splice `blocks` into the canonical chain (see [`RepairSink::repair`]).
@@ -157,6 +194,21 @@ impl Store {
     }
 }
 
+/// Most heights without receipts one scan lists (the worker takes them a chunk at a time).
+const MISSING_RECEIPTS_LISTED: i64 = 10_000;
+
+/// Sorted heights as inclusive ranges.
+fn ranges(heights: &[u64]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &h in heights {
+        match out.last_mut() {
+            Some((_, hi)) if *hi + 1 == h => *hi = h,
+            _ => out.push((h, h)),
+        }
+    }
+    out
+}
+
 impl RepairSink for Store {
     type Error = StoreError;
 
@@ -170,5 +222,9 @@ impl RepairSink for Store {
 
     async fn record_repair(&self, r: RepairRecord) -> Result<(), StoreError> {
         Self::record_repair(self, &r).await
+    }
+
+    async fn add_receipts(&self, blocks: Vec<Block>) -> Result<usize, StoreError> {
+        Self::add_receipts(self, &blocks).await
     }
 }

@@ -214,3 +214,66 @@ async fn the_receipts_root_verifies_on_every_hardfork_from_byzantium_to_prague()
         pool.close().await;
     }
 }
+
+/// Receipts switched on after a backfill without them: every stored block without its receipts
+/// is a `receipts` gap; the repair worker fills them (logged in `gap_repairs`), and the result
+/// equals what a backfill with receipts stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_switched_on_later_are_repaired_as_gaps() {
+    init_tracing();
+    let anvil = Anvil::start(&[]).await;
+    with_logging_calls(&anvil, 120, 2).await;
+    let head = anvil.head().await;
+    let db = temp_db();
+    let url = anvil.url();
+    let mut config = config_for(&[url.clone(), url], &["a", "b"]);
+    config.api.enabled = false;
+    config.alerts.enabled = false;
+    config.index.receipts = Some(false);
+    let app =
+        App::start(AppOptions { db: db.path.clone(), config: config.clone(), progress: false }).await.expect("start");
+    app.backfill(0, head, &CancellationToken::new()).await.expect("backfill");
+    app.shutdown().await;
+    let pool = inspect(&db.path).await;
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM logs").await, 0, "receipts off: no logs");
+    let waiting = scalar_i64(&pool, "SELECT count(*) FROM blocks WHERE canonical = 1 AND tx_count > 0").await;
+    assert_eq!(waiting, 121, "one deployment block and 120 call blocks");
+
+    config.index.receipts = Some(true);
+    let app = App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("restart");
+    let scan = app.store.scan_gaps().await.expect("scan");
+    let listed: u64 = scan.missing_receipts.iter().map(|(a, b)| b - a + 1).sum();
+    assert_eq!(listed, 121, "every block with transactions is a receipts gap: {:?}", scan.missing_receipts);
+    app.start_head_poller();
+    app.start_gap_repair();
+    let began = std::time::Instant::now();
+    loop {
+        let left =
+            scalar_i64(&pool, "SELECT count(*) FROM blocks WHERE canonical = 1 AND tx_count > 0 AND receipts <> 1")
+                .await;
+        if left == 0 {
+            break;
+        }
+        assert!(began.elapsed() < std::time::Duration::from_secs(60), "{left} blocks still without receipts");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    app.shutdown().await;
+    integrity_ok(&pool).await;
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM logs_view").await, 1200, "five logs per call");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM receipts_view").await, 241);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM blocks WHERE tx_count > 0 AND receipts_verified IS NOT 1").await,
+        0
+    );
+    let repaired = scalar_i64(
+        &pool,
+        "SELECT coalesce(sum(blocks), 0) FROM gap_repairs WHERE reason = 'receipts' AND outcome = 'repaired'",
+    )
+    .await;
+    assert_eq!(repaired, 121, "every repair logged under reason receipts");
+    let theirs = anvil
+        .call("eth_getLogs", rpc_params![serde_json::json!({"fromBlock": "0x0", "toBlock": format!("{head:#x}")})])
+        .await;
+    assert_eq!(theirs.as_array().map_or(0, Vec::len), 1200);
+    pool.close().await;
+}
