@@ -259,12 +259,51 @@ impl EventKind {
     }
 }
 
+/// A method whose support is learned per provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CapabilityMethod {
+    BlockReceipts,
+    Logs,
+}
+
+impl CapabilityMethod {
+    /// The JSON-RPC method name, as stored in `provider_capabilities.method`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BlockReceipts => "eth_getBlockReceipts",
+            Self::Logs => "eth_getLogs",
+        }
+    }
+
+    /// The method of a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::BlockReceipts, Self::Logs].into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// Something learned about what one provider supports: one `provider_capabilities` row (the
+/// latest per provider and method) and one `capability` provider event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapabilityRecord {
+    pub ts_ms: i64,
+    pub provider: ProviderId,
+    pub method: CapabilityMethod,
+    pub supported: bool,
+    /// For `eth_getLogs`: the widest block range known to be accepted.
+    pub max_range: Option<u64>,
+    pub detail: String,
+    /// Worth a provider event too (traffic moves: a method found missing, found again, or a
+    /// narrower range), not only the row.
+    pub notable: bool,
+}
+
 /// Everything the telemetry writer persists.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TelemetryEvent {
     Request(RequestSample),
     Sighting(Sighting),
     Provider(ProviderEvent),
+    Capability(CapabilityRecord),
 }
 
 /// The sending side of the telemetry channel. Never blocks: when the channel is full the event

@@ -213,6 +213,15 @@ pub(super) struct ProviderDoc {
     pub(super) live: Option<LiveProvider>,
     pub(super) windows: BTreeMap<&'static str, ProviderWindow>,
     pub(super) rate_limit_usage: Option<RateUsage>,
+    pub(super) capabilities: CapabilitiesDoc,
+}
+
+/// What a provider was found to support: the running fleet's view (`null` under `serve`) and
+/// every stored finding, with when it was learned and why.
+#[derive(Debug, Serialize)]
+pub(super) struct CapabilitiesDoc {
+    pub(super) live: Option<crate::provider::Capabilities>,
+    pub(super) learned: Vec<crate::store::CapabilityRow>,
 }
 
 /// What the running fleet says of one provider.

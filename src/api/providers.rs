@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use super::blocks::{Params, id_cursor, limit_param, next_id_cursor, params};
-use super::body::{FleetView, LiveProvider, ProviderDoc, ProviderOne, Providers, RateUsage, RequestsPage};
+use super::body::{
+    CapabilitiesDoc, FleetView, LiveProvider, ProviderDoc, ProviderOne, Providers, RateUsage, RequestsPage,
+};
 use super::{ApiError, ApiState};
 use crate::fleet::ProviderStatus;
 use crate::store::ProviderWindow;
@@ -86,6 +88,7 @@ async fn build(state: &ApiState, only: Option<&str>) -> Result<(FleetView, Vec<P
     let this_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
     let windows = windows(state, this_minute).await?;
     let live = state.0.live.as_ref().map(|l| l.fleet.status()).unwrap_or_default();
+    let mut learned = store.capabilities().await?;
     let mut out = Vec::new();
     for (name, url) in store.provider_names().await? {
         if only.is_some_and(|o| o != name) {
@@ -103,6 +106,10 @@ async fn build(state: &ApiState, only: Option<&str>) -> Result<(FleetView, Vec<P
             live: status.map(live_doc),
             windows: w,
             rate_limit_usage: rate_usage(status, &windows, &name, now),
+            capabilities: CapabilitiesDoc {
+                live: status.map(|s| s.capabilities),
+                learned: learned.extract_if(.., |c| c.provider == name).collect(),
+            },
             name,
             url,
         });

@@ -76,6 +76,11 @@ pub struct App {
 }
 
 impl App {
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Open the store, build the fleet, check chain ids, start the telemetry writer.
     pub async fn start(opts: AppOptions) -> Result<Self, AppError> {
         let config = opts.config;
@@ -119,6 +124,12 @@ impl App {
             built.push((Arc::new(Provider::new(id, spec, telemetry.clone())?), policy));
         }
         store.register_providers(&names).await?;
+        let known: Vec<(ProviderId, &str)> = names.iter().map(|(id, n, _)| (*id, n.as_str())).collect();
+        for r in store.learned_capabilities(&known).await? {
+            if let Some((p, _)) = built.get(r.provider.position()) {
+                p.assume(&r);
+            }
+        }
         // Readers of the file (`serve`, `export`) judge finality by the writer's setting.
         store.set_meta("confirmations", crate::types::to_sql("confirmations", config.confirmations)?).await?;
         store.set_meta("receipts_indexed", i64::from(config.receipts_enabled())).await?;

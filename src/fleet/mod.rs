@@ -223,6 +223,8 @@ pub struct ProviderStatus {
     pub daily_credit_budget: Option<u64>,
     pub rps_limit: Option<f64>,
     pub cooldown_ms: u64,
+    /// What the provider was found to support.
+    pub capabilities: crate::provider::Capabilities,
 }
 
 /// Many providers, one interface.
@@ -478,6 +480,7 @@ impl Fleet {
                     credits_today: st.spend.today(ms),
                     daily_credit_budget: slot.policy.daily_credit_budget,
                     rps_limit: slot.limits.current_rps(),
+                    capabilities: slot.provider.capabilities(),
                     cooldown_ms: cooldown
                         .map_or(0, |t| u64::try_from(t.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX)),
                 }

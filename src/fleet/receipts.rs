@@ -9,7 +9,7 @@ use alloy_primitives::B256;
 
 use super::failover::Attempts;
 use super::{Fleet, FleetError, TIP_BATCH};
-use crate::model::{Block, BlockReceipts, EventKind};
+use crate::model::{Block, BlockReceipts, EventKind, TelemetryEvent};
 use crate::provider::receipts::ReceiptsOf;
 use crate::provider::{CallCtx, method};
 
@@ -72,8 +72,11 @@ impl Fleet {
     /// Record what providers learned about their support as `capability` events, once each.
     fn tell_learned(&self) {
         for slot in &self.slots {
-            if let Some(what) = slot.provider.take_learned() {
-                self.emit(slot, EventKind::Capability, what.into());
+            for r in slot.provider.take_learned() {
+                if r.notable {
+                    self.emit(slot, EventKind::Capability, r.detail.clone());
+                }
+                self.telemetry.record(TelemetryEvent::Capability(r));
             }
         }
     }

@@ -2,11 +2,12 @@
 //! caps, outcome classification, and one telemetry sample for every call it makes.
 
 mod batch;
+mod capability;
 mod error;
 pub mod http;
 pub mod receipts;
 mod receipts_rpc;
-pub use receipts_rpc::{Capabilities, Support};
+pub use capability::{Capabilities, Support};
 mod spec;
 pub mod wire;
 
@@ -53,7 +54,7 @@ pub struct Provider {
     /// Cleared when the provider refuses JSON-RPC batches; single calls are used from then on.
     batches_ok: AtomicBool,
     /// What the provider was found to support.
-    caps: receipts_rpc::Learned,
+    caps: capability::Learned,
 }
 
 /// Methods we call, as `'static` names for telemetry.
@@ -94,7 +95,7 @@ impl Provider {
             block_client,
             telemetry,
             batches_ok: AtomicBool::new(true),
-            caps: receipts_rpc::Learned::default(),
+            caps: capability::Learned::default(),
         })
     }
 

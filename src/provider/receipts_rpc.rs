@@ -2,60 +2,15 @@
 //! `eth_getTransactionReceipt` per transaction when the provider lacks the first (learned from
 //! its answer and remembered), each block's receipts verified against its header.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use alloy_primitives::B256;
 use jsonrpsee::core::params::ArrayParams;
 
 use super::receipts::{ReceiptsOf, assemble_receipts, decode_block_receipts};
 use super::{CallCtx, Provider, ProviderError, method, push};
-use crate::model::BlockReceipts;
-
-/// Whether a provider supports a method, as far as is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Support {
-    Unknown,
-    Yes,
-    No,
-}
-
-impl Support {
-    fn of(v: u8) -> Self {
-        match v {
-            1 => Self::Yes,
-            2 => Self::No,
-            _ => Self::Unknown,
-        }
-    }
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Yes => "yes",
-            Self::No => "no",
-        }
-    }
-}
-
-/// What a provider was found to support (shown in `/v1/providers/{name}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Capabilities {
-    pub batches: bool,
-    pub block_receipts: Support,
-}
-
-/// Learned support, updated from answers.
-#[derive(Debug, Default)]
-pub(super) struct Learned {
-    block_receipts: AtomicU8,
-    /// Learned something not yet told (see [`Provider::take_learned`]).
-    untold: std::sync::atomic::AtomicBool,
-}
+use crate::model::{BlockReceipts, CapabilityMethod};
 
 /// An error that says "this method does not exist here", rather than "not now".
-fn unsupported(e: &ProviderError) -> bool {
+pub(super) fn unsupported(e: &ProviderError) -> bool {
     match e {
         ProviderError::Rpc { code, message, .. } => {
             let m = message.to_ascii_lowercase();
@@ -70,32 +25,6 @@ fn unsupported(e: &ProviderError) -> bool {
 }
 
 impl Provider {
-    /// What this provider was found to support.
-    pub fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            batches: self.batches_ok.load(Ordering::Relaxed),
-            block_receipts: Support::of(self.caps.block_receipts.load(Ordering::Relaxed)),
-        }
-    }
-
-    /// Record support learned elsewhere (a previous run's, from the store).
-    pub fn assume_block_receipts(&self, s: Support) {
-        let v = match s {
-            Support::Unknown => 0,
-            Support::Yes => 1,
-            Support::No => 2,
-        };
-        self.caps.block_receipts.store(v, Ordering::Relaxed);
-    }
-
-    /// What was learned since the last call, once: for the fleet to record as an event.
-    pub fn take_learned(&self) -> Option<&'static str> {
-        self.caps
-            .untold
-            .swap(false, Ordering::Relaxed)
-            .then_some("eth_getBlockReceipts is not supported; receipts are asked per transaction")
-    }
-
     /// The receipts of each block of `blocks`, verified: `eth_getBlockReceipts`, batched; where
     /// the provider lacks it, one `eth_getTransactionReceipt` per transaction (which needs the
     /// block's transaction hashes). One result per block, in order.
@@ -104,20 +33,17 @@ impl Provider {
         blocks: &[ReceiptsOf<'_>],
         ctx: CallCtx,
     ) -> Vec<Result<BlockReceipts, ProviderError>> {
-        if Support::of(self.caps.block_receipts.load(Ordering::Relaxed)) != Support::No {
+        if self.caps.worth_trying(CapabilityMethod::BlockReceipts) {
             let out = self.by_block(blocks, ctx).await;
             match out.iter().find_map(|r| r.as_ref().err()) {
                 Some(e) if unsupported(e) => {
-                    // Several batches may learn it at once; only the first tells.
-                    if self.caps.block_receipts.swap(2, Ordering::Relaxed) != 2 {
-                        tracing::info!(provider = self.name(), error = %e, "provider lacks eth_getBlockReceipts; asking per transaction");
-                        self.caps.untold.store(true, Ordering::Relaxed);
-                    }
+                    tracing::info!(provider = self.name(), error = %e, "provider lacks eth_getBlockReceipts; asking per transaction");
+                    self.caps.lacks(self.id, CapabilityMethod::BlockReceipts, &e.to_string());
                     return self.by_transaction(blocks, ctx).await;
                 }
                 _ => {
                     if out.iter().any(Result::is_ok) {
-                        self.caps.block_receipts.store(1, Ordering::Relaxed);
+                        self.caps.works(self.id, CapabilityMethod::BlockReceipts);
                     }
                     return out;
                 }

@@ -7,6 +7,7 @@
 mod alerts;
 mod blocks;
 mod bulk;
+mod capability;
 pub mod migrate;
 mod multirow;
 mod params;
@@ -28,6 +29,7 @@ use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
 
 pub use alerts::{AlertRow, AlertWindow};
+pub use capability::CapabilityRow;
 pub use query::{
     BlockRow, CallPoint, EventRow, ProviderWindow, ReorgRow, RequestRow, StoredTip, TxRow, ratio, us_to_ms,
 };

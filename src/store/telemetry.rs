@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::multirow::{self, ROWS_PER_STATEMENT};
 use super::{Store, StoreError, classify};
-use crate::model::{ProviderEvent, RequestSample, Sighting, TelemetryEvent};
+use crate::model::{CapabilityRecord, ProviderEvent, RequestSample, Sighting, TelemetryEvent};
 use crate::types::to_sql;
 
 /// Most events written in one transaction.
@@ -123,11 +123,13 @@ impl TelemetryWriter {
         let mut reqs: Vec<&RequestSample> = Vec::new();
         let mut sights: Vec<&Sighting> = Vec::new();
         let mut decisions: Vec<&ProviderEvent> = Vec::new();
+        let mut caps: Vec<&CapabilityRecord> = Vec::new();
         for ev in events {
             match ev {
                 TelemetryEvent::Request(r) => reqs.push(r),
                 TelemetryEvent::Sighting(s) => sights.push(s),
                 TelemetryEvent::Provider(e) => decisions.push(e),
+                TelemetryEvent::Capability(c) => caps.push(c),
             }
         }
         let mut tx = self.store.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
@@ -174,6 +176,18 @@ impl TelemetryWriter {
                     .bind(e.reason.as_str());
             }
             q.execute(&mut *tx).await.map_err(classify)?;
+        }
+        for c in caps {
+            sqlx::query(include_str!("../../sql/store/upsert_capability.sql"))
+                .bind(self.store.provider_id(c.provider))
+                .bind(c.method.as_str())
+                .bind(i64::from(c.supported))
+                .bind(c.max_range.map(|n| to_sql("block range", n)).transpose()?)
+                .bind(c.ts_ms)
+                .bind(c.detail.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
         }
         if !reqs.is_empty() {
             super::rollup::fold_new(&mut tx).await?;

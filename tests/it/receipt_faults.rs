@@ -129,4 +129,29 @@ async fn a_provider_without_block_receipts_is_asked_per_transaction() {
     assert!(per_tx >= 70, "p1 served the receipts per transaction ({per_tx})");
     let caps = bed.app.fleet.provider(blockstreamer::model::ProviderId(0)).map(|p| p.capabilities());
     assert_eq!(caps.map(|c| c.block_receipts), Some(blockstreamer::provider::Support::No));
+    // Stored, and shown with the provider.
+    let row: (i64, String) = sqlx::query_as(
+        "SELECT supported, detail FROM provider_capabilities_view WHERE provider = 'p1' AND method = 'eth_getBlockReceipts'",
+    )
+    .fetch_one(&bed.pool)
+    .await
+    .expect("stored capability");
+    assert_eq!(row.0, 0, "{}", row.1);
+    assert!(row.1.contains("-32601"), "the reason is kept: {}", row.1);
+    let (_api, base) = bed.serve_api().await;
+    let doc = crate::http::get(&crate::http::client(), &format!("{base}/v1/providers/p1")).await.json();
+    assert_eq!(doc["capabilities"]["live"]["eth_getBlockReceipts"], "no", "{doc}");
+    assert_eq!(doc["capabilities"]["learned"][0]["method"], "eth_getBlockReceipts", "{doc}");
+    assert_eq!(doc["capabilities"]["learned"][0]["supported"], false, "{doc}");
+    // The next run starts from what this one learned.
+    let again = blockstreamer::app::App::start(blockstreamer::app::AppOptions {
+        db: bed._db.path.clone(),
+        config: bed.app.config().clone(),
+        progress: false,
+    })
+    .await
+    .expect("restart");
+    let caps = again.fleet.provider(blockstreamer::model::ProviderId(0)).map(|p| p.capabilities());
+    assert_eq!(caps.map(|c| c.block_receipts), Some(blockstreamer::provider::Support::No), "known at start");
+    again.shutdown().await;
 }
