@@ -14,6 +14,8 @@
 //! - [`export`]: files out — CSV, JSON lines and Parquet in chunks, from read-only connections.
 //! - [`sim`]: a simulated chain served by jsonrpsee servers on loopback (demo and tests).
 //! - [`fault`]: a scriptable fault-injecting JSON-RPC proxy (tests, demo, `faultproxy` command).
+//! - [`index`]: what is indexed besides blocks (shared vocabulary): log filters, contracts'
+//!   events as typed tables, decoding a log into a row.
 //! - [`app`]: the composition root that wires them together (and the demo's fault profiles).
 
 pub mod api;
@@ -23,6 +25,7 @@ pub mod export;
 pub mod failpoint;
 pub mod fault;
 pub mod fleet;
+pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod provider;

@@ -1,6 +1,6 @@
 //! Configuration: the TOML file, `--rpc` URLs and `${VAR}` interpolation, validated up front.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 mod check;
 
@@ -277,12 +277,73 @@ impl Default for AlertsConfig {
 }
 
 /// The `[index]` table: what is indexed besides blocks and transactions.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {
     /// Fetch, verify and store every block's receipts and logs. Unset: on when
-    /// `full_transactions` is.
+    /// `full_transactions` is and no `[[index.logs]]` filter is set.
     pub receipts: Option<bool>,
+    /// Keep only the logs matching one of these filters (`eth_getLogs`-style). Without
+    /// receipts, they are what `eth_getLogs` is asked for.
+    pub logs: Vec<LogFilterConfig>,
+    /// Widest block range one `eth_getLogs` call asks for, until a provider's own limit is learned.
+    pub logs_range: u64,
+    /// Contracts whose events are decoded into typed tables.
+    pub contracts: Vec<ContractConfig>,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self { receipts: None, logs: Vec::new(), logs_range: 1000, contracts: Vec::new() }
+    }
+}
+
+/// One `[[index.logs]]` filter: any of `address`, and per position any of `topicN` (each a
+/// string or a list; empty = any). `topic0` may be an event signature.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFilterConfig {
+    #[serde(deserialize_with = "one_or_many")]
+    pub address: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub topic0: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub topic1: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub topic2: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub topic3: Vec<String>,
+}
+
+/// One `[[index.contracts]]` entry: events of `address` decoded into `evt_<name>_<event>`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContractConfig {
+    /// Lowercase letters, digits and `_` (it names tables).
+    pub name: String,
+    #[serde(deserialize_with = "one_or_many")]
+    pub address: Vec<String>,
+    /// First block to decode (earlier logs of the address are not its events).
+    pub start_block: Option<u64>,
+    /// A JSON ABI file (a list of items, or an object with an `abi` list, as compilers write);
+    /// relative to the configuration file.
+    pub abi: Option<PathBuf>,
+    /// Human-readable events: `event Transfer(address indexed from, address indexed to, uint256 value)`.
+    pub events: Vec<String>,
+}
+
+/// A string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// The whole file. Every field has a default (`Config::default`, the one place they are
@@ -349,17 +410,26 @@ impl Config {
         toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
     }
 
-    /// Read and parse a file.
+    /// Read and parse a file; ABI paths are taken relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-        Self::from_toml(&text, &p)
+        let mut c = Self::from_toml(&text, &p)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for k in &mut c.index.contracts {
+            if let Some(abi) = &k.abi
+                && abi.is_relative()
+            {
+                k.abi = Some(dir.join(abi));
+            }
+        }
+        Ok(c)
     }
 
     /// Whether receipts and logs are fetched and stored (`[index] receipts`, else
-    /// `full_transactions`).
+    /// `full_transactions` when no log filter is set).
     pub fn receipts_enabled(&self) -> bool {
-        self.index.receipts.unwrap_or(self.full_transactions)
+        self.index.receipts.unwrap_or(self.full_transactions && self.index.logs.is_empty())
     }
 
     /// Add `--rpc` URLs as providers named after their host.
