@@ -27,7 +27,7 @@ impl fmt::Display for ProviderId {
 }
 
 /// A block that passed validation: number as requested, well-formed fields, consistent transactions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Block {
     pub number: u64,
     pub hash: B256,
@@ -56,6 +56,27 @@ pub struct Block {
     pub logs_bloom: Option<Bloom>,
     /// The block's receipts and logs, once fetched and verified (`None`: not fetched).
     pub receipts: Option<BlockReceipts>,
+    /// Without receipts: the logs the `[index]` selection keeps, fetched with `eth_getLogs` and
+    /// checked against the header's bloom.
+    pub logs: Option<BlockLogs>,
+    /// The block's logs decoded into the `[index.contracts]` tables (rows and decode errors).
+    pub decoded: Vec<crate::index::DecodedLog>,
+}
+
+impl Block {
+    /// Every stored log of the block, in order: from its receipts, or the filtered ones.
+    pub fn all_logs(&self) -> impl Iterator<Item = &Log> {
+        let from_receipts = self.receipts.iter().flat_map(|r| r.receipts.iter().flat_map(|rc| rc.logs.iter()));
+        from_receipts.chain(self.logs.iter().flat_map(|l| l.logs.iter()))
+    }
+}
+
+/// A block's logs fetched by filter (no receipts), in log-index order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockLogs {
+    pub logs: Vec<Log>,
+    /// Which provider served them.
+    pub provider: ProviderId,
 }
 
 /// A block's receipts (one per transaction, in order) and how far they were verified.
@@ -86,6 +107,8 @@ pub struct Receipt {
     pub blob_gas_price: Option<U256>,
     /// The receipt's bloom (part of what the receipts root commits to; not stored).
     pub logs_bloom: Bloom,
+    /// How many logs the receipt has (`logs` may keep fewer: the `[index]` selection).
+    pub log_count: u32,
     pub logs: Vec<Log>,
 }
 
@@ -93,6 +116,9 @@ pub struct Receipt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     pub log_index: u32,
+    /// The transaction that emitted it.
+    pub tx_index: u32,
+    pub tx_hash: B256,
     pub inner: alloy_primitives::Log,
 }
 
@@ -445,6 +471,8 @@ pub enum RepairReason {
     BrokenLink,
     /// A canonical block stored without its receipts and logs.
     Receipts,
+    /// A canonical block stored without the logs the `[index]` selection keeps (no receipts).
+    Logs,
 }
 
 impl RepairReason {
@@ -454,6 +482,7 @@ impl RepairReason {
             Self::Missing => "missing",
             Self::BrokenLink => "broken_link",
             Self::Receipts => "receipts",
+            Self::Logs => "logs",
         }
     }
 }

@@ -13,11 +13,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
 use crate::fleet::{Fleet, FleetError, FleetOptions, ProviderPolicy};
+use crate::index::Indexing;
 use crate::ingest::repair::{GapRepairer, RepairOptions};
 use crate::ingest::{IngestError, IngestOptions, Syncer, Window};
 use crate::model::{HealthState, IngestState, ProviderId, TelemetrySink};
 use crate::provider::wire::DecodeOptions;
 use crate::provider::{CreditPrices, Provider, ProviderError, ProviderSpec, SecretUrl};
+use crate::store::DecodeBackfill;
 use crate::store::{Store, StoreError, StoreOptions, TelemetryWriter};
 
 mod demo;
@@ -38,6 +40,8 @@ pub enum AppError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Range(#[from] crate::types::OutOfRange),
+    #[error("[index]: {0}")]
+    Index(#[from] crate::index::IndexError),
     #[error("database {db} holds chain {stored} but the providers serve chain {served}; use another --db")]
     ChainMismatch { db: String, stored: u64, served: String },
     #[error("no provider answered eth_chainId within {waited_ms} ms; {errors}")]
@@ -62,6 +66,8 @@ pub struct App {
     pub fleet: Arc<Fleet>,
     pub telemetry: TelemetrySink,
     config: Config,
+    /// What is indexed besides blocks (checked `[index]`).
+    index: Arc<Indexing>,
     /// The head poller and other workers that feed telemetry.
     workers: TaskTracker,
     /// The telemetry writer, stopped after the workers.
@@ -88,6 +94,7 @@ impl App {
         // Everything from the environment is checked before the file is created or opened.
         config.check_env(env)?;
         let providers = config.resolve(env)?;
+        let index = Arc::new(Indexing::from_config(&config.index, config.receipts_enabled())?);
         let mut store_opts = StoreOptions::new(&opts.db);
         store_opts.synchronous_full = config.synchronous_full;
         store_opts.max_size_bytes = config.max_db_size_mb.map(|mb| mb.saturating_mul(1 << 20));
@@ -132,7 +139,7 @@ impl App {
         }
         // Readers of the file (`serve`, `export`) judge finality by the writer's setting.
         store.set_meta("confirmations", crate::types::to_sql("confirmations", config.confirmations)?).await?;
-        store.set_meta("receipts_indexed", i64::from(config.receipts_enabled())).await?;
+        let decode_backfills = store.use_indexing(&index).await?;
         let writer_tasks = TaskTracker::new();
         let telemetry_cancel = CancellationToken::new();
         if let Some(rx) = rx {
@@ -165,14 +172,20 @@ impl App {
         for p in fleet.providers() {
             tracing::info!(provider = p.name(), url = %p.url_redacted(), "provider configured");
         }
+        let workers = TaskTracker::new();
+        let poll_cancel = CancellationToken::new();
+        if !decode_backfills.is_empty() {
+            workers.spawn(decode_stored_logs(store.clone(), index.clone(), decode_backfills, poll_cancel.clone()));
+        }
         Ok(Self {
             store,
             fleet,
             telemetry,
             config,
-            workers: TaskTracker::new(),
+            index,
+            workers,
             writer: writer_tasks,
-            poll_cancel: CancellationToken::new(),
+            poll_cancel,
             ingest_state: Arc::default(),
             telemetry_cancel,
             progress: opts.progress,
@@ -298,13 +311,13 @@ impl App {
 
     /// Start the gap-repair worker in the background (stopped with the head poller).
     pub fn start_gap_repair(&self) {
-        let opts = RepairOptions::from_config(&self.config);
+        let opts = RepairOptions::from_config(&self.config, self.index.clone());
         let worker = GapRepairer::new(self.fleet.clone(), self.store.clone(), opts);
         self.workers.spawn(worker.run(self.poll_cancel.clone()));
     }
 
     fn ingest_options(&self) -> IngestOptions {
-        IngestOptions::from_config(&self.config)
+        IngestOptions::from_config(&self.config, self.index.clone())
     }
 
     fn window_cap(&self) -> usize {
@@ -569,4 +582,32 @@ fn burst_for(max_rps: Option<f64>) -> u32 {
         }
         b
     })
+}
+
+/// Heights decoded from stored logs per transaction of a decode backfill.
+const DECODE_CHUNK: u64 = 5_000;
+
+/// Decode the stored logs of tables made after those logs were stored, a chunk per
+/// transaction, resuming where a previous run stopped (the cursor is in `event_tables`).
+async fn decode_stored_logs(store: Store, index: Arc<Indexing>, jobs: Vec<DecodeBackfill>, cancel: CancellationToken) {
+    for job in jobs {
+        let name = index.tables.get(usize::from(job.table)).map_or("?", |t| t.name.as_str()).to_string();
+        let (mut rows, mut errors) = (0u64, 0u64);
+        let mut from = job.from;
+        while from <= job.until && !cancel.is_cancelled() {
+            let to = from.saturating_add(DECODE_CHUNK - 1).min(job.until);
+            match store.decode_stored(&index, job.table, from, to, to == job.until).await {
+                Ok((r, e)) => {
+                    rows += r;
+                    errors += e;
+                }
+                Err(e) => {
+                    tracing::warn!(table = %name, from, to, error = %e, "decoding stored logs failed; retried at the next start");
+                    return;
+                }
+            }
+            from = to + 1;
+        }
+        tracing::info!(table = %name, rows, errors, from = job.from, until = job.until, "stored logs decoded into a new table");
+    }
 }

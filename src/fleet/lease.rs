@@ -113,4 +113,13 @@ impl Fleet {
             self.emit(slot, EventKind::RateAdjusted, note);
         }
     }
+
+    /// Penalise `id` for an answer found false after its call was settled (logs it withheld,
+    /// which another provider's verified receipts hold).
+    pub(super) fn penalize(&self, id: ProviderId, e: &ProviderError) {
+        let slot = self.slot(id);
+        let mut st = slot.lock();
+        st.health.on_failure(Instant::now(), e, false);
+        self.drain_events(slot, &mut st);
+    }
 }

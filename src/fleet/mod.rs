@@ -17,6 +17,7 @@ mod head;
 mod health;
 mod lease;
 mod limits;
+mod logs;
 mod poll;
 mod receipts;
 mod route;

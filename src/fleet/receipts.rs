@@ -9,7 +9,7 @@ use alloy_primitives::B256;
 
 use super::failover::Attempts;
 use super::{Fleet, FleetError, TIP_BATCH};
-use crate::model::{Block, BlockReceipts, EventKind, TelemetryEvent};
+use crate::model::{Block, BlockReceipts, EventKind, ProviderId, TelemetryEvent};
 use crate::provider::receipts::ReceiptsOf;
 use crate::provider::{CallCtx, method};
 
@@ -18,12 +18,30 @@ impl Fleet {
     /// Blocks without transactions get an empty list without a call.
     #[tracing::instrument(name = "receipts", skip_all, fields(from = blocks.first().map(|b| b.number), to = blocks.last().map(|b| b.number)))]
     pub async fn attach_receipts(&self, blocks: &mut [Block]) -> Result<(), FleetError> {
+        self.receipts_into(blocks, &[], true).await
+    }
+
+    /// [`attach_receipts`](Self::attach_receipts), asking the providers in `avoid` only after
+    /// every other one, and never hedged (a second opinion on another provider's answer).
+    pub(super) async fn receipts_avoiding(&self, blocks: &mut [Block], avoid: &[ProviderId]) -> Result<(), FleetError> {
+        self.receipts_into(blocks, avoid, false).await
+    }
+
+    async fn receipts_into(
+        &self,
+        blocks: &mut [Block],
+        avoid: &[ProviderId],
+        may_hedge: bool,
+    ) -> Result<(), FleetError> {
         for b in blocks.iter_mut().filter(|b| b.receipts.is_none() && b.tx_count == 0) {
             b.receipts = Some(BlockReceipts { receipts: Vec::new(), root_verified: Some(true), provider: b.provider });
         }
         let hashes: Vec<Vec<B256>> = blocks.iter().map(|b| b.transactions.iter().map(|t| t.hash).collect()).collect();
         // A few blocks at the tip: each on its own, hedged like the block fetch before it.
-        let tip = blocks.len() <= TIP_BATCH && self.opts.hedge && blocks.last().is_some_and(|b| self.at_tip(b.number));
+        let tip = may_hedge
+            && blocks.len() <= TIP_BATCH
+            && self.opts.hedge
+            && blocks.last().is_some_and(|b| self.at_tip(b.number));
         if tip {
             let ofs: Vec<(usize, ReceiptsOf<'_>)> = (0..blocks.len())
                 .filter(|&k| blocks[k].receipts.is_none())
@@ -36,7 +54,7 @@ impl Fleet {
             self.tell_learned();
             return Ok(());
         }
-        let mut tries = Attempts::new(self, &[]);
+        let mut tries = Attempts::new(self, avoid);
         loop {
             let missing: Vec<usize> = (0..blocks.len()).filter(|&k| blocks[k].receipts.is_none()).collect();
             let Some(&first) = missing.first() else { return Ok(()) };
@@ -70,7 +88,7 @@ impl Fleet {
 
 impl Fleet {
     /// Record what providers learned about their support as `capability` events, once each.
-    fn tell_learned(&self) {
+    pub(super) fn tell_learned(&self) {
         for slot in &self.slots {
             for r in slot.provider.take_learned() {
                 if r.notable {

@@ -1,6 +1,7 @@
 //! Ingest: follow the fleet head, append blocks only onto their parents, walk back through
 //! reorgs to the fork point, and backfill ranges with pipelined, batched fetches.
 
+pub mod enrich;
 pub mod repair;
 mod window;
 
@@ -16,6 +17,7 @@ use tracing::Instrument;
 pub use window::Window;
 
 use crate::fleet::{Fleet, FleetError, FleetHead};
+use crate::index::Indexing;
 use crate::model::{Block, BlockSink, ChainLink, CommitBatch, IngestState, Reorg};
 use crate::types::now_ms;
 
@@ -71,13 +73,14 @@ pub struct IngestOptions {
     pub commit_interval: Duration,
     /// How often to look at the head when no head update arrived.
     pub poll_interval: Duration,
-    /// Fetch and verify every block's receipts (and logs) before it is committed.
-    pub receipts: bool,
+    /// What is indexed besides blocks: receipts, the log selection, decoded tables.
+    pub index: Arc<Indexing>,
 }
 
 impl IngestOptions {
-    /// From the configuration (the one place the defaults are written down).
-    pub fn from_config(c: &crate::config::Config) -> Self {
+    /// From the configuration (the one place the defaults are written down) and its checked
+    /// `[index]` section.
+    pub fn from_config(c: &crate::config::Config, index: Arc<Indexing>) -> Self {
         Self {
             max_reorg_depth: c.max_reorg_depth,
             batch_size: c.batch_size,
@@ -86,14 +89,15 @@ impl IngestOptions {
             commit_txs: 20_000,
             commit_interval: Duration::from_millis(250),
             poll_interval: Duration::from_millis(c.poll_interval_ms),
-            receipts: c.receipts_enabled(),
+            index,
         }
     }
 }
 
 impl Default for IngestOptions {
+    /// The defaults, indexing nothing but blocks.
     fn default() -> Self {
-        Self::from_config(&crate::config::Config::default())
+        Self::from_config(&crate::config::Config::default(), Arc::default())
     }
 }
 
@@ -237,7 +241,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             (a..=b).collect::<Vec<u64>>()
         });
         let fleet = self.fleet.clone();
-        let receipts = self.opts.receipts;
+        let index = self.opts.index.clone();
         let concurrency = self.opts.concurrency.max(1);
         // Results are consumed in height order, but a slow chunk must not idle the others: up
         // to 4× `concurrency` chunks are queued, and a semaphore keeps `concurrency` of them on
@@ -246,6 +250,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
         let mut stream = futures::stream::iter(chunks)
             .map(move |numbers| {
                 let fleet = fleet.clone();
+                let index = index.clone();
                 let on_wire = on_wire.clone();
                 // Spawned so fetches keep running while a commit is awaited; aborted if dropped.
                 // In the caller's span (backfill, follow), so each fetch is its child in a trace.
@@ -253,9 +258,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
                     async move {
                         let _slot = on_wire.acquire_owned().await;
                         let mut blocks = fleet.blocks_by_number(&numbers).await?;
-                        if receipts {
-                            fleet.attach_receipts(&mut blocks).await?;
-                        }
+                        enrich::enrich(&fleet, &index, &mut blocks).await?;
                         Ok::<_, FleetError>(blocks)
                     }
                     .in_current_span(),
@@ -356,9 +359,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             branch.push(parent);
         };
         branch.reverse();
-        if self.opts.receipts {
-            self.fleet.attach_receipts(&mut branch).await?;
-        }
+        enrich::enrich(&self.fleet, &self.opts.index, &mut branch).await?;
         let Some(first) = branch.first() else {
             return Ok(());
         };

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::enrich::enrich;
 use crate::fleet::Fleet;
+use crate::index::Indexing;
 use crate::model::{Block, ProviderId, RepairOutcome, RepairReason, RepairRecord, RepairResult, RepairSink};
 use crate::types::now_ms;
 
@@ -24,26 +26,21 @@ pub struct RepairOptions {
     pub protect_top: u64,
     /// Furthest a broken link is widened (each side) before it is reported as failed.
     pub max_window: u64,
-    /// Receipts are indexed: repaired blocks get theirs, and blocks stored without them are gaps.
-    pub receipts: bool,
+    /// What is indexed: repaired blocks get their receipts or logs, and blocks stored without
+    /// them are gaps.
+    pub index: Arc<Indexing>,
 }
 
 impl RepairOptions {
     /// From the configuration: heights within `max_reorg_depth` of the tip are ingest's.
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        Self {
-            interval: Duration::from_secs(2),
-            chunk: 50,
-            protect_top: c.max_reorg_depth,
-            max_window: 64,
-            receipts: c.receipts_enabled(),
-        }
+    pub fn from_config(c: &crate::config::Config, index: Arc<Indexing>) -> Self {
+        Self { interval: Duration::from_secs(2), chunk: 50, protect_top: c.max_reorg_depth, max_window: 64, index }
     }
 }
 
 impl Default for RepairOptions {
     fn default() -> Self {
-        Self::from_config(&crate::config::Config::default())
+        Self::from_config(&crate::config::Config::default(), Arc::default())
     }
 }
 
@@ -106,7 +103,7 @@ impl<S: RepairSink> GapRepairer<S> {
         let scan = self.sink.scan_gaps().await?;
         let (Some(floor), Some(tip)) = (scan.floor, scan.tip) else { return Ok(RepairPass::default()) };
         let now = now_ms();
-        let receipt_gaps: &[(u64, u64)] = if self.opts.receipts { &scan.missing_receipts } else { &[] };
+        let receipt_gaps: &[(u64, u64)] = if self.opts.index.stores_logs() { &scan.missing_receipts } else { &[] };
         let keys: Vec<u64> = scan
             .missing
             .iter()
@@ -161,14 +158,14 @@ impl<S: RepairSink> GapRepairer<S> {
             attempted_at_ms: now_ms(),
             from: lo,
             to: hi,
-            reason: RepairReason::Receipts,
+            reason: if self.opts.index.receipts { RepairReason::Receipts } else { RepairReason::Logs },
             provider: None,
             outcome: RepairResult::Failed,
             blocks: 0,
             error: None,
         };
         let fetched = match self.fleet.blocks_by_number_avoiding(&numbers, &avoid).await {
-            Ok(mut blocks) => self.fleet.attach_receipts(&mut blocks).await.map(|()| blocks),
+            Ok(mut blocks) => enrich(&self.fleet, &self.opts.index, &mut blocks).await.map(|()| blocks),
             Err(e) => Err(e),
         };
         let fixed = match fetched {
@@ -177,7 +174,9 @@ impl<S: RepairSink> GapRepairer<S> {
                 false
             }
             Ok(blocks) => {
-                rec.provider = blocks.iter().find_map(|b| b.receipts.as_ref().map(|r| r.provider));
+                rec.provider = blocks
+                    .iter()
+                    .find_map(|b| b.receipts.as_ref().map(|r| r.provider).or(b.logs.as_ref().map(|l| l.provider)));
                 let n = self.sink.add_receipts(blocks).await?;
                 rec.blocks = n as u64;
                 if n == numbers.len() {
@@ -233,7 +232,7 @@ impl<S: RepairSink> GapRepairer<S> {
             error: None,
         };
         let fetched = match self.fleet.blocks_by_number_avoiding(&numbers, &avoid).await {
-            Ok(mut blocks) if self.opts.receipts => self.fleet.attach_receipts(&mut blocks).await.map(|()| blocks),
+            Ok(mut blocks) => enrich(&self.fleet, &self.opts.index, &mut blocks).await.map(|()| blocks),
             other => other,
         };
         let fixed = match fetched {

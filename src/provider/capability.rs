@@ -95,7 +95,6 @@ impl Learned {
     }
 
     /// `eth_getLogs` refused a range wider than `max` blocks.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the eth_getLogs range walk, next"))]
     pub(super) fn logs_range(&self, id: ProviderId, max: u64, why: &str) {
         let news = self.with(|s| {
             let narrower = s.logs_max_range.is_none_or(|m| max < m);
@@ -165,7 +164,6 @@ impl Learned {
     }
 
     /// The widest range to ask `eth_getLogs` for, within `wanted`.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the eth_getLogs range walk, next"))]
     pub(super) fn logs_span(&self, wanted: u64) -> u64 {
         self.with(|s| s.logs_max_range.map_or(wanted, |m| m.min(wanted)).max(1))
     }

@@ -38,7 +38,9 @@ impl ProviderError {
             Self::Http { status: 429, .. } => Outcome::RateLimited,
             Self::Http { status, .. } if *status >= 500 => Outcome::Http5xx,
             Self::Http { .. } => Outcome::Http4xx,
-            Self::Rpc { code, message, .. } if is_rate_limit(*code, message) => Outcome::RateLimited,
+            Self::Rpc { code, message, .. } if is_rate_limit(*code, message) && !says_range(message) => {
+                Outcome::RateLimited
+            }
             Self::Rpc { .. } => Outcome::RpcError,
             Self::Invalid(_) | Self::Rejected(_) => Outcome::InvalidResponse,
             Self::TooLarge(_) => Outcome::TooLarge,
@@ -60,6 +62,29 @@ impl ProviderError {
             _ => None,
         }
     }
+}
+
+/// Whether an error message refuses an `eth_getLogs` range or result size (not a throttle,
+/// though some providers share its code -32005 and the word "exceeded").
+pub(super) fn says_range(message: &str) -> bool {
+    const SAYS: [&str; 14] = [
+        "block range",
+        "range too",
+        "range is too",
+        "range exceeds",
+        "response size",
+        "returned more than",
+        "more than 10000 results",
+        "too many blocks",
+        "blocks per request",
+        "limited to a",
+        "too wide",
+        "log response",
+        "results limit",
+        "max results",
+    ];
+    let m = message.to_ascii_lowercase();
+    SAYS.iter().any(|k| m.contains(k))
 }
 
 /// JSON-RPC codes and messages providers use for throttling (alloy's list plus common text).

@@ -5,6 +5,7 @@ mod batch;
 mod capability;
 mod error;
 pub mod http;
+pub mod logs;
 pub mod receipts;
 mod receipts_rpc;
 pub use capability::{Capabilities, Support};
@@ -13,6 +14,7 @@ pub mod wire;
 
 pub use error::{ProviderError, retry_hint};
 pub use spec::{CreditPrices, ProviderSpec, SecretUrl};
+pub use wire::Reject;
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};

@@ -7,6 +7,7 @@ use alloy_consensus::{Eip658Value, Receipt as AlloyReceipt, ReceiptWithBloom};
 use alloy_primitives::{B256, Bloom, LogData};
 use serde::Deserialize;
 
+use super::logs::RpcLog;
 use super::wire::{Reject, address, bytes, fixed, hash, quantity, quantity256};
 use crate::model::{BlockReceipts, Log, ProviderId, Receipt};
 
@@ -41,22 +42,6 @@ struct RpcReceipt<'a> {
     root: Option<&'a str>,
     blob_gas_used: Option<&'a str>,
     blob_gas_price: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RpcLog<'a> {
-    #[serde(borrow)]
-    address: &'a str,
-    topics: Vec<&'a str>,
-    data: &'a str,
-    log_index: Option<&'a str>,
-    transaction_index: Option<&'a str>,
-    transaction_hash: Option<&'a str>,
-    block_hash: Option<&'a str>,
-    block_number: Option<&'a str>,
-    #[serde(default)]
-    removed: bool,
 }
 
 fn bad(i: usize, why: impl Into<String>) -> Reject {
@@ -140,6 +125,7 @@ fn receipt(i: usize, r: &RpcReceipt<'_>, of: ReceiptsOf<'_>, next_log: &mut u32)
         blob_gas_used: opt("blobGasUsed", r.blob_gas_used)?,
         blob_gas_price: opt256("blobGasPrice", r.blob_gas_price)?,
         logs_bloom: Bloom::from(fixed::<256>("logsBloom", r.logs_bloom).map_err(e)?),
+        log_count: u32::try_from(logs.len()).map_err(|_| bad(i, "too many logs"))?,
         logs,
     })
 }
@@ -200,7 +186,8 @@ fn log(
     let topics = l.topics.iter().map(|t| hash("topics", t)).collect::<Result<Vec<_>, _>>().map_err(e)?;
     let data = LogData::new_unchecked(topics, bytes("data", l.data).map_err(e)?);
     let inner = alloy_primitives::Log { address: address("address", l.address).map_err(e)?, data };
-    Ok(Log { log_index: expected, inner })
+    let tx_index = u32::try_from(i).map_err(|_| bad(i, "too many receipts"))?;
+    Ok(Log { log_index: expected, tx_index, tx_hash, inner })
 }
 
 /// Transaction types whose receipt encoding this build knows (legacy, EIP-2930, -1559, -4844,

@@ -38,6 +38,14 @@ pub enum Reject {
     LogIndex { want: u32, got: u64 },
     #[error("receipts root mismatch: receipts hash to {computed}, the header says {claimed}")]
     ReceiptsRoot { computed: B256, claimed: B256 },
+    #[error("log {index}: {why}")]
+    Log { index: usize, why: String },
+    #[error("log {log_index} of block {number} is not in the header's logs bloom ({what}): forged")]
+    NotInBloom { number: u64, log_index: u32, what: String },
+    #[error(
+        "eth_getLogs answers for block {number} differ from its verified receipts, which hold {held} selected logs"
+    )]
+    LogsWithheld { number: u64, held: usize },
 }
 
 /// Headers stored unverified because they carried unknown fields (process-wide count).
@@ -355,6 +363,8 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: Provid
         provider,
         logs_bloom,
         receipts: None,
+        logs: None,
+        decoded: Vec::new(),
     })
 }
 

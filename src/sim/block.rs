@@ -153,7 +153,12 @@ fn receipt_of(rng: &mut fastrand::Rng, tx: &Tx, i: u32, cumulative: &mut u64, ne
             let topics = vec![topic0, word(tx.from), word(rand_addr(rng))];
             let value = U256::from(rng.u64(..)).to_be_bytes::<32>();
             let data = LogData::new_unchecked(topics, Bytes::copy_from_slice(&value));
-            logs.push(Log { log_index: *next_log, inner: alloy_primitives::Log { address: to, data } });
+            logs.push(Log {
+                log_index: *next_log,
+                tx_index: i,
+                tx_hash: tx.hash,
+                inner: alloy_primitives::Log { address: to, data },
+            });
             *next_log += 1;
         }
     }
@@ -177,6 +182,7 @@ fn receipt_of(rng: &mut fastrand::Rng, tx: &Tx, i: u32, cumulative: &mut u64, ne
         blob_gas_used: None,
         blob_gas_price: None,
         logs_bloom,
+        log_count: u32::try_from(logs.len()).unwrap_or(u32::MAX),
         logs,
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use alloy_primitives::B256;
 use sqlx::{AssertSqlSafe, Row};
 
+use super::index::IndexSql;
 use super::multirow::{self, ROWS_PER_STATEMENT};
 use super::{Store, StoreError, classify, params};
 use crate::model::{Block, BlockSink, ChainLink, CommitBatch, Log, Receipt, Transaction};
@@ -56,9 +57,10 @@ impl Store {
         }
         let bulk = self.bulk.clone();
         let ids = self.provider_map();
+        let index = self.index_sql();
         let now = crate::types::now_ms();
         let (done, batch) = tokio::task::spawn_blocking(move || {
-            let done = bulk.commit(&batch.blocks, &ids, now);
+            let done = bulk.commit(&batch.blocks, &ids, now, &index);
             (done, batch)
         })
         .await
@@ -122,12 +124,13 @@ pub(super) async fn insert_blocks(
     blocks: &[Block],
     now: i64,
 ) -> Result<(), StoreError> {
+    let index = store.index_sql();
     let mut ids: HashMap<B256, i64> = HashMap::with_capacity(blocks.len());
     for chunk in blocks.chunks(ROWS_PER_STATEMENT) {
         let sql = multirow::statement(INSERT_BLOCKS, chunk.len());
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for b in chunk {
-            q = params::bind(q, params::block(b, store.provider_id(b.provider), now)?);
+            q = params::bind(q, params::block(b, store.provider_id(b.provider), now, index.selection)?);
         }
         for row in q.fetch_all(&mut *tx).await.map_err(classify)? {
             ids.insert(hash32(&row.try_get::<Vec<u8>, _>(1)?)?, row.try_get(0)?);
@@ -146,24 +149,22 @@ pub(super) async fn insert_blocks(
         }
         q.execute(&mut *tx).await.map_err(classify)?;
     }
-    let with_ids = blocks.iter().filter_map(|b| Some((*ids.get(&b.hash)?, b)));
-    insert_receipts(tx, with_ids).await
+    let with_ids: Vec<(i64, &Block)> = blocks.iter().filter_map(|b| Some((*ids.get(&b.hash)?, b))).collect();
+    insert_receipts(tx, &index, &with_ids).await
 }
 
 /// Insert the receipts and logs of blocks (with their row ids) that carry them.
-pub(super) async fn insert_receipts<'a>(
+pub(super) async fn insert_receipts(
     tx: &mut sqlx::SqliteConnection,
-    blocks: impl Iterator<Item = (i64, &'a Block)>,
+    index: &IndexSql,
+    blocks: &[(i64, &Block)],
 ) -> Result<(), StoreError> {
     let mut receipts: Vec<(i64, &Receipt)> = Vec::new();
-    let mut logs: Vec<(i64, i64, &Receipt, &Log)> = Vec::new();
-    for (id, b) in blocks {
-        let Some(r) = &b.receipts else { continue };
+    let mut logs: Vec<(i64, i64, &Log)> = Vec::new();
+    for &(id, b) in blocks {
         let number = to_sql("block number", b.number)?;
-        for rc in &r.receipts {
-            receipts.push((id, rc));
-            logs.extend(rc.logs.iter().map(|l| (id, number, rc, l)));
-        }
+        receipts.extend(b.receipts.iter().flat_map(|r| r.receipts.iter()).map(|rc| (id, rc)));
+        logs.extend(b.all_logs().map(|l| (id, number, l)));
     }
     for chunk in receipts.chunks(ROWS_PER_STATEMENT) {
         let sql = multirow::statement(INSERT_RECEIPTS, chunk.len());
@@ -176,11 +177,13 @@ pub(super) async fn insert_receipts<'a>(
     for chunk in logs.chunks(ROWS_PER_STATEMENT) {
         let sql = multirow::statement(INSERT_LOGS, chunk.len());
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for (id, number, r, l) in chunk {
-            q = params::bind(q, params::log(*id, *number, r, l));
+        for (id, number, l) in chunk {
+            q = params::bind(q, params::log(*id, *number, l));
         }
         q.execute(&mut *tx).await.map_err(classify)?;
     }
+    let decoded = super::index::decoded_of(blocks.iter().copied())?;
+    super::index::insert_decoded_rows(tx, index, decoded.into_iter()).await?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 
+use super::index::{IndexSql, row_params};
 use super::sqlite::{WriterSettings, classify_rusqlite as classify, open_bulk};
 use super::{StoreError, params};
 use crate::model::{Block, ProviderId};
@@ -71,6 +72,7 @@ impl Bulk {
         blocks: &[Block],
         provider_ids: &HashMap<ProviderId, i64>,
         now: i64,
+        index: &IndexSql,
     ) -> Result<bool, StoreError> {
         let Ok(mut slot) = self.conn.lock() else { return Ok(false) };
         let Some(conn) = slot.as_mut() else { return Ok(false) };
@@ -82,23 +84,61 @@ impl Bulk {
             let mut insert_receipt =
                 tx.prepare(include_str!("../../sql/store/insert_receipts.sql")).map_err(classify)?;
             let mut insert_log = tx.prepare(include_str!("../../sql/store/insert_logs.sql")).map_err(classify)?;
+            let mut decoded_stmts: Vec<Option<rusqlite::Statement<'_>>> = index.tables.iter().map(|_| None).collect();
             for b in blocks {
-                let row = params::block(b, provider_ids.get(&b.provider).copied(), now)?;
+                let row = params::block(b, provider_ids.get(&b.provider).copied(), now, index.selection)?;
                 let id: i64 = insert_block.query_row(params_from_iter(row.iter()), |r| r.get(0)).map_err(classify)?;
                 for t in &b.transactions {
                     insert_tx.execute(params_from_iter(params::transaction(id, t)?.iter())).map_err(classify)?;
                 }
-                let Some(receipts) = &b.receipts else { continue };
-                let number = to_sql("block number", b.number)?;
-                for r in &receipts.receipts {
+                for r in b.receipts.iter().flat_map(|r| r.receipts.iter()) {
                     insert_receipt.execute(params_from_iter(params::receipt(id, r)?.iter())).map_err(classify)?;
-                    for l in &r.logs {
-                        insert_log.execute(params_from_iter(params::log(id, number, r, l).iter())).map_err(classify)?;
-                    }
                 }
+                let number = to_sql("block number", b.number)?;
+                for l in b.all_logs() {
+                    insert_log.execute(params_from_iter(params::log(id, number, l).iter())).map_err(classify)?;
+                }
+                insert_decoded(&tx, &mut decoded_stmts, index, (id, number), &b.decoded)?;
             }
         }
         tx.commit().map_err(classify)?;
         Ok(true)
     }
+}
+
+/// A block's decoded rows and decode errors, through the connection's statement cache.
+fn insert_decoded<'c>(
+    tx: &'c rusqlite::Transaction<'_>,
+    stmts: &mut [Option<rusqlite::Statement<'c>>],
+    index: &IndexSql,
+    (id, number): (i64, i64),
+    decoded: &[crate::index::DecodedLog],
+) -> Result<(), StoreError> {
+    let mut bad = 0u64;
+    for d in decoded {
+        let k = usize::from(d.table);
+        let (Some(table), Some(slot)) = (index.tables.get(k), stmts.get_mut(k)) else { continue };
+        match &d.values {
+            Ok(values) => {
+                let stmt = match slot {
+                    Some(s) => s,
+                    None => slot.insert(tx.prepare(table.insert).map_err(classify)?),
+                };
+                stmt.execute(params_from_iter(row_params(id, number, d.log_index, values).iter())).map_err(classify)?;
+            }
+            Err(e) => {
+                bad += 1;
+                tx.execute(
+                    include_str!("../../sql/index/insert_decode_error.sql"),
+                    rusqlite::params![id, i64::from(d.log_index), table.name, e],
+                )
+                .map_err(classify)?;
+            }
+        }
+    }
+    if bad > 0 {
+        metrics::counter!("blockstreamer_decode_errors_total").increment(bad);
+    }
+    metrics::counter!("blockstreamer_events_decoded_total").increment(decoded.len() as u64 - bad);
+    Ok(())
 }

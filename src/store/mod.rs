@@ -8,6 +8,7 @@ mod alerts;
 mod blocks;
 mod bulk;
 mod capability;
+mod index;
 pub mod migrate;
 mod multirow;
 mod params;
@@ -30,6 +31,7 @@ use thiserror::Error;
 
 pub use alerts::{AlertRow, AlertWindow};
 pub use capability::CapabilityRow;
+pub use index::DecodeBackfill;
 pub use query::{
     BlockRow, CallPoint, EventRow, ProviderWindow, ReorgRow, RequestRow, StoredTip, TxRow, ratio, us_to_ms,
 };
@@ -112,6 +114,8 @@ pub struct Store {
     bulk: bulk::Bulk,
     /// How the file was opened (read-only ones never write anything).
     access: Access,
+    /// The `[index]` selection and decoded tables the writers use (`use_indexing`).
+    index: Arc<RwLock<Arc<index::IndexSql>>>,
 }
 
 /// How a wei amount is stored: `Ok` an integer when it fits in i64, `Err` its decimal text.
@@ -192,6 +196,7 @@ impl Store {
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             bulk: bulk::Bulk::default(),
             access,
+            index: Arc::new(RwLock::new(Arc::new(index::IndexSql::new()))),
         }
     }
 

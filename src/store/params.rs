@@ -10,16 +10,33 @@ use crate::model::{Block, Log, Receipt, Transaction};
 use crate::types::to_sql;
 
 /// One bound value; blobs borrow from the block.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Param<'a> {
     Null,
     Int(i64),
+    Real(f64),
     Text(String),
+    /// Borrowed text (a decoded value).
+    Str(&'a str),
     Blob(&'a [u8]),
 }
 
+impl<'a> Param<'a> {
+    /// A decoded value, borrowed.
+    pub(super) fn of(v: &'a crate::index::SqlValue) -> Self {
+        use crate::index::SqlValue;
+        match v {
+            SqlValue::Null => Self::Null,
+            SqlValue::Int(i) => Self::Int(*i),
+            SqlValue::Real(r) => Self::Real(*r),
+            SqlValue::Text(t) => Self::Str(t),
+            SqlValue::Blob(b) => Self::Blob(b),
+        }
+    }
+}
+
 /// Columns bound per block row (`canonical` is a literal in the statement).
-pub(super) const BLOCK_PARAMS: usize = 20;
+pub(super) const BLOCK_PARAMS: usize = 21;
 /// Columns bound per transaction row.
 pub(super) const TX_PARAMS: usize = 13;
 /// Columns bound per receipt row.
@@ -39,8 +56,14 @@ fn opt_int(v: Option<i64>) -> Param<'static> {
     v.map_or(Param::Null, Param::Int)
 }
 
-/// A block's row: `provider` is its `providers.id`, `now` the fetch time (ms).
-pub(super) fn block(b: &Block, provider: Option<i64>, now: i64) -> Result<[Param<'_>; BLOCK_PARAMS], StoreError> {
+/// A block's row: `provider` is its `providers.id`, `now` the fetch time (ms), `selection` the
+/// `log_selections.id` its logs were kept by.
+pub(super) fn block(
+    b: &Block,
+    provider: Option<i64>,
+    now: i64,
+    selection: i64,
+) -> Result<[Param<'_>; BLOCK_PARAMS], StoreError> {
     Ok([
         Param::Blob(b.hash.as_slice()),
         Param::Int(to_sql("block number", b.number)?),
@@ -62,13 +85,33 @@ pub(super) fn block(b: &Block, provider: Option<i64>, now: i64) -> Result<[Param
         b.logs_bloom.as_ref().map_or(Param::Null, |bl| Param::Blob(bl.as_slice())),
         Param::Int(receipts_state(b)),
         opt_int(b.receipts.as_ref().and_then(|r| r.root_verified).map(i64::from)),
+        opt_int(logs_selection(b, selection)),
     ])
 }
 
 /// What `blocks.receipts` says of this block: 1 when its receipts and logs come with it (a
-/// block without transactions has all of none), else 0.
+/// block without transactions has all of none), 2 when the selected logs do (no receipts),
+/// else 0.
 pub(super) fn receipts_state(b: &Block) -> i64 {
-    i64::from(b.receipts.is_some() || b.tx_count == 0)
+    if b.receipts.is_some() || b.tx_count == 0 {
+        1
+    } else if b.logs.is_some() {
+        2
+    } else {
+        0
+    }
+}
+
+/// The selection a block's logs were kept by: every log (1) for a block without transactions,
+/// `selection` when it brings logs, none otherwise.
+pub(super) fn logs_selection(b: &Block, selection: i64) -> Option<i64> {
+    if b.tx_count == 0 {
+        Some(1)
+    } else if b.receipts.is_some() || b.logs.is_some() {
+        Some(selection)
+    } else {
+        None
+    }
 }
 
 /// A receipt's row under the block row `block_id`.
@@ -86,19 +129,19 @@ pub(super) fn receipt(block_id: i64, r: &Receipt) -> Result<[Param<'_>; RECEIPT_
         r.contract_address.as_ref().map_or(Param::Null, |a| Param::Blob(a.as_slice())),
         opt_int(r.blob_gas_used.map(|g| to_sql("blob_gas_used", g)).transpose()?),
         wei(r.blob_gas_price),
-        Param::Int(i64::try_from(r.logs.len()).unwrap_or(i64::MAX)),
+        Param::Int(i64::from(r.log_count)),
     ])
 }
 
-/// A log's row under the block row `block_id` (at height `number`, in transaction `r`).
-pub(super) fn log<'a>(block_id: i64, number: i64, r: &'a Receipt, l: &'a Log) -> [Param<'a>; LOG_PARAMS] {
+/// A log's row under the block row `block_id` (at height `number`).
+pub(super) fn log(block_id: i64, number: i64, l: &Log) -> [Param<'_>; LOG_PARAMS] {
     let topic = |i: usize| l.inner.data.topics().get(i).map_or(Param::Null, |t| Param::Blob(t.as_slice()));
     [
         Param::Int(block_id),
         Param::Int(i64::from(l.log_index)),
         Param::Int(number),
-        Param::Int(i64::from(r.tx_index)),
-        Param::Blob(r.tx_hash.as_slice()),
+        Param::Int(i64::from(l.tx_index)),
+        Param::Blob(l.tx_hash.as_slice()),
         Param::Blob(l.inner.address.as_slice()),
         topic(0),
         topic(1),
@@ -141,7 +184,9 @@ fn bind_one<'q>(q: SqliteQuery<'q>, p: Param<'q>) -> SqliteQuery<'q> {
     match p {
         Param::Null => q.bind(None::<i64>),
         Param::Int(i) => q.bind(i),
+        Param::Real(r) => q.bind(r),
         Param::Text(t) => q.bind(t),
+        Param::Str(t) => q.bind(t),
         Param::Blob(b) => q.bind(b),
     }
 }
@@ -151,7 +196,9 @@ impl rusqlite::ToSql for Param<'_> {
         Ok(ToSqlOutput::Borrowed(match self {
             Self::Null => ValueRef::Null,
             Self::Int(i) => ValueRef::Integer(*i),
+            Self::Real(r) => ValueRef::Real(*r),
             Self::Text(t) => ValueRef::Text(t.as_bytes()),
+            Self::Str(t) => ValueRef::Text(t.as_bytes()),
             Self::Blob(b) => ValueRef::Blob(b),
         }))
     }

@@ -41,7 +41,7 @@ impl Store {
         for r in sqlx::query(include_str!("../../sql/gaps/broken_links.sql")).bind(lo).fetch_all(&self.reader).await? {
             scan.broken_links.push(from_sql("block number", r.try_get(0)?)?);
         }
-        if self.meta("receipts_indexed").await? == Some(1) {
+        if self.meta("receipts_indexed").await?.is_some_and(|m| m > 0) {
             let heights: Vec<i64> = sqlx::query_scalar(include_str!("../../sql/gaps/missing_receipts.sql"))
                 .bind(MISSING_RECEIPTS_LISTED)
                 .fetch_all(&self.reader)
@@ -54,9 +54,10 @@ impl Store {
 
     /// Store receipts for blocks already stored (see [`RepairSink::add_receipts`]).
     pub async fn add_receipts(&self, blocks: &[Block]) -> Result<usize, StoreError> {
+        let index = self.index_sql();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         let mut done = Vec::new();
-        for b in blocks.iter().filter(|b| b.receipts.is_some()) {
+        for b in blocks.iter().filter(|b| b.receipts.is_some() || b.logs.is_some()) {
             let id: Option<i64> = sqlx::query_scalar(include_str!("../../sql/gaps/canonical_id.sql"))
                 .bind(b.hash.as_slice())
                 .fetch_optional(&mut *tx)
@@ -67,13 +68,15 @@ impl Store {
             sqlx::query(include_str!("../../sql/gaps/set_receipts.sql"))
                 .bind(id)
                 .bind(verified)
+                .bind(super::params::receipts_state(b))
+                .bind(super::params::logs_selection(b, index.selection))
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
             done.push((id, b));
         }
         let n = done.len();
-        super::blocks::insert_receipts(&mut tx, done.into_iter()).await?;
+        super::blocks::insert_receipts(&mut tx, &index, &done).await?;
         tx.commit().await.map_err(classify)?;
         if n > 0 {
             self.notify_change();

@@ -167,6 +167,11 @@ fn every_configuration_key_is_documented_with_its_default() {
     let mut provider = serde_json::to_value(&c.providers[0]).expect("provider as JSON");
     provider["url"] = Value::Null; // required: no default
     flatten("providers[]", &provider, &mut real);
+    let filter = serde_json::to_value(blockstreamer::config::LogFilterConfig::default()).expect("filter as JSON");
+    flatten("index.logs[]", &filter, &mut real);
+    let mut contract = serde_json::to_value(blockstreamer::config::ContractConfig::default()).expect("contract");
+    contract["name"] = Value::Null; // required: no default
+    flatten("index.contracts[]", &contract, &mut real);
     let documented = documented_keys();
     for (key, value) in &real {
         let Some(d) = documented.get(key) else { panic!("docs/configuration.md does not list `{key}`") };

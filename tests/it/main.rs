@@ -18,6 +18,7 @@ mod api_stream;
 mod cli;
 mod dashboard;
 mod db_faults;
+mod decoded;
 mod demo;
 mod deploy;
 mod docs;
