@@ -25,7 +25,7 @@ pub(super) fn uint_param(map: &BTreeMap<String, String>, key: &str) -> Result<Op
     map.get(key).map(|v| parse_uint(v, key)).transpose()
 }
 
-fn parse_uint(v: &str, what: &str) -> Result<u64, ApiError> {
+pub(super) fn parse_uint(v: &str, what: &str) -> Result<u64, ApiError> {
     let n: u64 = v
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("{what} must be a non-negative decimal integer, got {v:?}")))?;
@@ -97,7 +97,7 @@ pub(super) fn final_param(map: &BTreeMap<String, String>) -> Result<bool, ApiErr
 
 /// The block `id` names (`latest`, a height, a hash); with `final_only`, only a final one
 /// (`latest` is then the newest final block).
-async fn resolve(state: &ApiState, id: &str, final_only: bool) -> Result<Block, ApiError> {
+pub(super) async fn resolve(state: &ApiState, id: &str, final_only: bool) -> Result<Block, ApiError> {
     let store = &state.0.store;
     let final_height = store.final_height().await?;
     let found = match block_id(id)? {

@@ -268,3 +268,50 @@ pub(super) struct StreamReorg {
     pub(super) drop_to: u64,
     pub(super) heights: Vec<u64>,
 }
+
+/// `GET /v1/logs`.
+#[derive(Debug, Serialize)]
+pub(super) struct LogsPage {
+    pub(super) logs: Vec<crate::store::LogRow>,
+    /// Pass as `cursor` for the next page (`BLOCK:LOG_INDEX`); absent on the last.
+    pub(super) next_cursor: Option<String>,
+}
+
+/// `GET /v1/blocks/{id}/logs`.
+#[derive(Debug, Serialize)]
+pub(super) struct BlockLogs {
+    pub(super) block_number: u64,
+    pub(super) block_hash: String,
+    pub(super) canonical: bool,
+    pub(super) logs: Vec<crate::store::LogRow>,
+}
+
+/// `GET /v1/transactions/{hash}/receipt`.
+#[derive(Debug, Serialize)]
+pub(super) struct Receipt {
+    #[serde(flatten)]
+    pub(super) receipt: crate::store::ReceiptRow,
+    /// Orphaned blocks that also held the transaction.
+    pub(super) also_in_blocks: Vec<String>,
+}
+
+/// `GET /v1/event-tables`.
+#[derive(Debug, Serialize)]
+pub(super) struct EventTables {
+    pub(super) tables: Vec<crate::store::EventTableRow>,
+}
+
+/// `GET /v1/events/{table}`.
+#[derive(Debug, Serialize)]
+pub(super) struct EventRowsPage {
+    pub(super) table: String,
+    pub(super) rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub(super) next_cursor: Option<String>,
+}
+
+/// `GET /v1/decode-errors`.
+#[derive(Debug, Serialize)]
+pub(super) struct DecodeErrorsPage {
+    pub(super) errors: Vec<crate::store::DecodeErrorRow>,
+    pub(super) next_cursor: Option<String>,
+}

@@ -11,6 +11,7 @@ mod dashboard;
 mod error;
 mod export;
 mod guard;
+mod logs;
 mod metrics;
 mod ops;
 mod providers;

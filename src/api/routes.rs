@@ -6,7 +6,7 @@
 use axum::http::{Method, StatusCode};
 use axum::routing::{MethodRouter, get, post};
 
-use super::{ApiState, blocks, dashboard, error, export, guard, metrics, ops, providers, request, stream};
+use super::{ApiState, blocks, dashboard, error, export, guard, logs, metrics, ops, providers, request, stream};
 
 /// How a route is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,13 @@ pub fn table() -> Vec<Route> {
         json_get("/v1/blocks/latest", get(blocks::latest)),
         json_get("/v1/blocks/{id}", get(blocks::one)),
         json_get("/v1/blocks/{id}/transactions", get(blocks::transactions)),
+        json_get("/v1/blocks/{id}/logs", get(logs::of_block)),
         json_get("/v1/transactions/{hash}", get(blocks::transaction)),
+        json_get("/v1/transactions/{hash}/receipt", get(logs::receipt)),
+        json_get("/v1/logs", get(logs::list)),
+        json_get("/v1/event-tables", get(logs::tables)),
+        json_get("/v1/events/{table}", get(logs::rows)),
+        json_get("/v1/decode-errors", get(logs::decode_errors)),
         json_get("/v1/reorgs", get(blocks::reorgs)),
         json_get("/v1/gaps", get(blocks::gaps)),
         json_get("/v1/providers", get(providers::list)),

@@ -9,6 +9,7 @@ mod blocks;
 mod bulk;
 mod capability;
 mod index;
+mod logs_read;
 pub mod migrate;
 mod multirow;
 mod params;
@@ -32,6 +33,7 @@ use thiserror::Error;
 pub use alerts::{AlertRow, AlertWindow};
 pub use capability::CapabilityRow;
 pub use index::DecodeBackfill;
+pub use logs_read::{DecodeErrorRow, EventFilter, EventTableRow, LogQuery, LogRow, ReceiptRow};
 pub use query::{
     BlockRow, CallPoint, EventRow, ProviderWindow, ReorgRow, RequestRow, StoredTip, TxRow, ratio, us_to_ms,
 };

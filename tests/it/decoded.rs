@@ -97,8 +97,16 @@ async fn emit_chain(anvil: &Anvil, blocks: u64) -> (String, i64) {
     let hash = anvil
         .call("eth_sendTransaction", rpc_params![json!({"from": accts[0], "data": emitter_code(), "gas": "0x100000"})])
         .await;
-    let receipt = anvil.call("eth_getTransactionReceipt", rpc_params![hash]).await;
-    let emitter = receipt["contractAddress"].as_str().expect("deployed").to_string();
+    let mut emitter = String::new();
+    for _ in 0..200 {
+        let receipt = anvil.call("eth_getTransactionReceipt", rpc_params![hash.clone()]).await;
+        if let Some(a) = receipt["contractAddress"].as_str() {
+            emitter = a.to_string();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!emitter.is_empty(), "emitter deployed");
     let mut rng = fastrand::Rng::with_seed(77);
     let mut bad = 0;
     anvil.call("evm_setAutomine", rpc_params![false]).await;
@@ -254,6 +262,96 @@ async fn decoded_events_equal_the_nodes_and_sort_as_numbers() {
     let raw = scalar_i64(&pool, "SELECT count(*) FROM logs_view WHERE length(data) = 8").await;
     assert_eq!(raw, bad, "the malformed logs stay in logs_view");
     pool.close().await;
+    over_http(&anvil, &db, &emitter, &theirs, bad).await;
+}
+
+/// The same data over the HTTP routes of a read-only `serve`.
+async fn over_http(anvil: &Anvil, db: &TempDb, emitter: &str, theirs: &[(u64, u64, String, String, U256)], bad: i64) {
+    let (_server, _store, base) = crate::api::serve_db(db, blockstreamer::api::ApiOptions::default()).await;
+    let c = crate::http::client();
+    let get = |path: String| {
+        let c = c.clone();
+        let url = format!("{base}{path}");
+        async move { crate::http::get(&c, &url).await }
+    };
+    // /v1/logs, paged by cursor, equals eth_getLogs for the same filter.
+    let head = anvil.head().await;
+    let topic = keccak256("Transfer(address,address,uint256)");
+    let node = anvil
+        .call("eth_getLogs", rpc_params![json!({"fromBlock": "0x0", "toBlock": format!("{head:#x}"), "address": emitter, "topics": [topic.to_string()]})])
+        .await;
+    let node: Vec<(u64, u64, String)> = node
+        .as_array()
+        .expect("logs")
+        .iter()
+        .map(|l| {
+            (hex_u64(&l["blockNumber"]), hex_u64(&l["logIndex"]), l["data"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    let mut ours = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page =
+            get(format!("/v1/logs?address={emitter}&topic0=Transfer(address,address,uint256)&limit=50{cursor}")).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let v = page.json();
+        for l in v["logs"].as_array().expect("logs") {
+            assert_eq!(l["topics"][0], topic.to_string());
+            ours.push((
+                l["block_number"].as_u64().unwrap_or(0),
+                l["log_index"].as_u64().unwrap_or(0),
+                l["data"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+        match v["next_cursor"].as_str() {
+            Some(n) => cursor = format!("&cursor={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(ours, node, "/v1/logs pages equal eth_getLogs");
+    // By a topic alone, and by a block.
+    let (_, _, from, _, _) = &theirs[3];
+    let by_from = get(format!("/v1/logs?topic1=0x{:0>64}", &from[2..])).await.json();
+    assert_eq!(by_from["logs"].as_array().map_or(0, Vec::len), theirs.iter().filter(|t| t.2 == *from).count());
+    let block = get(format!("/v1/blocks/{}/logs", theirs[0].0)).await.json();
+    assert_eq!(block["logs"].as_array().map_or(0, Vec::len), 3, "{block}");
+    // A receipt, with its logs.
+    let tx = block["logs"][0]["transaction_hash"].as_str().expect("tx").to_string();
+    let r = get(format!("/v1/transactions/{tx}/receipt")).await.json();
+    let node_r = anvil.call("eth_getTransactionReceipt", rpc_params![tx.clone()]).await;
+    assert_eq!(r["gas_used"].as_u64(), Some(hex_u64(&node_r["gasUsed"])), "{r}");
+    assert_eq!(r["status"], 1);
+    assert_eq!(r["logs"].as_array().map_or(0, Vec::len), 1);
+    // Decoded rows: by an indexed address, by an exact wide value; errors listed.
+    let tables = get("/v1/event-tables".into()).await.json();
+    assert_eq!(tables["tables"].as_array().map_or(0, Vec::len), 2, "{tables}");
+    let rows = get(format!("/v1/events/evt_tok_transfer?from={from}&limit=1000")).await.json();
+    let want: Vec<String> = theirs.iter().filter(|t| t.2 == *from).map(|t| t.4.to_string()).collect();
+    let got: Vec<String> = rows["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["value"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(got, want, "{rows}");
+    let big = theirs.iter().find(|t| t.4 > U256::from(u64::MAX)).expect("a wide value");
+    let exact = get(format!("/v1/events/evt_tok_transfer_view?value={}", big.4)).await.json();
+    assert_eq!(exact["rows"][0]["log_index"].as_u64(), Some(big.1), "{exact}");
+    let errors = get("/v1/decode-errors?table=evt_tok_transfer".into()).await.json();
+    assert_eq!(i64::try_from(errors["errors"].as_array().map_or(0, Vec::len)).ok(), Some(bad), "{errors}");
+    // Mistakes say what is wrong.
+    for (path, status, words) in [
+        ("/v1/events/evt_tok_transfer?nope=1".to_string(), 400, "has no column"),
+        ("/v1/events/evt_tok_transfer?value=12x".to_string(), 400, "decimal integer"),
+        ("/v1/events/evt_missing".to_string(), 404, "evt_tok_note"),
+        ("/v1/logs?address=0x12".to_string(), 400, "40 hex digits"),
+        ("/v1/logs?cursor=5".to_string(), 400, "BLOCK:LOG_INDEX"),
+        (format!("/v1/transactions/0x{}/receipt", "ab".repeat(32)), 404, "no receipt"),
+    ] {
+        let r = get(path.clone()).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert!(r.text().contains(words), "{path}: {}", r.text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
