@@ -315,3 +315,11 @@ pub(super) struct DecodeErrorsPage {
     pub(super) errors: Vec<crate::store::DecodeErrorRow>,
     pub(super) next_cursor: Option<String>,
 }
+
+/// The data of a log stream `log` event: the log, and whether it left the canonical chain.
+#[derive(Debug, Serialize)]
+pub(super) struct StreamLog {
+    #[serde(flatten)]
+    pub(super) log: crate::store::LogRow,
+    pub(super) removed: bool,
+}

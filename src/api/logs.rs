@@ -34,7 +34,10 @@ fn fixed<const N: usize>(s: &str, what: &str) -> Result<[u8; N], ApiError> {
 }
 
 /// A comma-separated list of alternatives (`topic0` may instead be one event signature).
-fn alternatives<const N: usize>(map: &BTreeMap<String, String>, key: &str) -> Result<Vec<[u8; N]>, ApiError> {
+pub(super) fn alternatives<const N: usize>(
+    map: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Vec<[u8; N]>, ApiError> {
     let Some(v) = map.get(key) else { return Ok(Vec::new()) };
     if key == "topic0" && v.contains('(') {
         let text = v.trim().strip_prefix("event ").unwrap_or(v.trim());

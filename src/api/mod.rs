@@ -20,6 +20,7 @@ pub mod routes;
 pub mod sandbox;
 mod serve;
 mod stream;
+mod stream_logs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -6,7 +6,9 @@
 use axum::http::{Method, StatusCode};
 use axum::routing::{MethodRouter, get, post};
 
-use super::{ApiState, blocks, dashboard, error, export, guard, logs, metrics, ops, providers, request, stream};
+use super::{
+    ApiState, blocks, dashboard, error, export, guard, logs, metrics, ops, providers, request, stream, stream_logs,
+};
 
 /// How a route is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +66,7 @@ pub fn table() -> Vec<Route> {
             handler: post(ops::admin_checkpoint),
         },
         Route { path: "/v1/stream/blocks", method: Method::GET, kind: Kind::Stream, handler: get(stream::blocks) },
+        Route { path: "/v1/stream/logs", method: Method::GET, kind: Kind::Stream, handler: get(stream_logs::logs) },
         Route { path: "/v1/export/{table}", method: Method::GET, kind: Kind::Stream, handler: get(export::export) },
         json_get("/v1/events", get(dashboard::events)),
         json_get("/v1/latency", get(dashboard::latency)),

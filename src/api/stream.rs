@@ -72,13 +72,22 @@ pub(super) async fn blocks(
         (None, Some(f)) => (None, f),
         (None, None) => (None, state.0.store.stored_tip().await?.map_or(0, |t| t.number + 1)),
     };
+    Ok(serve_events(move |tx| async move { produce(&state, cursor, next, &tx).await }))
+}
+
+/// Run `producer` for one client on its own task and stream what it sends; when it ends with
+/// an error, the client gets `event: error` with the reason, then the stream closes.
+pub(super) fn serve_events<F, Fut>(producer: F) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+where
+    F: FnOnce(mpsc::Sender<Event>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
     let (tx, rx) = mpsc::channel::<Event>(64);
     let reason: Arc<Mutex<Option<String>>> = Arc::default();
     let why = reason.clone();
     metrics::gauge!("blockstreamer_api_stream_clients").increment(1.0);
     tokio::spawn(async move {
-        let r = produce(&state, cursor, next, &tx).await;
-        if let Err(e) = r {
+        if let Err(e) = producer(tx).await {
             tracing::info!(reason = %e, "stream client disconnected");
             if let Ok(mut w) = why.lock() {
                 *w = Some(e);
@@ -100,13 +109,27 @@ pub(super) async fn blocks(
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Err (the reason to cut the client off) when the next height it needs is more than
+/// `stream_max_lag_blocks` under the stored head.
+pub(super) async fn not_too_far_behind(state: &ApiState, next: u64) -> Result<(), String> {
+    let tip = state.0.store.stored_tip().await.map_err(|e| format!("database error: {e}"))?;
+    match tip {
+        Some(tip) if tip.number >= next && tip.number - next + 1 > state.0.opts.stream_max_lag_blocks => Err(format!(
+            "slow consumer: {} blocks behind the stored head (limit {}); reconnect with Last-Event-ID",
+            tip.number - next + 1,
+            state.0.opts.stream_max_lag_blocks
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Hand one event to the connection; `Ok(false)` when the client has gone.
 /// An event that cannot be handed to the connection within `wait` means the client stopped
 /// reading (its socket and our small queue are full).
-async fn send(tx: &mpsc::Sender<Event>, ev: Event, wait: Duration) -> Result<bool, String> {
+pub(super) async fn send(tx: &mpsc::Sender<Event>, ev: Event, wait: Duration) -> Result<bool, String> {
     match tokio::time::timeout(wait, tx.send(ev)).await {
         Ok(Ok(())) => Ok(true),
         Ok(Err(_)) => Ok(false),
@@ -161,16 +184,8 @@ async fn produce(
             }
         }
         // Once live, a client that reads slower than blocks arrive is let go, not buffered for.
-        if live
-            && let Some(tip) = store.stored_tip().await.map_err(db)?
-            && tip.number >= next
-            && tip.number - next + 1 > state.0.opts.stream_max_lag_blocks
-        {
-            return Err(format!(
-                "slow consumer: {} blocks behind the stored head (limit {}); reconnect with Last-Event-ID",
-                tip.number - next + 1,
-                state.0.opts.stream_max_lag_blocks
-            ));
+        if live {
+            not_too_far_behind(state, next).await?;
         }
         let rows = store.blocks_range(next, i64::MAX.unsigned_abs(), PAGE, false).await.map_err(db)?;
         let full = rows.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
@@ -195,13 +210,24 @@ async fn produce(
             continue;
         }
         live = true;
-        tokio::select! {
-            () = cancel.cancelled() => return Err("server shutting down".into()),
-            () = tx.closed() => return Ok(()),
-            r = changes.changed() => if r.is_err() { return Err("server shutting down".into()) },
-            // Commits by another process (`serve` over a file someone else writes) are polled.
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        if !wait_for_commit(&cancel, tx, &mut changes).await? {
+            return Ok(());
         }
+    }
+}
+
+/// Wait for the next commit (or a second: commits by another process, as under `serve` over a
+/// file someone else writes, are polled). `Ok(false)`: the client left; Err: shutting down.
+pub(super) async fn wait_for_commit(
+    cancel: &tokio_util::sync::CancellationToken,
+    tx: &mpsc::Sender<Event>,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+) -> Result<bool, String> {
+    tokio::select! {
+        () = cancel.cancelled() => Err("server shutting down".into()),
+        () = tx.closed() => Ok(false),
+        r = changes.changed() => if r.is_err() { Err("server shutting down".into()) } else { Ok(true) },
+        () = tokio::time::sleep(Duration::from_secs(1)) => Ok(true),
     }
 }
 

@@ -92,7 +92,7 @@ fn malformed() -> Emitted {
 
 /// Deploy the emitter and fill `blocks` blocks with 3 logs each (mostly transfers, some notes,
 /// one malformed transfer every 10 blocks). Returns the emitter's address.
-async fn emit_chain(anvil: &Anvil, blocks: u64) -> (String, i64) {
+pub async fn emit_chain(anvil: &Anvil, blocks: u64) -> (String, i64) {
     let accts = anvil.accounts().await;
     let hash = anvil
         .call("eth_sendTransaction", rpc_params![json!({"from": accts[0], "data": emitter_code(), "gas": "0x100000"})])
@@ -138,7 +138,7 @@ async fn emit_chain(anvil: &Anvil, blocks: u64) -> (String, i64) {
     (emitter, bad)
 }
 
-fn contract(address: &str) -> ContractConfig {
+pub fn contract(address: &str) -> ContractConfig {
     ContractConfig {
         name: "tok".into(),
         address: vec![address.into()],
