@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use blockstreamer::app::AppOptions;
 use blockstreamer::config::Config;
-use blockstreamer::export::{Format, Table};
+use blockstreamer::export::Format;
 use blockstreamer::store::Access;
 use clap::{Args, Parser, Subcommand};
 
@@ -104,12 +104,13 @@ pub(crate) enum Command {
     },
     /// Export a table to CSV, JSON lines or Parquet files, chunked like cryo.
     ///
-    /// Tables: blocks, transactions, block_sightings, reorgs, gap_repairs (by height, --from/--to)
-    /// and provider_requests (by time, --since/--until). Finished chunks are skipped on a re-run.
+    /// Tables: blocks, transactions, receipts, logs, block_sightings, reorgs, gap_repairs and
+    /// the file's decoded event tables (evt_<contract>_<event>), by height (--from/--to); and
+    /// provider_requests, by time (--since/--until). Finished chunks are skipped on a re-run.
     Export {
-        /// The table to export.
-        #[arg(value_enum)]
-        table: Table,
+        /// The table to export (blocks, transactions, receipts, logs, provider_requests,
+        /// block_sightings, reorgs, gap_repairs, or a decoded table such as evt_token_transfer).
+        table: String,
         #[command(flatten)]
         file: ReadFile,
         /// File format.

@@ -111,6 +111,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let time = |v: Option<String>, flag: &str| -> anyhow::Result<Option<i64>> {
                 v.map(|s| export::parse_time(&s, now).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
             };
+            file.check()?;
+            let table = export::resolve(&file.db, file.access(), &table)?;
             let opts = ExportOptions {
                 db: file.db.clone(),
                 access: file.access(),
@@ -128,7 +130,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 final_only,
                 progress: std::io::stderr().is_terminal(),
             };
-            cmd_export(&file, opts).await
+            cmd_export(opts).await
         }
         Command::Sql { query, sql_file, file, format, params, timeout_ms, max_rows } => {
             let sql = match (query, sql_file) {
@@ -255,9 +257,9 @@ async fn cmd_backfill(common: &Common, from: u64, to: u64) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `export`: chunk files from a read-only connection; Ctrl-C stops between pages.
-async fn cmd_export(file: &ReadFile, opts: ExportOptions) -> anyhow::Result<()> {
-    file.check()?;
+/// `export` (the file already checked, the table resolved): chunk files from a read-only
+/// connection; Ctrl-C stops between pages.
+async fn cmd_export(opts: ExportOptions) -> anyhow::Result<()> {
     let cancel = shutdown_token(None);
     let started = std::time::Instant::now();
     let summary = tokio::task::spawn_blocking(move || export::export(&opts, &cancel)).await??;

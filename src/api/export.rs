@@ -65,6 +65,7 @@ impl Write for ChannelWriter {
 fn bad(e: ExportError) -> ApiError {
     match e {
         ExportError::BadRange(m) => ApiError::BadRequest(m),
+        ExportError::UnknownTable(m) => ApiError::NotFound(m),
         other => ApiError::Internal(other.to_string()),
     }
 }
@@ -78,7 +79,6 @@ pub(super) async fn export(
 ) -> Result<Response, ApiError> {
     guard::check_sql(&state, &headers)?;
     let map = params(q, &["from", "to", "since", "until", "format", "include_orphaned", "final"])?;
-    let table = Table::parse(&table).map_err(ApiError::NotFound)?;
     let format = Format::parse(map.get("format").map_or("csv", String::as_str)).map_err(ApiError::BadRequest)?;
     let now = crate::types::now_ms();
     let time = |key: &str| {
@@ -89,10 +89,11 @@ pub(super) async fn export(
         Some("true" | "1") => true,
         Some(v) => return Err(ApiError::BadRequest(format!("include_orphaned must be true or false, got {v:?}"))),
     };
-    let opts = ExportOptions {
+    let mut opts = ExportOptions {
         db: state.0.store.path().to_path_buf(),
         access: state.0.store.access(),
-        table,
+        // Looked up in the file below (decoded tables are the file's), off the async threads.
+        table: Table::Blocks,
         format,
         out: std::path::PathBuf::new(),
         from: uint_param(&map, "from")?,
@@ -112,14 +113,18 @@ pub(super) async fn export(
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy("too many exports running; try again shortly".into()))?;
-    let prepared = tokio::task::spawn_blocking(move || Prepared::new(opts))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(bad)?;
+    let prepared = tokio::task::spawn_blocking(move || {
+        opts.table = crate::export::resolve(&opts.db, opts.access, &table)?;
+        Prepared::new(opts)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(bad)?;
+    let table = prepared.table().clone();
     // Named as `blockstreamer export` would name the range as one chunk.
     let name = prepared
         .range()
-        .and_then(|(lo, hi)| crate::export::plan(table, format, lo, hi, i64::MAX).pop())
+        .and_then(|(lo, hi)| crate::export::plan(&table, format, lo, hi, i64::MAX).pop())
         .map_or_else(|| format!("{}__empty.{}", table.name(), format.ext()), |c| c.name);
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     // Set when the export fails: the body then ends with an error after the pieces already

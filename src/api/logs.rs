@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use super::blocks::{Params, limit_param, params, parse_hash, parse_uint, resolve, uint_param};
 use super::body::{BlockLogs, DecodeErrorsPage, EventRowsPage, EventTables, LogsPage, Receipt};
 use super::{ApiError, ApiState};
-use crate::store::{EventFilter, EventTableRow, LogQuery};
+use crate::store::{EventFilter, EventTableRow, IndexActivity, LogQuery};
 
 /// Most alternatives one filter position may list.
 const MAX_ALTERNATIVES: usize = 100;
@@ -220,4 +220,21 @@ pub(super) async fn decode_errors(
     let errors = state.0.store.decode_errors(table.as_deref(), log_cursor(&map)?, limit).await?;
     let next = next_log_cursor(errors.len(), limit, errors.last().map(|e| (e.block_number, e.log_index)));
     Ok(Json(DecodeErrorsPage { errors, next_cursor: next }))
+}
+
+/// `GET /v1/index/activity?blocks=60&minutes=10`: the last `blocks` canonical blocks' logs and
+/// decoded events per table, the receipts and logs answers refused in the last `minutes` per
+/// provider, and the decode errors (the dashboard's indexer panel).
+pub(super) async fn activity(State(state): State<ApiState>, q: Params) -> Result<Json<IndexActivity>, ApiError> {
+    let map = params(q, &["blocks", "minutes"])?;
+    let blocks = uint_param(&map, "blocks")?.unwrap_or(60);
+    let minutes = uint_param(&map, "minutes")?.unwrap_or(10);
+    if !(1..=1000).contains(&blocks) {
+        return Err(ApiError::BadRequest(format!("blocks must be within 1..=1000, got {blocks}")));
+    }
+    if !(1..=1440).contains(&minutes) {
+        return Err(ApiError::BadRequest(format!("minutes must be within 1..=1440, got {minutes}")));
+    }
+    let since = crate::types::now_ms().saturating_sub(i64::try_from(minutes * 60_000).unwrap_or(i64::MAX));
+    Ok(Json(state.0.store.index_activity(blocks, since).await?))
 }

@@ -51,6 +51,7 @@ pub fn table() -> Vec<Route> {
         json_get("/v1/event-tables", get(logs::tables)),
         json_get("/v1/events/{table}", get(logs::rows)),
         json_get("/v1/decode-errors", get(logs::decode_errors)),
+        json_get("/v1/index/activity", get(logs::activity)),
         json_get("/v1/reorgs", get(blocks::reorgs)),
         json_get("/v1/gaps", get(blocks::gaps)),
         json_get("/v1/providers", get(providers::list)),

@@ -73,6 +73,10 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
         servers.push(sp);
         proxies.push(proxy);
     }
+    config.index.contracts = vec![demo_contract()];
+    // Spot checks every second: the liar serves nothing once caught, but is still asked for a
+    // block's receipts now and then, and its forged logs are caught (shown on the dashboard).
+    config.index.audit_secs = 1;
     // Short alert windows, so an alert opens and resolves within the demo's first minute.
     config.alerts.window_secs = 20;
     config.alerts.interval_ms = 1000;
@@ -114,6 +118,20 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
         sp.stop();
     }
     res
+}
+
+/// The simulated token the demo decodes: its `Transfer` and `Approval` events become the tables
+/// `evt_token_transfer` and `evt_token_approval` (and their `_view`s).
+pub fn demo_contract() -> crate::config::ContractConfig {
+    crate::config::ContractConfig {
+        name: "token".into(),
+        address: vec![crate::sim::token(0).to_string()],
+        events: vec![
+            "event Transfer(address indexed from, address indexed to, uint256 value)".into(),
+            "event Approval(address indexed owner, address indexed spender, uint256 value)".into(),
+        ],
+        ..crate::config::ContractConfig::default()
+    }
 }
 
 /// Blocks the demo's simulated chain keeps in memory (~12 KB each).

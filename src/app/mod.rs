@@ -23,7 +23,7 @@ use crate::store::DecodeBackfill;
 use crate::store::{Store, StoreError, StoreOptions, TelemetryWriter};
 
 mod demo;
-pub use demo::{DEMO_KEEP_BLOCKS, DEMO_PROFILES, DemoOptions, run_demo};
+pub use demo::{DEMO_KEEP_BLOCKS, DEMO_PROFILES, DemoOptions, demo_contract, run_demo};
 
 /// Anything that stops the application.
 #[derive(Debug, Error)]

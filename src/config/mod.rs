@@ -290,11 +290,16 @@ pub struct IndexConfig {
     pub logs_range: u64,
     /// Contracts whose events are decoded into typed tables.
     pub contracts: Vec<ContractConfig>,
+    /// Spot checks (with receipts on): every this many seconds while following, one new
+    /// block's receipts are asked of a provider that did not serve them, in turn, and verified
+    /// against the header, so a provider that forges is caught even while nothing is routed to
+    /// it. Costs one `eth_getBlockReceipts` each. 0: off.
+    pub audit_secs: u64,
 }
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { receipts: None, logs: Vec::new(), logs_range: 1000, contracts: Vec::new() }
+        Self { receipts: None, logs: Vec::new(), logs_range: 1000, contracts: Vec::new(), audit_secs: 0 }
     }
 }
 

@@ -17,8 +17,10 @@
 //! written with heights missing (open gaps), which a hidden `.NAME.gaps` file records until a
 //! run writes it whole.
 
+mod events;
 mod read;
 pub mod schema;
+mod when;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -27,12 +29,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Access;
 
 pub use schema::{Format, KeyKind, Table};
+pub use when::parse_time;
+use when::utc_stamp;
 
 /// Why an export failed.
 #[derive(Debug, Error)]
@@ -42,7 +45,9 @@ pub enum ExportError {
     #[error("reading the database: {0}")]
     Sql(String),
     #[error("{table}.{column}: {reason}")]
-    BadValue { table: &'static str, column: &'static str, reason: String },
+    BadValue { table: String, column: String, reason: String },
+    #[error("{0}")]
+    UnknownTable(String),
     #[error("encoding: {0}")]
     Encode(String),
     #[error("writing: {0}")]
@@ -123,21 +128,8 @@ fn end_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     (a.len(), a).cmp(&(b.len(), b))
 }
 
-fn utc_stamp(ms: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 /// The file name prefix shared by every version of the chunk starting at `lo`.
-fn chunk_prefix(table: Table, lo: i64) -> String {
+fn chunk_prefix(table: &Table, lo: i64) -> String {
     match table.key_kind() {
         KeyKind::Height => format!("{}__{lo:08}_to_", table.name()),
         KeyKind::Time => format!("{}__{}_to_", table.name(), utc_stamp(lo)),
@@ -145,7 +137,7 @@ fn chunk_prefix(table: Table, lo: i64) -> String {
 }
 
 /// Split `lo..=hi` into chunks aligned on multiples of `size`.
-pub fn plan(table: Table, format: Format, lo: i64, hi: i64, size: i64) -> Vec<Chunk> {
+pub fn plan(table: &Table, format: Format, lo: i64, hi: i64, size: i64) -> Vec<Chunk> {
     let mut out = Vec::new();
     if size <= 0 || hi < lo {
         return out;
@@ -178,7 +170,7 @@ struct Existing {
 }
 
 /// The finished files of `table` in `format` already in `dir` and their gap markers, read once.
-fn existing_chunks(dir: &Path, table: Table, format: Format) -> Existing {
+fn existing_chunks(dir: &Path, table: &Table, format: Format) -> Existing {
     let head = format!("{}__", table.name());
     let suffix = format!(".{}", format.ext());
     let mut out = Existing::default();
@@ -206,7 +198,7 @@ fn gaps_marker(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Remove temp files left by an exporter that was killed (`.NAME.tmp-PID` whose PID is gone).
-fn remove_stale_temps(dir: &Path, table: Table) {
+fn remove_stale_temps(dir: &Path, table: &Table) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     let mine = format!(".{}__", table.name());
     for e in entries.filter_map(Result::ok) {
@@ -235,7 +227,7 @@ fn encode_range<W: Write + Send>(
     out: W,
     cancel: &CancellationToken,
 ) -> Result<(u64, W), ExportError> {
-    let table = opts.table;
+    let table = &opts.table;
     // Pages are separate read transactions (so the WAL is never pinned); a reorg committed
     // between two of them would leave blocks of both branches in one output. The reorg log says
     // whether that happened: checked after every page, so an HTTP stream stops early.
@@ -274,7 +266,7 @@ fn chunk_len(opts: &ExportOptions) -> i64 {
 
 /// Resolve the key range to export: explicit ends, else the stored bounds. None = nothing stored.
 fn key_range(conn: &rusqlite::Connection, opts: &ExportOptions) -> Result<Option<(i64, i64)>, ExportError> {
-    let stored = read::bounds(conn, opts.table, opts.include_orphaned)?;
+    let stored = read::bounds(conn, &opts.table, opts.include_orphaned)?;
     match opts.table.key_kind() {
         KeyKind::Height => {
             if opts.since_ms.is_some() || opts.until_ms.is_some() {
@@ -349,8 +341,8 @@ pub fn export(opts: &ExportOptions, cancel: &CancellationToken) -> Result<Export
     }
     let size = chunk_len(opts);
     fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
-    remove_stale_temps(&opts.out, opts.table);
-    let chunks = plan(opts.table, opts.format, lo, hi, size);
+    remove_stale_temps(&opts.out, &opts.table);
+    let chunks = plan(&opts.table, opts.format, lo, hi, size);
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(chunks.len() as u64);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -358,15 +350,15 @@ pub fn export(opts: &ExportOptions, cancel: &CancellationToken) -> Result<Export
         ) {
             b.set_style(style.progress_chars("=> "));
         }
-        b.set_prefix(opts.table.name());
+        b.set_prefix(opts.table.name().to_string());
         b
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut done = existing_chunks(&opts.out, opts.table, opts.format);
+    let mut done = existing_chunks(&opts.out, &opts.table, opts.format);
     for chunk in chunks {
         let final_path = opts.out.join(&chunk.name);
-        let existing = done.chunks.remove(&chunk_prefix(opts.table, chunk.lo)).unwrap_or_default();
+        let existing = done.chunks.remove(&chunk_prefix(&opts.table, chunk.lo)).unwrap_or_default();
         let covered = existing.iter().any(|(_, end)| end_cmp(end, &chunk.end).is_ge());
         let marker = gaps_marker(&opts.out, &chunk.name);
         // A chunk written while some of its heights had no block is done again on every run
@@ -485,6 +477,15 @@ fn write_chunk(
     }
 }
 
+/// The table called `name` in the file at `db`: a stored table (`blocks`, `logs`, …) or one of
+/// its decoded event tables (`evt_<contract>_<event>`). The error lists what there is.
+pub fn resolve(db: &Path, access: Access, name: &str) -> Result<Table, ExportError> {
+    if let Some(t) = Table::stored(name) {
+        return Ok(t);
+    }
+    events::resolve(&read::open(db, access)?, name)
+}
+
 /// One table range resolved and ready to stream as a single output (HTTP export).
 #[derive(Debug)]
 pub struct Prepared {
@@ -502,6 +503,11 @@ impl Prepared {
         Ok(Self { conn, opts, range })
     }
 
+    /// The table it writes.
+    pub fn table(&self) -> &Table {
+        &self.opts.table
+    }
+
     /// The key range that will be written (None: nothing stored in it).
     pub fn range(&self) -> Option<(i64, i64)> {
         self.range
@@ -515,68 +521,13 @@ impl Prepared {
     }
 }
 
-/// Parse a `--since/--until` time: ms since the epoch, an RFC 3339 time
-/// (`2026-11-28T14:00:00Z`), a UTC date (`2026-11-28`), or a span back from `now_ms`
-/// (`90m`, `24h`, `7d`).
-pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
-    use time::format_description::well_known::Rfc3339;
-    let s = s.trim();
-    if s.starts_with('-') {
-        return Err(format!(
-            "{s:?} is negative: give a time (ms, 2026-11-28T14:00:00Z, 2026-11-28) or a span ago (24h)"
-        ));
-    }
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    if let Some(unit) = s.chars().last().filter(|c| matches!(c, 's' | 'm' | 'h' | 'd'))
-        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
-    {
-        let per = match unit {
-            's' => 1_000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            _ => 86_400_000,
-        };
-        return Ok(now_ms.saturating_sub(n.saturating_mul(per)));
-    }
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| format!("{s:?} is out of range"));
-    }
-    let parts: Vec<&str> = s.split('-').collect();
-    if let [y, m, d] = parts.as_slice()
-        && let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i32>(), m.parse::<u8>(), d.parse::<u8>())
-        && let Ok(month) = time::Month::try_from(m)
-        && let Ok(date) = time::Date::from_calendar_date(y, month, d)
-    {
-        return Ok(date.midnight().assume_utc().unix_timestamp().saturating_mul(1000));
-    }
-    Err(format!(
-        "cannot read {s:?} as a time: give ms since the epoch, 2026-11-28T14:00:00Z, 2026-11-28, or a span ago like 24h or 7d"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn times_parse_in_every_documented_form() {
-        let now = 1_764_338_400_000;
-        assert_eq!(parse_time("1764338400000", now), Ok(1_764_338_400_000));
-        assert_eq!(parse_time("2025-11-28T14:00:00Z", now), Ok(1_764_338_400_000));
-        assert_eq!(parse_time("2025-11-28", now), Ok(1_764_288_000_000));
-        assert_eq!(parse_time("2h", now), Ok(now - 7_200_000));
-        assert_eq!(parse_time("7d", now), Ok(now - 7 * 86_400_000));
-        assert!(parse_time("yesterday", now).unwrap_err().contains("24h"));
-        // a negative span would reach into the future (an empty file, silently)
-        assert!(parse_time("-5h", now).unwrap_err().contains("negative"));
-        assert!(parse_time("-5", now).is_err());
-    }
-
-    #[test]
     fn chunks_align_on_multiples_and_clip_at_the_range() {
-        let c = plan(Table::Blocks, Format::Parquet, 1500, 3200, 1000);
+        let c = plan(&Table::Blocks, Format::Parquet, 1500, 3200, 1000);
         let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
@@ -587,9 +538,9 @@ mod tests {
             ]
         );
         assert_eq!((c[1].lo, c[1].hi), (2000, 2999));
-        let t = plan(Table::ProviderRequests, Format::Csv, 1_764_338_400_000, 1_764_345_599_999, 3_600_000);
+        let t = plan(&Table::ProviderRequests, Format::Csv, 1_764_338_400_000, 1_764_345_599_999, 3_600_000);
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].name, "provider_requests__20251128T140000Z_to_20251128T150000Z.csv");
-        assert!(plan(Table::Blocks, Format::Csv, 5, 4, 10).is_empty());
+        assert!(plan(&Table::Blocks, Format::Csv, 5, 4, 10).is_empty());
     }
 }

@@ -30,7 +30,7 @@ pub(crate) fn open(path: &Path, access: Access) -> Result<Connection, ExportErro
 /// The stored key bounds of a table (None when it has no rows).
 pub(crate) fn bounds(
     conn: &Connection,
-    table: Table,
+    table: &Table,
     include_orphaned: bool,
 ) -> Result<Option<(i64, i64)>, ExportError> {
     let (lo, hi): (Option<i64>, Option<i64>) = conn
@@ -79,7 +79,7 @@ impl Builder {
             Kind::U64 => Self::U64(UInt64Builder::with_capacity(PAGE_ROWS)),
             Kind::I64 => Self::I64(Int64Builder::with_capacity(PAGE_ROWS)),
             Kind::Bool => Self::Bool(BooleanBuilder::with_capacity(PAGE_ROWS)),
-            Kind::Text | Kind::Wei => Self::Text(StringBuilder::new()),
+            Kind::Text | Kind::Wei | Kind::Decimal => Self::Text(StringBuilder::new()),
             Kind::Hash => Self::Fixed(FixedSizeBinaryBuilder::with_capacity(PAGE_ROWS, 32)),
             Kind::Address => Self::Fixed(FixedSizeBinaryBuilder::with_capacity(PAGE_ROWS, 20)),
             Kind::Bytes => Self::Bytes(BinaryBuilder::new()),
@@ -138,6 +138,15 @@ impl Builder {
                 b.append_value(s);
                 Ok(s.len())
             }
+            (Self::Text(b), Kind::Decimal, ValueRef::Text(t)) => {
+                let s = std::str::from_utf8(t).map_err(|_| "decimal text is not UTF-8".to_string())?;
+                let digits = s.strip_prefix('-').unwrap_or(s);
+                if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(format!("{s:?} is not a decimal number"));
+                }
+                b.append_value(s);
+                Ok(s.len())
+            }
             (Self::Text(b), Kind::Text, ValueRef::Text(t)) => {
                 b.append_value(String::from_utf8_lossy(t));
                 Ok(t.len())
@@ -159,7 +168,7 @@ impl Builder {
 /// Pages through one table's key range `lo..=hi`.
 pub(crate) struct Pager<'c> {
     stmt: rusqlite::Statement<'c>,
-    table: Table,
+    table: &'c Table,
     hi: i64,
     include_orphaned: bool,
     cursor: Vec<Value>,
@@ -169,7 +178,7 @@ pub(crate) struct Pager<'c> {
 impl<'c> Pager<'c> {
     pub(crate) fn new(
         conn: &'c Connection,
-        table: Table,
+        table: &'c Table,
         lo: i64,
         hi: i64,
         include_orphaned: bool,
@@ -206,8 +215,8 @@ impl<'c> Pager<'c> {
                 for (i, (c, b)) in cols.iter().zip(builders.iter_mut()).enumerate() {
                     let v = row.get_ref(i).map_err(sql_err)?;
                     bytes += b.append(c, v).map_err(|reason| ExportError::BadValue {
-                        table: self.table.name(),
-                        column: c.name,
+                        table: self.table.name().to_string(),
+                        column: c.name.to_string(),
                         reason,
                     })?;
                 }

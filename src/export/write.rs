@@ -31,7 +31,7 @@ pub(crate) enum Encoder<W: Write + Send> {
 
 impl<W: Write + Send> Encoder<W> {
     /// Start an output of `table` in `format` (CSV writes its header now).
-    pub(crate) fn new(table: Table, format: Format, mut out: W) -> Result<Self, ExportError> {
+    pub(crate) fn new(table: &Table, format: Format, mut out: W) -> Result<Self, ExportError> {
         match format {
             Format::Parquet => {
                 let props = WriterProperties::builder()
@@ -47,7 +47,7 @@ impl<W: Write + Send> Encoder<W> {
                 Ok(Self::Parquet(Box::new(w)))
             }
             Format::Csv => {
-                let header: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+                let header: Vec<&str> = table.columns().iter().map(|c| c.name.as_ref()).collect();
                 out.write_all(header.join(",").as_bytes()).map_err(io_err)?;
                 out.write_all(b"\n").map_err(io_err)?;
                 Ok(Self::Text { out, format, line: Vec::with_capacity(4096) })

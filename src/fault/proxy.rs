@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::http1::{Reply, Request, read_request, write_reply};
-use super::rewrite::{self, Post, answer, call_height, call_method, error_answer, is_head_tag, set_height};
+use super::rewrite::{self, Post, answer, call_height, call_method, error_answer, is_head_tag, logs_range, set_height};
 use super::{Decision, Engine, Fault, HeadView, LoggedCall, Script};
 
 /// Why the proxy could not start.
@@ -379,6 +379,14 @@ async fn answer_locally(
                 answers[i] = Some(error_answer(&id, *code, message, data.as_ref()));
             }
             Fault::NullResult => answers[i] = Some(answer(&id, &Value::Null)),
+            Fault::MaxRange { blocks, code, message } => {
+                if let Some((from, to)) = logs_range(call)
+                    && to.saturating_sub(from) >= *blocks
+                {
+                    let hint = format!("[{from:#x}, {:#x}]", from + blocks.saturating_sub(1));
+                    answers[i] = Some(error_answer(&id, *code, &message.replace("{range}", &hint), None));
+                }
+            }
             Fault::Result { value } => answers[i] = Some(answer(&id, value)),
             Fault::WrongHeight { offset } => {
                 if let Some(n) = call_height(call) {

@@ -18,10 +18,22 @@ pub(super) fn parse_quantity(s: &str) -> Option<u64> {
 
 /// The height a call names (`eth_getBlockByNumber` or `eth_getBlockReceipts` with a number).
 pub(super) fn call_height(call: &Value) -> Option<u64> {
+    if call_method(call) == "eth_getLogs" {
+        return logs_range(call).map(|(_, to)| to);
+    }
     if !matches!(call_method(call), "eth_getBlockByNumber" | "eth_getBlockReceipts") {
         return None;
     }
     call.get("params")?.get(0)?.as_str().and_then(parse_quantity)
+}
+
+/// The (fromBlock, toBlock) an `eth_getLogs` call asks for, when both are numbers.
+pub(super) fn logs_range(call: &Value) -> Option<(u64, u64)> {
+    if call_method(call) != "eth_getLogs" {
+        return None;
+    }
+    let f = call.get("params")?.get(0)?;
+    Some((parse_quantity(f.get("fromBlock")?.as_str()?)?, parse_quantity(f.get("toBlock")?.as_str()?)?))
 }
 
 /// The call asks for the head by tag (`latest`, `pending`, `safe`, `finalized`).

@@ -154,6 +154,9 @@ pub enum Fault {
     DuplicateKey { field: String, value: Value },
     /// The result object carries arrays nested `depth` deep (serde_json stops at 128).
     DeepNesting { depth: usize },
+    /// `eth_getLogs` over more than `blocks` blocks is refused with this error; `{range}` in
+    /// the message becomes a range that would work (`[0x10, 0x4f]`), as Alchemy and Infura say.
+    MaxRange { blocks: u64, code: i32, message: String },
 }
 
 fn one_usize() -> usize {
@@ -198,6 +201,7 @@ impl Fault {
             Self::InvalidUtf8 => "invalid_utf8",
             Self::DuplicateKey { .. } => "duplicate_key",
             Self::DeepNesting { .. } => "deep_nesting",
+            Self::MaxRange { .. } => "max_range",
         }
     }
 
@@ -274,6 +278,7 @@ impl Script {
                     return bad("truncate fraction must be within 0..1");
                 }
                 Fault::SlowBody { chunk: 0, .. } => return bad("slow_body chunk must be at least 1"),
+                Fault::MaxRange { blocks: 0, .. } => return bad("max_range blocks must be at least 1"),
                 _ => {}
             }
         }

@@ -101,8 +101,8 @@ impl Fleet {
                 let span = p.logs_span(range.min(hi - from + 1));
                 let to = from + span - 1;
                 let started = Instant::now();
-                let r = p.logs(f, from, to, CallCtx { attempt: tries.attempt(), hedged: false }).await;
-                let r = r.and_then(|logs| check(run, f, from, to, logs));
+                let checked = |logs| check(run, f, from, to, logs);
+                let r = p.logs(f, from, to, checked, CallCtx { attempt: tries.attempt(), hedged: false }).await;
                 match r {
                     Ok(logs) => {
                         self.settle(lease, started, Ok(()), false);

@@ -11,6 +11,7 @@
 //! - [`lease`]: admitting one call and settling it; [`route`]: picking the provider;
 //! - [`failover`]: retries across providers, backoff, hedging.
 
+mod audit;
 mod budget;
 mod failover;
 mod head;

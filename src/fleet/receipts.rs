@@ -115,7 +115,7 @@ impl Fleet {
     }
 }
 
-fn receipts_of<'a>(b: &Block, hashes: &'a [B256]) -> ReceiptsOf<'a> {
+pub(super) fn receipts_of<'a>(b: &Block, hashes: &'a [B256]) -> ReceiptsOf<'a> {
     ReceiptsOf {
         number: b.number,
         hash: b.hash,

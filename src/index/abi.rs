@@ -56,6 +56,12 @@ impl ColumnKind {
         }
     }
 
+    /// The kind for a Solidity type as an ABI writes it (`uint256`, `bytes32[]`); None when
+    /// the type does not parse.
+    pub fn for_type(ty: &str, indexed: bool) -> Option<Self> {
+        DynSolType::parse(ty).ok().map(|t| Self::of(&t, indexed))
+    }
+
     /// The STRICT column type of the value column.
     pub fn sql_type(self) -> &'static str {
         match self {
@@ -111,7 +117,7 @@ impl EventTable {
 
 /// Columns every decoded table has before the parameters (a parameter of the same name gets a
 /// `p_` prefix).
-pub const FIXED_COLUMNS: [&str; 8] = [
+pub const FIXED_COLUMNS: [&str; 9] = [
     "block_id",
     "log_index",
     "block_number",
@@ -120,6 +126,8 @@ pub const FIXED_COLUMNS: [&str; 8] = [
     "transaction_hash",
     "address",
     "block_timestamp",
+    // exports add it
+    "canonical",
 ];
 
 /// The whole `[index]` section, checked: whether receipts are fetched, which logs are kept,
@@ -130,6 +138,8 @@ pub struct Indexing {
     pub selection: LogSelection,
     pub logs_range: u64,
     pub tables: Vec<EventTable>,
+    /// How often a new block's receipts are spot-checked on another provider (None: never).
+    pub audit: Option<std::time::Duration>,
     by_log: HashMap<(Address, B256), Vec<u16>>,
 }
 
@@ -168,7 +178,15 @@ impl Indexing {
                 by_log.entry((*a, t.topic0)).or_default().push(i);
             }
         }
-        Ok(Self { receipts, selection: LogSelection::new(filters), logs_range: c.logs_range.max(1), tables, by_log })
+        let audit = (receipts && c.audit_secs > 0).then(|| std::time::Duration::from_secs(c.audit_secs));
+        Ok(Self {
+            receipts,
+            selection: LogSelection::new(filters),
+            logs_range: c.logs_range.max(1),
+            tables,
+            audit,
+            by_log,
+        })
     }
 
     /// Whether any log is stored at all.

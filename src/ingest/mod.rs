@@ -125,12 +125,14 @@ pub struct Syncer<S: BlockSink> {
     progress: Option<indicatif::ProgressBar>,
     in_flight: Option<PendingCommit<S::Error>>,
     state: Option<Arc<std::sync::Mutex<IngestState>>>,
+    /// When the last spot check of another provider's receipts started.
+    last_audit: Option<Instant>,
 }
 
 impl<S: BlockSink + Clone + 'static> Syncer<S> {
     /// A syncer that continues from `window` (seeded by the composition root from the store).
     pub fn new(fleet: Arc<Fleet>, sink: S, window: Window, opts: IngestOptions) -> Self {
-        Self { fleet, sink, window, opts, progress: None, in_flight: None, state: None }
+        Self { fleet, sink, window, opts, progress: None, in_flight: None, state: None, last_audit: None }
     }
 
     /// Report what ingest is doing into `state` (read by health checks).
@@ -211,6 +213,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             return Ok(());
         };
         let blocks = std::mem::take(pending);
+        self.maybe_audit(&blocks);
         let n = blocks.len();
         let sink = self.sink.clone();
         // The commit runs in the background but inside this span, so traces show its length.
@@ -218,6 +221,22 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
         let handle = AbortOnDropHandle::new(tokio::spawn(commit.in_current_span()));
         self.in_flight = Some(PendingCommit { handle, first, tip, blocks: n, started: Instant::now() });
         Ok(())
+    }
+
+    /// Every `[index] audit_secs`, spot-check the receipts of the newest block of `blocks` that
+    /// has verified receipts on another provider, in the background (the fleet records the
+    /// outcome: telemetry, and a penalty for a forged answer).
+    fn maybe_audit(&mut self, blocks: &[Block]) {
+        let Some(every) = self.opts.index.audit else { return };
+        if self.last_audit.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        let verified =
+            |b: &&Block| b.tx_count > 0 && b.receipts.as_ref().is_some_and(|r| r.root_verified == Some(true));
+        let Some(b) = blocks.iter().rev().find(verified).cloned() else { return };
+        self.last_audit = Some(Instant::now());
+        let fleet = self.fleet.clone();
+        tokio::spawn(async move { fleet.audit_receipts(&b).await }.in_current_span());
     }
 
     /// Fetch and commit every height from the window's next number up to `target`.

@@ -123,12 +123,14 @@ fn suggested(m: &str) -> Option<u64> {
 }
 
 impl Provider {
-    /// The logs matching `filter` in `from..=to`, decoded (not yet checked against blocks).
+    /// The logs matching `filter` in `from..=to`, decoded and passed through `check` (the
+    /// fleet's test against the fetched blocks); an answer `check` refuses is an invalid response.
     pub async fn logs(
         &self,
         filter: &LogFilter,
         from: u64,
         to: u64,
+        check: impl Fn(Vec<FetchedLog>) -> Result<Vec<FetchedLog>, ProviderError>,
         ctx: CallCtx,
     ) -> Result<Vec<FetchedLog>, ProviderError> {
         let obj = filter.to_rpc(from, to);
@@ -137,7 +139,8 @@ impl Provider {
             push(&mut p, &obj);
             p
         };
-        let decode = |_: usize, raw: &str| Ok(decode_logs(raw)?);
+        // Checked inside the call, so a refused answer is recorded as the invalid response it was.
+        let decode = |_: usize, raw: &str| check(decode_logs(raw)?);
         let mut out = self.calls(method::LOGS, &[Some(to)], params, decode, ctx).await;
         let r = out.pop().unwrap_or_else(|| Err(ProviderError::Invalid("no answer".into())));
         match &r {

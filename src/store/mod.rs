@@ -4,6 +4,7 @@
 //! reorg writes are serialised without SQLITE_BUSY churn, each in a `BEGIN IMMEDIATE`
 //! transaction; `reader` is read-only (`query_only`) for the API, export and checks.
 
+mod activity;
 mod alerts;
 mod blocks;
 mod bulk;
@@ -30,6 +31,7 @@ use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
 
+pub use activity::{BlockActivity, IndexActivity, RefusedAnswers};
 pub use alerts::{AlertRow, AlertWindow};
 pub use capability::CapabilityRow;
 pub use index::DecodeBackfill;

@@ -35,6 +35,7 @@ pub async fn fixture_db() -> TempDb {
     config.poll_interval_ms = 50;
     config.api.enabled = false;
     config.alerts.enabled = false;
+    config.index.contracts = vec![blockstreamer::app::demo_contract()];
     let app = Arc::new(App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("start"));
     let cancel = CancellationToken::new();
     app.backfill(0, 60, &cancel).await.expect("backfill");

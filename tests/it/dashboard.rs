@@ -116,6 +116,9 @@ impl Browser {
                 badge: (r.querySelector('.badge') || {}).textContent })),
             latencyPoints: Number(document.getElementById('latency').dataset.points),
             headPoints: Number(document.getElementById('heads').dataset.points),
+            activityPoints: Number(document.getElementById('activity').dataset.points),
+            activityLegend: [...document.querySelectorAll('#activity-legend span')].map(s => s.textContent),
+            decodeErrors: document.getElementById('decode-errors').textContent,
             storedHead: Number(document.body.dataset.storedHead),
             shownHead: Number(document.getElementById('stored-head').textContent),
             updates: Number(document.body.dataset.updates) })"#;
@@ -196,7 +199,19 @@ async fn the_dashboard_renders_live_in_headless_chromium() {
     }
     let events = http::get(&c, &format!("{base}/v1/events?limit=5")).await.json();
     assert!(events["events"].as_array().is_some_and(|e| !e.is_empty()), "{events}");
-    for bad in ["/v1/latency?seconds=5", "/v1/latency?seconds=600&step=1", "/v1/events?limit=x", "/v1/latency?foo=1"] {
+    let activity = http::get(&c, &format!("{base}/v1/index/activity?blocks=20")).await.json();
+    let blocks = activity["blocks"].as_array().cloned().unwrap_or_default();
+    assert!(!blocks.is_empty() && blocks.len() <= 20, "{activity}");
+    let transfers: u64 = blocks.iter().filter_map(|b| b["events"]["evt_token_transfer"].as_u64()).sum();
+    assert!(transfers > 0, "the demo token's transfers are decoded: {activity}");
+    for bad in [
+        "/v1/latency?seconds=5",
+        "/v1/latency?seconds=600&step=1",
+        "/v1/events?limit=x",
+        "/v1/latency?foo=1",
+        "/v1/index/activity?blocks=0",
+        "/v1/index/activity?minutes=99999",
+    ] {
         assert_eq!(http::get(&c, &format!("{base}{bad}")).await.status, 400, "{bad}");
     }
 
@@ -223,6 +238,12 @@ async fn the_dashboard_renders_live_in_headless_chromium() {
     }
     assert!(later["latencyPoints"].as_u64().is_some_and(|n| n >= 5), "latency plot points: {later}");
     assert!(later["headPoints"].as_u64().is_some_and(|n| n >= 5), "head plot points: {later}");
+    // The indexer panel: logs and the demo token's decoded events per block.
+    assert!(later["activityPoints"].as_u64().is_some_and(|n| n >= 10), "activity plot points: {later}");
+    let legend: Vec<&str> =
+        later["activityLegend"].as_array().map(|l| l.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    assert!(legend.contains(&"logs") && legend.contains(&"evt_token_transfer"), "activity legend: {later}");
+    assert_eq!(later["decodeErrors"], "0", "{later}");
     let (h1, h2) = (first["storedHead"].as_u64().unwrap_or(0), later["storedHead"].as_u64().unwrap_or(0));
     assert!(h1 > 0 && h2 > h1, "the page follows new blocks: {h1} then {h2}");
     assert_eq!(later["shownHead"].as_u64(), Some(h2), "the header shows the stored head: {later}");

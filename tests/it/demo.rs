@@ -57,6 +57,8 @@ struct Seen {
     gaps_open: bool,
     liar_rejected: i64,
     liar_penalised: i64,
+    liar_logs_refused: i64,
+    events_decoded: i64,
     laggard_excluded: i64,
     throttled_429: i64,
     throttled_paced: i64,
@@ -71,6 +73,8 @@ impl Seen {
             && !self.gaps_open
             && self.liar_rejected > 0
             && self.liar_penalised > 0
+            && self.liar_logs_refused > 0
+            && self.events_decoded > 0
             && self.laggard_excluded > 0
             && self.throttled_429 > 0
             && self.throttled_paced > 0
@@ -96,6 +100,14 @@ async fn look(c: &http::HttpClient, base: &str) -> Seen {
             || gaps["broken_links"].as_array().is_none_or(|m| !m.is_empty()),
         liar_rejected: scalar(c, base, &outcomes("liar", "invalid_response")).await,
         liar_penalised: scalar(c, base, &events("liar", "integrity_penalty")).await,
+        // The liar's forged logs, caught by the spot checks (receipts root mismatch) and listed
+        // in the dashboard's indexer panel.
+        liar_logs_refused: http::get(c, &format!("{base}/v1/index/activity?minutes=60"))
+            .await
+            .json()["refused"]
+            .as_array()
+            .map_or(0, |r| r.iter().filter(|x| x["provider"] == "liar").filter_map(|x| x["refused"].as_i64()).sum()),
+        events_decoded: scalar(c, base, "SELECT count(*) FROM evt_token_transfer_view").await,
         laggard_excluded: scalar(
             c,
             base,

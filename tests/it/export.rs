@@ -28,8 +28,8 @@ type Rows = Vec<Vec<String>>;
 
 /// The database's rows as text (numbers in decimal, flags true/false, bytes 0x hex, NULL
 /// empty), in export order — written independently of sql/export so a mistake there shows.
-fn expected_sql(table: Table) -> &'static str {
-    match table {
+fn expected_sql(table: &Table) -> String {
+    let sql = match table {
         Table::Blocks => {
             "SELECT number, '0x'||lower(hex(hash)), '0x'||lower(hex(parent_hash)), timestamp, '0x'||lower(hex(miner)),
                     gas_used, gas_limit, coalesce(CAST(base_fee_per_gas AS TEXT), ''), '0x'||lower(hex(state_root)),
@@ -72,11 +72,38 @@ fn expected_sql(table: Table) -> &'static str {
                     coalesce((SELECT name FROM providers p WHERE p.id = provider_id), ''), outcome, blocks, coalesce(error, '')
              FROM gap_repairs WHERE ?1 IN (0, 1) ORDER BY from_number, id"
         }
-    }
+        Table::Receipts => {
+            "SELECT block_number, block_hash, transaction_index, transaction_hash, coalesce(CAST(status AS TEXT), ''),
+                    coalesce(post_state, ''), tx_type, gas_used, cumulative_gas_used,
+                    coalesce(CAST(effective_gas_price AS TEXT), ''), coalesce(contract_address, ''),
+                    coalesce(CAST(blob_gas_used AS TEXT), ''), coalesce(CAST(blob_gas_price AS TEXT), ''), log_count,
+                    (SELECT timestamp FROM blocks b WHERE b.hash = unhex(substr(r.block_hash, 3))), 'true'
+             FROM receipts_view r WHERE ?1 IN (0, 1) ORDER BY block_number, transaction_index"
+        }
+        Table::Logs => {
+            "SELECT block_number, block_hash, transaction_index, log_index, transaction_hash, address,
+                    coalesce(topic0, ''), coalesce(topic1, ''), coalesce(topic2, ''), coalesce(topic3, ''), data,
+                    block_timestamp, 'true'
+             FROM logs_view WHERE ?1 IN (0, 1) ORDER BY block_number, log_index"
+        }
+        Table::Events(_) => {
+            return format!(
+                "SELECT block_number, block_hash, transaction_index, log_index, transaction_hash, address,
+                        \"from\", \"to\", value_dec, block_timestamp, 'true'
+                 FROM {}_view WHERE ?1 IN (0, 1) ORDER BY block_number, log_index",
+                table.name()
+            );
+        }
+    };
+    sql.to_string()
 }
 
-async fn expected(pool: &SqlitePool, table: Table, include_orphaned: bool) -> Rows {
-    let rows = sqlx::query(expected_sql(table)).bind(include_orphaned).fetch_all(pool).await.expect("expected rows");
+async fn expected(pool: &SqlitePool, table: &Table, include_orphaned: bool) -> Rows {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(expected_sql(table)))
+        .bind(include_orphaned)
+        .fetch_all(pool)
+        .await
+        .expect("expected rows");
     rows.iter()
         .map(|r| {
             (0..r.len())
@@ -112,7 +139,7 @@ fn arrow_text(col: &dyn Array, row: usize) -> String {
     }
 }
 
-fn read_parquet(path: &Path, table: Table) -> Rows {
+fn read_parquet(path: &Path, table: &Table) -> Rows {
     let file = std::fs::File::open(path).expect("open parquet");
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet footer");
     assert_eq!(builder.schema().fields(), table.schema().fields(), "{}: the documented schema", path.display());
@@ -127,7 +154,7 @@ fn read_parquet(path: &Path, table: Table) -> Rows {
 }
 
 /// RFC 4180 records (quoted fields may hold commas, quotes and newlines).
-fn read_csv(path: &Path, table: Table) -> Rows {
+fn read_csv(path: &Path, table: &Table) -> Rows {
     let text = std::fs::read_to_string(path).expect("read csv");
     let mut records: Rows = Vec::new();
     let (mut rec, mut field, mut quoted, mut chars) = (Vec::new(), String::new(), false, text.chars().peekable());
@@ -149,14 +176,14 @@ fn read_csv(path: &Path, table: Table) -> Rows {
     }
     assert!(field.is_empty() && rec.is_empty() && !quoted, "{}: ends with a newline", path.display());
     let header = records.remove(0);
-    let names: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+    let names: Vec<&str> = table.columns().iter().map(|c| c.name.as_ref()).collect();
     assert_eq!(header, names, "csv header");
     records
 }
 
-fn read_jsonl(path: &Path, table: Table) -> Rows {
+fn read_jsonl(path: &Path, table: &Table) -> Rows {
     let text = std::fs::read_to_string(path).expect("read jsonl");
-    let names: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+    let names: Vec<&str> = table.columns().iter().map(|c| c.name.as_ref()).collect();
     text.lines()
         .map(|line| {
             let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).expect("json line");
@@ -174,7 +201,7 @@ fn read_jsonl(path: &Path, table: Table) -> Rows {
 }
 
 /// Every exported file of `table` in `dir`, in chunk order, read back.
-fn read_all(dir: &Path, table: Table, format: Format) -> Rows {
+fn read_all(dir: &Path, table: &Table, format: Format) -> Rows {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("out dir")
         .filter_map(Result::ok)
@@ -195,19 +222,19 @@ fn read_all(dir: &Path, table: Table, format: Format) -> Rows {
         .collect()
 }
 
-fn opts(db: &TempDb, table: Table, format: Format, out: &Path) -> ExportOptions {
+fn opts(db: &TempDb, table: &Table, format: Format, out: &Path) -> ExportOptions {
     ExportOptions {
         db: db.path.clone(),
         access: blockstreamer::store::Access::ReadOnly,
         final_only: false,
-        table,
+        table: table.clone(),
         format,
         out: out.to_path_buf(),
         from: None,
         to: None,
         since_ms: None,
         // Telemetry up to now (by default the last minute is left out); heights take no times.
-        until_ms: (table == Table::ProviderRequests).then_some(i64::MAX),
+        until_ms: (*table == Table::ProviderRequests).then_some(i64::MAX),
         chunk_size: 16,
         chunk_minutes: 1,
         overwrite: false,
@@ -261,7 +288,11 @@ async fn every_table_in_every_format_reads_back_equal() {
     let pool = inspect(&db.path).await;
     add_awkward_rows(&pool).await;
     let out = tempfile::tempdir().expect("out");
-    for table in Table::ALL {
+    let decoded =
+        blockstreamer::export::resolve(&db.path, blockstreamer::store::Access::ReadOnly, "evt_token_transfer")
+            .expect("the fixture's decoded table");
+    for table in Table::STORED.into_iter().chain([decoded]) {
+        let table = &table;
         let want = expected(&pool, table, false).await;
         assert!(!want.is_empty(), "{} has rows in the fixture", table.name());
         for format in [Format::Parquet, Format::Csv, Format::Jsonl] {
@@ -289,11 +320,11 @@ async fn a_range_across_a_reorg_holds_only_canonical_blocks() {
     let tip = scalar_i64(&pool, "SELECT max(number) FROM blocks WHERE canonical = 1").await;
     let last = (fork + 5).min(tip);
     let out = tempfile::tempdir().expect("out");
-    let mut o = opts(&db, Table::Blocks, Format::Parquet, out.path());
+    let mut o = opts(&db, &Table::Blocks, Format::Parquet, out.path());
     o.from = Some(u64::try_from(fork - 5).expect("fork above 5"));
     o.to = Some(u64::try_from(last).expect("tip"));
     run_export(&o);
-    let rows = read_all(out.path(), Table::Blocks, Format::Parquet);
+    let rows = read_all(out.path(), &Table::Blocks, Format::Parquet);
     assert_eq!(i64::try_from(rows.len()).expect("fits"), last - fork + 6, "one block per height");
     let want: Vec<(String, String)> = sqlx::query_as(
         "SELECT CAST(number AS TEXT), '0x'||lower(hex(hash)) FROM blocks WHERE canonical = 1 AND number BETWEEN ?1 - 5 AND ?2 ORDER BY number",
@@ -309,14 +340,14 @@ async fn a_range_across_a_reorg_holds_only_canonical_blocks() {
 
     // --include-orphaned adds the replaced blocks, flagged.
     let out2 = tempfile::tempdir().expect("out");
-    let mut o2 = opts(&db, Table::Transactions, Format::Csv, out2.path());
+    let mut o2 = opts(&db, &Table::Transactions, Format::Csv, out2.path());
     o2.include_orphaned = true;
     run_export(&o2);
-    let all = read_all(out2.path(), Table::Transactions, Format::Csv);
-    assert_eq!(all, expected(&pool, Table::Transactions, true).await);
+    let all = read_all(out2.path(), &Table::Transactions, Format::Csv);
+    assert_eq!(all, expected(&pool, &Table::Transactions, true).await);
     let o3 = ExportOptions { table: Table::Blocks, ..o2 };
     run_export(&o3);
-    let blocks = read_all(out2.path(), Table::Blocks, Format::Csv);
+    let blocks = read_all(out2.path(), &Table::Blocks, Format::Csv);
     assert_eq!(i64::try_from(blocks.iter().filter(|r| r[16] == "false").count()).expect("fits"), orphans);
     pool.close().await;
 }
@@ -336,7 +367,7 @@ async fn finished_chunks_are_skipped_and_clipped_ones_completed() {
     init_tracing();
     let db = fixture_db().await;
     let out = tempfile::tempdir().expect("out");
-    let mut o = opts(&db, Table::Blocks, Format::Parquet, out.path());
+    let mut o = opts(&db, &Table::Blocks, Format::Parquet, out.path());
     o.chunk_size = 10;
     o.to = Some(45);
     let first = run_export(&o);
@@ -367,13 +398,13 @@ async fn finished_chunks_are_skipped_and_clipped_ones_completed() {
     o.overwrite = true;
     let over = run_export(&o);
     assert_eq!(over.skipped.len(), 0);
-    assert_eq!(read_all(out.path(), Table::Blocks, Format::Parquet).len() as u64, over.rows);
+    assert_eq!(read_all(out.path(), &Table::Blocks, Format::Parquet).len() as u64, over.rows);
     // Bad ranges are refused with the reason.
     o.from = Some(50);
     o.to = Some(40);
     let e = export::export(&o, &CancellationToken::new()).expect_err("from > to");
     assert!(e.to_string().contains("--from"), "{e}");
-    let t = ExportOptions { from: None, to: Some(3), ..opts(&db, Table::ProviderRequests, Format::Csv, out.path()) };
+    let t = ExportOptions { from: None, to: Some(3), ..opts(&db, &Table::ProviderRequests, Format::Csv, out.path()) };
     let e = export::export(&t, &CancellationToken::new()).expect_err("heights on a time table");
     assert!(e.to_string().contains("--since"), "{e}");
 }
@@ -384,7 +415,7 @@ async fn a_chunk_written_with_a_gap_is_redone_once_the_gap_is_filled() {
     let db = fixture_db().await;
     let pool = inspect(&db.path).await;
     let out = tempfile::tempdir().expect("out");
-    let mut o = opts(&db, Table::Blocks, Format::Csv, out.path());
+    let mut o = opts(&db, &Table::Blocks, Format::Csv, out.path());
     o.chunk_size = 10;
     o.to = Some(29);
     // Height 23 has no canonical block: its chunk is written without it, and marked.
@@ -397,7 +428,7 @@ async fn a_chunk_written_with_a_gap_is_redone_once_the_gap_is_filled() {
     assert_eq!((first.written.len(), first.missing_heights), (3, 1), "{first:?}");
     let marker = out.path().join(".blocks__00000020_to_00000029.csv.gaps");
     assert!(marker.exists(), "the gappy chunk is marked");
-    assert_eq!(read_all(out.path(), Table::Blocks, Format::Csv).len(), 29, "the marker is not data");
+    assert_eq!(read_all(out.path(), &Table::Blocks, Format::Csv).len(), 29, "the marker is not data");
     // Still a hole: only that chunk is written again.
     let again = run_export(&o);
     assert_eq!((again.written.len(), again.skipped.len()), (1, 2), "{again:?}");
@@ -407,7 +438,7 @@ async fn a_chunk_written_with_a_gap_is_redone_once_the_gap_is_filled() {
     let filled = run_export(&o);
     assert_eq!((filled.written.len(), filled.missing_heights), (1, 0), "{filled:?}");
     assert!(!marker.exists(), "unmarked once whole");
-    assert_eq!(read_all(out.path(), Table::Blocks, Format::Csv).len(), 30);
+    assert_eq!(read_all(out.path(), &Table::Blocks, Format::Csv).len(), 30);
     // ... and from then on skipped like any finished chunk.
     let settled = run_export(&o);
     assert!(settled.written.is_empty() && settled.skipped.len() == 3, "{settled:?}");
@@ -464,10 +495,10 @@ async fn kill_9_during_export_leaves_no_partial_file() {
     .await;
     if big.exists() {
         // It finished before the kill: then it must be whole.
-        assert_eq!(i64::try_from(read_csv(&big, Table::Transactions).len()).expect("fits"), want_big);
+        assert_eq!(i64::try_from(read_csv(&big, &Table::Transactions).len()).expect("fits"), want_big);
     }
     for name in listing(out.path()).iter().filter(|n| !n.starts_with('.')) {
-        let rows = read_csv(&out.path().join(name), Table::Transactions);
+        let rows = read_csv(&out.path().join(name), &Table::Transactions);
         assert!(!rows.is_empty(), "{name} is whole");
     }
     // The re-run finishes the job, skips what was done and sweeps the dead run's temp file.
@@ -481,9 +512,9 @@ async fn kill_9_during_export_leaves_no_partial_file() {
     assert!(status.status.success(), "{text}");
     assert!(text.contains(&format!("{done_before} chunks already done")), "{text}");
     assert!(listing(out.path()).iter().all(|n| !n.starts_with('.')), "no temp files left: {:?}", listing(out.path()));
-    let rows = read_all(out.path(), Table::Transactions, Format::Csv);
-    assert_eq!(rows, expected(&pool, Table::Transactions, false).await);
-    assert_eq!(i64::try_from(read_csv(&big, Table::Transactions).len()).expect("fits"), want_big);
+    let rows = read_all(out.path(), &Table::Transactions, Format::Csv);
+    assert_eq!(rows, expected(&pool, &Table::Transactions, false).await);
+    assert_eq!(i64::try_from(read_csv(&big, &Table::Transactions).len()).expect("fits"), want_big);
     pool.close().await;
 }
 
@@ -522,7 +553,7 @@ async fn a_long_export_never_holds_back_the_wal_checkpoint() {
     let db = fixture_db().await;
     let pool = inspect(&db.path).await;
     add_transactions(&pool, 20, 100_001, 40).await;
-    let o = ExportOptions { to: Some(30), ..opts(&db, Table::Transactions, Format::Csv, db.dir.path()) };
+    let o = ExportOptions { to: Some(30), ..opts(&db, &Table::Transactions, Format::Csv, db.dir.path()) };
     let prepared = export::Prepared::new(o).expect("prepare");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = done.clone();
@@ -568,9 +599,19 @@ async fn http_export_streams_the_same_rows() {
     let pool = inspect(&db.path).await;
     let c = client();
     let dir = tempfile::tempdir().expect("dir");
-    for (format, table) in
-        [(Format::Parquet, Table::Blocks), (Format::Csv, Table::Transactions), (Format::Jsonl, Table::Blocks)]
-    {
+    let decoded =
+        blockstreamer::export::resolve(&db.path, blockstreamer::store::Access::ReadOnly, "evt_token_transfer")
+            .expect("the fixture's decoded table");
+    for (format, table) in [
+        (Format::Parquet, Table::Blocks),
+        (Format::Csv, Table::Transactions),
+        (Format::Jsonl, Table::Blocks),
+        (Format::Parquet, Table::Logs),
+        (Format::Csv, Table::Receipts),
+        (Format::Parquet, decoded.clone()),
+        (Format::Jsonl, decoded),
+    ] {
+        let table = &table;
         let r =
             http::get(&c, &format!("{base}/v1/export/{}?format={}&from=10&to=40", table.name(), format.ext())).await;
         assert_eq!(r.status, 200, "{}", r.text());
@@ -729,7 +770,7 @@ async fn a_reorg_during_an_http_export_ends_the_stream_with_an_error() {
     let pool = inspect(&db.path).await;
     // Block 20 gets 30,000 transactions: the range is read in several pages.
     add_transactions(&pool, 20, 30_000, 40).await;
-    let o = ExportOptions { to: Some(30), ..opts(&db, Table::Transactions, Format::Csv, db.dir.path()) };
+    let o = ExportOptions { to: Some(30), ..opts(&db, &Table::Transactions, Format::Csv, db.dir.path()) };
     let (export, release) = export_held(o).await;
     // The first page has been read and partly written; the chain reorganises below block 20.
     reorg_above(&pool, 19).await;
@@ -746,7 +787,7 @@ async fn a_reorg_during_an_http_export_ends_the_stream_with_an_error() {
     let o = ExportOptions {
         to: Some(30),
         include_orphaned: true,
-        ..opts(&db, Table::Transactions, Format::Csv, db.dir.path())
+        ..opts(&db, &Table::Transactions, Format::Csv, db.dir.path())
     };
     let (export, release) = export_held(o).await;
     reorg_above(&pool, 35).await;
@@ -764,7 +805,7 @@ async fn a_chunk_a_reorg_touches_while_it_is_written_is_read_again() {
     // Block 20 gets 100,000 transactions, so its chunk (16..31) takes a while to write.
     add_transactions(&pool, 20, 100_000, 40).await;
     let out = tempfile::tempdir().expect("out");
-    let o = opts(&db, Table::Transactions, Format::Csv, out.path());
+    let o = opts(&db, &Table::Transactions, Format::Csv, out.path());
     let export = std::thread::spawn(move || export::export(&o, &CancellationToken::new()));
     // Once the chunk's temp file exists its pages are being read: reorganise below block 20.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -778,8 +819,8 @@ async fn a_chunk_a_reorg_touches_while_it_is_written_is_read_again() {
     assert!(summary.reread_after_reorg >= 1, "the touched chunk was read again: {summary:?}");
     // What is on disk is the chain after the reorg, every chunk of it: block 20's 100,000
     // transactions went with the old branch.
-    let rows = read_all(out.path(), Table::Transactions, Format::Csv);
-    assert_eq!(rows, expected(&pool, Table::Transactions, false).await);
+    let rows = read_all(out.path(), &Table::Transactions, Format::Csv);
+    assert_eq!(rows, expected(&pool, &Table::Transactions, false).await);
     assert!(listing(out.path()).iter().all(|n| !n.contains(".tmp-")), "no temp files left");
     pool.close().await;
 }

@@ -214,6 +214,42 @@ async fn kill9_loop_loses_nothing() {
     assert!(behind_at_kill.iter().any(|&b| b <= 5), "at least one kill landed while following the tip");
 }
 
+/// Run the backfill of `args` once more to its end; the file is then intact with every height
+/// up to `head`. Returns the stored maximum.
+async fn finish(args: &[String], acked: &Arc<AtomicU64>, db: &std::path::Path, round: usize, head: u64) -> i64 {
+    let (mut child, reader) = spawn(args, acked.clone(), Arc::new(AtomicU64::new(0)));
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    let _ = reader.join();
+    assert!(status.success(), "the last backfill finished: {status}\n{}", last_lines());
+    let max = check(db, acked.load(Ordering::SeqCst), round).await;
+    assert_eq!(max, i64::try_from(head).expect("i64"));
+    max
+}
+
+/// `backfill 0..=head` of `anvil` into `db` in bulk-load mode with small fetches (so that it
+/// spans many commits), `extra` appended to its config file.
+fn backfill_args(anvil: &Anvil, db: &crate::helpers::TempDb, head: u64, extra: &str) -> Vec<String> {
+    let cfg = db.dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("bulk_load_min_blocks = 50\nbatch_size = 1\nconcurrency = 1\n{extra}"))
+        .expect("config");
+    [
+        "backfill",
+        "--config",
+        &cfg.display().to_string(),
+        "--rpc",
+        &anvil.url(),
+        "--db",
+        &db.path.display().to_string(),
+        "--from",
+        "0",
+        "--to",
+        &head.to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect()
+}
+
 /// CRASH-01 for `backfill` in bulk-load mode, whose appends go through their own connection
 /// (`store/bulk.rs`) while the tx-hash index is dropped: killed up to 6 times at random moments,
 /// each restart finds an intact file with no hole and every acknowledged height; the last run
@@ -225,22 +261,8 @@ async fn kill9_during_a_bulk_backfill_loses_nothing() {
     anvil.mine(2_000).await;
     let head = anvil.head().await;
     let db = temp_db();
-    let cfg = db.dir.path().join("c.toml");
     // Bulk mode for this range, and small fetches so that the backfill spans many commits.
-    std::fs::write(&cfg, "bulk_load_min_blocks = 50\nbatch_size = 1\nconcurrency = 1\n").expect("config");
-    let args: Vec<String> = vec![
-        "backfill".into(),
-        "--config".into(),
-        cfg.display().to_string(),
-        "--rpc".into(),
-        anvil.url(),
-        "--db".into(),
-        db.path.display().to_string(),
-        "--from".into(),
-        "0".into(),
-        "--to".into(),
-        head.to_string(),
-    ];
+    let args = backfill_args(&anvil, &db, head, "");
     let acked = Arc::new(AtomicU64::new(0));
     let mut rng = fastrand::Rng::with_seed(std::env::var("KILL9_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(5));
     let mut maxes = Vec::new();
@@ -257,12 +279,7 @@ async fn kill9_during_a_bulk_backfill_loses_nothing() {
         }
     }
     // The last run is left to finish.
-    let (mut child, reader) = spawn(&args, acked.clone(), Arc::new(AtomicU64::new(0)));
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
-    let _ = reader.join();
-    assert!(status.success(), "the last backfill finished: {status}\n{}", last_lines());
-    let max = check(&db.path, acked.load(Ordering::SeqCst), 6).await;
-    assert_eq!(max, i64::try_from(head).expect("i64"));
+    let max = finish(&args, &acked, &db.path, 6, head).await;
     let pool = inspect(&db.path).await;
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM blocks WHERE canonical = 1").await, max + 1);
     assert_eq!(
@@ -280,4 +297,83 @@ async fn kill9_during_a_bulk_backfill_loses_nothing() {
     eprintln!("kill9 bulk backfill: stored max after each kill: {maxes:?}; final {max}");
     let inside = maxes.iter().filter(|&&m| m >= 0 && m < i64::try_from(head).expect("i64") - 50).count();
     assert!(inside >= 2, "at least two kills landed inside the backfill: {maxes:?}");
+}
+
+/// CRASH-01 for a backfill with receipts and logs (bulk mode, small fetches): killed 10 times
+/// soon after a commit; after every kill each stored block with transactions has all its receipts
+/// (they commit with the block), and at the end every log equals anvil's, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_during_a_logs_backfill_loses_and_duplicates_nothing() {
+    const BLOCKS: u64 = 2_400;
+    let anvil = Anvil::start(&[]).await;
+    crate::anvil_logs::with_logging_calls(&anvil, BLOCKS, 2).await;
+    let head = anvil.head().await;
+    let db = temp_db();
+    let args = backfill_args(&anvil, &db, head, "[index]\nreceipts = true\n");
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut rng = fastrand::Rng::with_seed(std::env::var("KILL9_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(9));
+    let mut maxes = Vec::new();
+    for round in 0..10 {
+        let this_run = Arc::new(AtomicU64::new(0));
+        let (mut child, reader) = spawn(&args, acked.clone(), this_run.clone());
+        // Killed 0-50 ms after its first commit: start-up is over, most of the range ahead.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while this_run.load(Ordering::SeqCst) == 0 && matches!(child.try_wait(), Ok(None)) {
+            assert!(Instant::now() < deadline, "round {round}: no commit within 60 s");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..=50))).await;
+        let finished = matches!(child.try_wait(), Ok(Some(_)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        maxes.push(check(&db.path, acked.load(Ordering::SeqCst), round).await);
+        let pool = inspect(&db.path).await;
+        let without = scalar_i64(
+            &pool,
+            "SELECT count(*) FROM blocks WHERE canonical = 1 AND tx_count > 0 AND (receipts <> 1 OR \
+             (SELECT count(*) FROM receipts r WHERE r.block_id = blocks.id) <> tx_count)",
+        )
+        .await;
+        assert_eq!(without, 0, "round {round}: a stored block without all its receipts");
+        pool.close().await;
+        if finished {
+            break;
+        }
+    }
+    let max = finish(&args, &acked, &db.path, 10, head).await;
+    let pool = inspect(&db.path).await;
+    // In pieces: the whole answer is more than the client takes in one message.
+    let mut theirs: Vec<(u64, u64)> = Vec::new();
+    for lo in (0..=head).step_by(500) {
+        let range =
+            serde_json::json!({"fromBlock": format!("{lo:#x}"), "toBlock": format!("{:#x}", (lo + 499).min(head))});
+        let logs = anvil.call("eth_getLogs", jsonrpsee::rpc_params![range]).await;
+        theirs.extend(
+            logs.as_array()
+                .expect("logs")
+                .iter()
+                .map(|l| (crate::helpers::hex_u64(&l["blockNumber"]), crate::helpers::hex_u64(&l["logIndex"]))),
+        );
+    }
+    let ours: Vec<(i64, i64)> = sqlx::query_as("SELECT block_number, log_index FROM logs_view ORDER BY 1, 2")
+        .fetch_all(&pool)
+        .await
+        .expect("logs");
+    let ours: Vec<(u64, u64)> =
+        ours.into_iter().map(|(b, i)| (u64::try_from(b).expect("n"), u64::try_from(i).expect("i"))).collect();
+    assert_eq!(theirs.len(), usize::try_from(BLOCKS).expect("n") * 2 * 5, "the node's logs");
+    assert_eq!(ours, theirs, "every log once");
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM receipts_view").await,
+        i64::try_from(BLOCKS * 2 + 1).expect("n")
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM blocks WHERE canonical = 1 AND tx_count > 0 AND receipts <> 1").await,
+        0
+    );
+    pool.close().await;
+    eprintln!("kill9 logs backfill: stored max after each kill: {maxes:?}; final {max}");
+    let inside = maxes.iter().filter(|&&m| m >= 0 && m < i64::try_from(head).expect("i64") - 20).count();
+    assert!(inside >= 8, "at least eight kills landed inside the backfill: {maxes:?}");
 }

@@ -24,6 +24,7 @@ mod deploy;
 mod docs;
 mod export;
 mod kill9;
+mod logs_faults;
 mod logs_reorg;
 mod migrations;
 mod net_faults;

@@ -155,3 +155,43 @@ async fn a_provider_without_block_receipts_is_asked_per_transaction() {
     assert_eq!(caps.map(|c| c.block_receipts), Some(blockstreamer::provider::Support::No), "known at start");
     again.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_checks_catch_a_provider_that_serves_nothing() {
+    init_tracing();
+    let anvil = chain().await;
+    let head = anvil.head().await;
+    let bed = Bed::new(Truth::Anvil(anvil), 2, |c| {
+        c.routing.strategy = blockstreamer::config::Strategy::Priority;
+        c.index.audit_secs = 1;
+    })
+    .await;
+    // p2 is never routed to (p1 comes first and is healthy), and forges every receipt list.
+    let forged = Fault::Mutate { field: "/0/logs/0/data".into(), value: json!("0x00") };
+    bed.proxies[1].set_script(Script::single(Rule::always("forged", forged).methods(&["eth_getBlockReceipts"])));
+    bed.app.backfill(0, head, &tokio_util::sync::CancellationToken::new()).await.expect("backfill");
+    let mut refused = 0;
+    for _ in 0..50 {
+        refused = p1_count(
+            &bed,
+            "SELECT count(*) FROM provider_requests_view WHERE provider = 'p2' AND method = 'eth_getBlockReceipts' AND outcome = 'invalid_response'",
+        )
+        .await;
+        if refused > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, 1, "one spot check in a backfill shorter than audit_secs, refused");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let penalties = p1_count(
+        &bed,
+        "SELECT count(*) FROM provider_events_view WHERE provider = 'p2' AND kind = 'integrity_penalty'",
+    )
+    .await;
+    assert_eq!(penalties, 1, "the forger is penalised");
+    // Nothing p2 said was stored: every block's receipts came from p1.
+    equals_the_node(&bed).await;
+    let mine = p1_count(&bed, "SELECT count(*) FROM provider_requests_view WHERE provider = 'p2' AND method = 'eth_getBlockByNumber' AND block_number IS NOT NULL").await;
+    assert_eq!(mine, 0, "p2 served no block");
+}

@@ -173,9 +173,10 @@ function plot(canvas, series, opts) {
     g.beginPath(); g.moveTo(pad.l, y); g.lineTo(w - pad.r, y); g.stroke();
     g.fillText(opts.yFmt(v), 4, y + 4);
   }
+  const xFmt = opts.xFmt || clock;
   for (let i = 0; i <= 4; i++) {
     const v = xMin + ((xMax - xMin) * i) / 4;
-    g.fillText(clock(v), Math.min(X(v) - 20, w - 52), h - 6);
+    g.fillText(xFmt(v), Math.min(X(v) - 20, w - 52), h - 6);
   }
   for (const s of series) {
     g.strokeStyle = s.color; g.lineWidth = s.dash ? 1 : 2; g.setLineDash(s.dash ? [4, 3] : []);
@@ -192,6 +193,15 @@ function plot(canvas, series, opts) {
   g.setLineDash([]);
 }
 
+// A legend entry: a colour swatch and a name.
+function legendItem(c, name) {
+  const item = el("span");
+  const sw = el("i");
+  sw.style.background = c;
+  item.append(sw, document.createTextNode(name));
+  return item;
+}
+
 function renderLatency(data) {
   const series = [];
   const legend = [];
@@ -200,14 +210,38 @@ function renderLatency(data) {
     const c = color(name);
     series.push({ color: c, points: data.buckets.map((t, i) => [t + mid, s.p95_ms[i]]) });
     series.push({ color: c, dash: true, points: data.buckets.map((t, i) => [t + mid, s.p50_ms[i]]) });
-    const item = el("span");
-    const sw = el("i");
-    sw.style.background = c;
-    item.append(sw, document.createTextNode(name));
-    legend.push(item);
+    legend.push(legendItem(c, name));
   }
   document.getElementById("latency-legend").replaceChildren(...legend);
   plot(document.getElementById("latency"), series, { yMin: 0, yFmt: (v) => fmtMs(v) + " ms" });
+}
+
+// Logs per block (grey) and each decoded table's events per block; refused answers listed.
+function renderActivity(data) {
+  const blocks = data.blocks || [];
+  const series = [{ color: "#8b949e", points: blocks.map((b) => [b.number, b.logs]) }];
+  const legend = [legendItem("#8b949e", "logs")];
+  const tables = new Set();
+  for (const b of blocks) for (const t of Object.keys(b.events || {})) tables.add(t);
+  for (const t of tables) {
+    const c = color(t);
+    series.push({ color: c, points: blocks.map((b) => [b.number, (b.events || {})[t] || 0]) });
+    legend.push(legendItem(c, t));
+  }
+  document.getElementById("activity-legend").replaceChildren(...legend);
+  plot(document.getElementById("activity"), series, { yMin: 0, yFmt: (v) => Math.round(v).toString(), xFmt: (v) => "#" + Math.round(v) });
+  const refused = data.refused || [];
+  document.getElementById("refused").dataset.refused = String(refused.reduce((n, r) => n + r.refused, 0));
+  list("refused", refused, (r) => {
+    const li = el("li");
+    li.append(
+      el("span", clock(r.last_ms), "when"),
+      el("span", r.provider + " " + r.method + " ×" + r.refused, "kind"),
+      document.createTextNode(r.last_error || ""),
+    );
+    return li;
+  }, "no receipts or logs refused");
+  document.getElementById("decode-errors").textContent = String(data.decode_errors);
 }
 
 function renderHeads() {
@@ -223,12 +257,13 @@ async function refresh() {
   try {
     // The latency series reads raw telemetry in 10 s buckets: once per bucket is enough.
     const latencyDue = Date.now() - latencyAt >= LATENCY_MS;
-    const [providers, latency, alerts, reorgs, events] = await Promise.all([
+    const [providers, latency, alerts, reorgs, events, activity] = await Promise.all([
       getJson("/v1/providers"),
       latencyDue ? getJson("/v1/latency?seconds=600&step=10") : null,
       getJson("/v1/alerts?state=open&limit=20"),
       getJson("/v1/reorgs?limit=10"),
       getJson("/v1/events?limit=20"),
+      getJson("/v1/index/activity?blocks=60&minutes=10"),
     ]);
     renderProviders(providers);
     if (latency) {
@@ -238,6 +273,7 @@ async function refresh() {
     renderAlerts(alerts);
     renderReorgs(reorgs);
     renderEvents(events);
+    renderActivity(activity);
     renderHeads();
     updates++;
     document.body.dataset.updates = String(updates);

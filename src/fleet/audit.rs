@@ -1,0 +1,49 @@
+//! Spot checks: a block's receipts asked of a provider that did not serve it and verified
+//! against the header, so a provider that forges receipts or logs is caught, and its integrity
+//! standing kept current, even while the fleet routes nothing to it.
+
+use std::time::Instant;
+
+use alloy_primitives::B256;
+
+use super::Fleet;
+use super::receipts::receipts_of;
+use crate::model::{Block, ProviderId};
+use crate::provider::{CallCtx, ProviderError, Support, method};
+use crate::types::now_ms;
+
+impl Fleet {
+    /// Ask one eligible provider other than those that served `b` (which has verified receipts)
+    /// for `b`'s receipts; they are verified against the header like any fetch, a forged answer
+    /// penalised like a forged block. Providers take turns by height. Returns who was asked and
+    /// what was wrong with the answer (None when it verified); None when nobody could be asked.
+    pub async fn audit_receipts(&self, b: &Block) -> Option<(ProviderId, Option<ProviderError>)> {
+        let served = [Some(b.provider), b.receipts.as_ref().map(|r| r.provider)];
+        let n = self.slots.len();
+        let first = usize::try_from(b.number).unwrap_or(0) % n.max(1);
+        let hashes: Vec<B256> = b.transactions.iter().map(|t| t.hash).collect();
+        for k in 0..n {
+            let slot = &self.slots[(first + k) % n];
+            let id = slot.provider.id();
+            // Only a provider that has the block (a lagging one's "not found" would count against
+            // it unfairly) and answers eth_getBlockReceipts (per transaction costs too much).
+            let has_it = slot.lock().head.as_ref().is_some_and(|h| h.number >= b.number);
+            if served.contains(&Some(id)) || !has_it || slot.provider.capabilities().block_receipts == Support::No {
+                continue;
+            }
+            let credits = u64::from(slot.provider.credits(method::BLOCK_RECEIPTS));
+            let Ok(lease) = self.take(slot, credits, Instant::now(), now_ms()) else { continue };
+            let started = Instant::now();
+            let ctx = CallCtx { attempt: 1, hedged: false };
+            let r = slot.provider.block_receipts(&[receipts_of(b, &hashes)], ctx).await.pop();
+            let r = r.unwrap_or_else(|| Err(ProviderError::Invalid("no answer".into())));
+            self.tell_learned();
+            self.settle(lease, started, r.as_ref().map(|_| ()), true);
+            if let Err(e) = &r {
+                tracing::warn!(provider = slot.provider.name(), block = b.number, error = %e, "spot check of receipts failed");
+            }
+            return Some((id, r.err()));
+        }
+        None
+    }
+}
