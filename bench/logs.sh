@@ -91,10 +91,12 @@ for side in anvil free; do
     fi
   done
   if [ -x "$ETL_BIN" ]; then
+    # Its receipts-and-logs export takes transaction hashes: listed once, untimed.
     "$ETL_BIN" export_blocks_and_transactions --start-block 0 --end-block "$HEAD" --provider-uri "$URL" \
-      --transactions-output "$WORK/tx.csv" --max-workers 8 --batch-size 50 >/dev/null 2>&1
-    "$ETL_BIN" extract_csv_column --input "$WORK/tx.csv" --column hash --output "$WORK/hashes.txt" >/dev/null 2>&1
-    timed "$side: ethereum-etl receipts and logs 8x50" "echo \$(( \$(wc -l <$WORK/logs.csv) - 1 ))" \
+      --transactions-output "$WORK/tx.csv" --max-workers 8 --batch-size 50 >"$WORK/etl.log" 2>&1 \
+      && "$ETL_BIN" extract_csv_column --input "$WORK/tx.csv" --column hash --output "$WORK/hashes.txt" >>"$WORK/etl.log" 2>&1 \
+      || { echo "ethereum-etl FAILED"; tail -3 "$WORK/etl.log"; }
+    [ -s "$WORK/hashes.txt" ] && timed "$side: ethereum-etl receipts and logs 8x50" "echo \$(( \$(wc -l <$WORK/logs.csv) - 1 ))" \
       "$ETL_BIN" export_receipts_and_logs --transaction-hashes "$WORK/hashes.txt" --provider-uri "$URL" \
       --receipts-output "$WORK/receipts.csv" --logs-output "$WORK/logs.csv" --max-workers 8 --batch-size 50
   fi

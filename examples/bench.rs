@@ -251,7 +251,7 @@ async fn sim_pipeline(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<blockstreamer::model::Block>>(1);
     let started = Instant::now();
     // As `backfill` does for large ranges: load without the tx-hash index, rebuild it at the end.
-    store.begin_bulk_load().await?;
+    store.begin_bulk_load(true).await?;
     let decoder = tokio::spawn(async move {
         let mut n = 0;
         while n <= blocks {

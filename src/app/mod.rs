@@ -412,21 +412,27 @@ impl App {
             );
             syncer = syncer.with_progress(bar);
         }
-        // Large ranges load faster without the random-keyed tx-hash index; it is rebuilt once,
-        // sorted, at the end (or at the next start if this process dies first).
-        let bulk = to - start + 1 >= self.config.bulk_load_min_blocks && self.config.full_transactions;
+        // A backfill only appends: its commits go through the bulk connection (rusqlite, no
+        // copies of every value). Large ranges also load faster without the random-keyed hash
+        // indexes; they are rebuilt once, sorted, at the end (or at the next start if this
+        // process dies first).
+        let bulk = self.config.full_transactions;
+        let drop_indexes = bulk && to - start + 1 >= self.config.bulk_load_min_blocks;
         if bulk {
-            tracing::info!(blocks = to - start + 1, "bulk load: tx-hash index is rebuilt after the backfill");
-            self.store.begin_bulk_load().await?;
+            if drop_indexes {
+                tracing::info!(blocks = to - start + 1, "bulk load: hash indexes are rebuilt after the backfill");
+            }
+            self.store.begin_bulk_load(drop_indexes).await?;
         }
         let res = syncer.sync_to(to, cancel).await;
         if bulk {
             let t = std::time::Instant::now();
             match self.store.end_bulk_load().await {
-                Ok(()) => {
+                Ok(()) if drop_indexes => {
                     let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    tracing::info!(ms, "tx-hash index rebuilt");
+                    tracing::info!(ms, "hash indexes rebuilt");
                 }
+                Ok(()) => {}
                 // The backfill's own error is the one to report (a full disk fails the rebuild
                 // too); the index is rebuilt by the next bulk load's end or the next start.
                 Err(e) if res.is_err() => {

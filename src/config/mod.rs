@@ -368,7 +368,8 @@ pub struct Config {
     pub synchronous_full: bool,
     pub batch_size: usize,
     pub concurrency: usize,
-    /// Backfills of at least this many blocks drop the tx-hash index and rebuild it at the end.
+    /// Backfills of at least this many blocks drop the hash indexes (transactions, receipts,
+    /// logs by hash) and rebuild them at the end.
     pub bulk_load_min_blocks: u64,
     /// Run the gap-repair worker while following.
     pub gap_repair: bool,

@@ -67,8 +67,9 @@ pub struct IngestOptions {
     pub concurrency: usize,
     /// Most blocks per SQLite transaction.
     pub commit_blocks: usize,
-    /// Most transactions per SQLite transaction (bounds memory on busy chains).
-    pub commit_txs: usize,
+    /// Most rows (transactions, receipts, logs, decoded events) per SQLite transaction: bounds
+    /// the memory fetched blocks hold while they wait, whatever their shape.
+    pub commit_rows: usize,
     /// Longest time fetched blocks wait before being committed.
     pub commit_interval: Duration,
     /// How often to look at the head when no head update arrived.
@@ -86,7 +87,7 @@ impl IngestOptions {
             batch_size: c.batch_size,
             concurrency: c.concurrency,
             commit_blocks: 1000,
-            commit_txs: 20_000,
+            commit_rows: 20_000,
             commit_interval: Duration::from_millis(250),
             poll_interval: Duration::from_millis(c.poll_interval_ms),
             index,
@@ -99,6 +100,12 @@ impl Default for IngestOptions {
     fn default() -> Self {
         Self::from_config(&crate::config::Config::default(), Arc::default())
     }
+}
+
+/// The rows `b` adds to a commit (a block counts one).
+fn rows_of(b: &Block) -> usize {
+    let receipts = b.receipts.as_ref().map_or(0, |r| r.receipts.len());
+    1 + b.transactions.len() + receipts + b.all_logs().count() + b.decoded.len()
 }
 
 /// A commit running in the background while the next batch is fetched.
@@ -285,7 +292,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             })
             .buffered(concurrency * 4);
         let mut pending: Vec<Block> = Vec::new();
-        let mut pending_txs = 0usize;
+        let mut pending_rows = 0usize;
         let mut last_commit = Instant::now();
         loop {
             let next = tokio::select! {
@@ -313,7 +320,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             for b in fetched {
                 if self.window.extends(b.number, b.parent_hash) {
                     self.window.push(ChainLink { number: b.number, hash: b.hash });
-                    pending_txs += b.transactions.len();
+                    pending_rows += rows_of(&b);
                     pending.push(b);
                 } else {
                     // The chain moved under us: commit what linked, then resolve the fork.
@@ -325,11 +332,11 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
                 }
             }
             if pending.len() >= self.opts.commit_blocks
-                || pending_txs >= self.opts.commit_txs
+                || pending_rows >= self.opts.commit_rows
                 || last_commit.elapsed() >= self.opts.commit_interval
             {
                 self.flush(&mut pending).await?;
-                pending_txs = 0;
+                pending_rows = 0;
                 last_commit = Instant::now();
             }
         }

@@ -32,6 +32,16 @@ use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
 
 pub use activity::{BlockActivity, IndexActivity, RefusedAnswers};
+
+/// The random-keyed indexes a long bulk load drops and rebuilds: (drop, create if missing).
+const BULK_INDEXES: [(&str, &str); 3] = [
+    (include_str!("../../sql/store/tx_hash_index_drop.sql"), include_str!("../../sql/store/tx_hash_index_create.sql")),
+    (
+        include_str!("../../sql/store/receipts_hash_index_drop.sql"),
+        include_str!("../../sql/store/receipts_hash_index_create.sql"),
+    ),
+    (include_str!("../../sql/store/logs_tx_index_drop.sql"), include_str!("../../sql/store/logs_tx_index_create.sql")),
+];
 pub use alerts::{AlertRow, AlertWindow};
 pub use capability::CapabilityRow;
 pub use index::DecodeBackfill;
@@ -150,11 +160,10 @@ impl Store {
             migrate::runner().run_async(&mut migrate::SqlxMigrator(&mut conn)).await?;
         }
         Self::check_after_crash(&writer, &opts.path).await?;
-        // A bulk load that was killed before it rebuilt the tx-hash index: rebuild it now.
-        sqlx::query(include_str!("../../sql/store/tx_hash_index_create.sql"))
-            .execute(&writer)
-            .await
-            .map_err(classify)?;
+        // A bulk load that was killed before it rebuilt the hash indexes: rebuild them now.
+        for (_, create) in BULK_INDEXES {
+            sqlx::query(create).execute(&writer).await.map_err(classify)?;
+        }
         let reader = Self::reader_pool(&opts.path, Access::ReadOnly, opts.readers).await?;
         let store = Self::assemble(writer, reader, &opts.path, Access::ReadWrite);
         let folded = store.catch_up_rollups().await?;
@@ -314,14 +323,16 @@ impl Store {
         })
     }
 
-    /// Start a bulk load: drop the tx-hash index, whose random keys make every commit rewrite
-    /// pages all over it, and send append-only block commits through a connection of their
-    /// own (`bulk.rs`). `end_bulk_load` (or the next `open`, after a crash) rebuilds the index.
-    pub async fn begin_bulk_load(&self) -> Result<(), StoreError> {
-        sqlx::query(include_str!("../../sql/store/tx_hash_index_drop.sql"))
-            .execute(&self.writer)
-            .await
-            .map_err(classify)?;
+    /// Start a bulk load: send append-only block commits through a connection of their own
+    /// (`bulk.rs`), and with `drop_indexes` drop the hash indexes (transactions, receipts and
+    /// logs by hash), whose random keys make every commit rewrite pages all over them.
+    /// `end_bulk_load` (or the next `open`, after a crash) rebuilds them.
+    pub async fn begin_bulk_load(&self, drop_indexes: bool) -> Result<(), StoreError> {
+        if drop_indexes {
+            for (drop, _) in BULK_INDEXES {
+                sqlx::query(drop).execute(&self.writer).await.map_err(classify)?;
+            }
+        }
         // The writer's current settings (the size cap may have changed since open).
         let (synchronous, max_pages): (i64, i64) =
             sqlx::query_as("SELECT synchronous, max_page_count FROM pragma_synchronous, pragma_max_page_count")
@@ -335,14 +346,14 @@ impl Store {
         Ok(())
     }
 
-    /// End a bulk load: close its connection and rebuild the tx-hash index (one sorted build).
+    /// End a bulk load: close its connection and rebuild any dropped hash index (one sorted
+    /// build each).
     pub async fn end_bulk_load(&self) -> Result<(), StoreError> {
         let bulk = self.bulk.clone();
         tokio::task::spawn_blocking(move || bulk.stop()).await.map_err(|e| StoreError::Bulk(e.to_string()))?;
-        sqlx::query(include_str!("../../sql/store/tx_hash_index_create.sql"))
-            .execute(&self.writer)
-            .await
-            .map_err(classify)?;
+        for (_, create) in BULK_INDEXES {
+            sqlx::query(create).execute(&self.writer).await.map_err(classify)?;
+        }
         Ok(())
     }
 

@@ -95,21 +95,34 @@ async fn tx_hash_index_survives_an_interrupted_bulk_load() {
     let db = temp_db();
     let store = Store::open(&StoreOptions::new(&db.path)).await.expect("open");
     let pool = inspect(&db.path).await;
-    let original: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'transactions_hash'")
-        .fetch_one(&pool)
-        .await
-        .expect("index from the migration");
-    store.begin_bulk_load().await.expect("bulk");
-    let gone = scalar_i64(&pool, "SELECT count(*) FROM sqlite_schema WHERE name = 'transactions_hash'").await;
+    let names = ["transactions_hash", "receipts_tx_hash", "logs_tx"];
+    let mut original = Vec::new();
+    for n in names {
+        let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = ?")
+            .bind(n)
+            .fetch_one(&pool)
+            .await
+            .expect("index from the migration");
+        original.push(sql);
+    }
+    store.begin_bulk_load(true).await.expect("bulk");
+    let gone = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM sqlite_schema WHERE name IN ('transactions_hash', 'receipts_tx_hash', 'logs_tx')",
+    )
+    .await;
     assert_eq!(gone, 0);
-    // The process dies here; the next open rebuilds the index, identical to the migration's.
+    // The process dies here; the next open rebuilds the indexes, identical to the migrations'.
     store.close().await;
     let store = Store::open(&StoreOptions::new(&db.path)).await.expect("reopen");
-    let rebuilt: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'transactions_hash'")
-        .fetch_one(&pool)
-        .await
-        .expect("index rebuilt");
-    assert_eq!(rebuilt.replace("IF NOT EXISTS ", ""), original);
+    for (n, want) in names.iter().zip(&original) {
+        let rebuilt: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = ?")
+            .bind(*n)
+            .fetch_one(&pool)
+            .await
+            .expect("index rebuilt");
+        assert_eq!(rebuilt.replace("IF NOT EXISTS ", ""), *want, "{n}");
+    }
     store.close().await;
 }
 
