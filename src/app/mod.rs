@@ -415,12 +415,15 @@ impl App {
         // A backfill only appends: its commits go through the bulk connection (rusqlite, no
         // copies of every value). Large ranges also load faster without the random-keyed hash
         // indexes; they are rebuilt once, sorted, at the end (or at the next start if this
-        // process dies first).
+        // process dies first). A rebuild covers the whole file, so it pays when the range is
+        // long, or at least as long as what is stored already (a fresh file, say).
         let bulk = self.config.full_transactions;
-        let drop_indexes = bulk && to - start + 1 >= self.config.bulk_load_min_blocks;
+        let blocks = to - start + 1;
+        let drop_indexes =
+            bulk && (blocks >= self.config.bulk_load_min_blocks || blocks >= self.store.block_count().await?);
         if bulk {
             if drop_indexes {
-                tracing::info!(blocks = to - start + 1, "bulk load: hash indexes are rebuilt after the backfill");
+                tracing::info!(blocks, "bulk load: hash indexes are rebuilt after the backfill");
             }
             self.store.begin_bulk_load(drop_indexes).await?;
         }

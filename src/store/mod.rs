@@ -357,6 +357,13 @@ impl Store {
         Ok(())
     }
 
+    /// How many blocks the file holds (canonical or not).
+    pub async fn block_count(&self) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar(include_str!("../../sql/store/block_count.sql")).fetch_one(&self.reader).await?;
+        Ok(crate::types::from_sql("block count", n)?)
+    }
+
     /// Checkpoint the WAL and truncate it (after a backfill, or when idle).
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         if self.access != Access::ReadWrite {
