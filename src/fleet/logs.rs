@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use alloy_primitives::BloomInput;
+use alloy_primitives::{B256, Bloom, BloomInput, keccak256};
 
 use super::failover::Attempts;
 use super::{Fleet, FleetError};
@@ -177,6 +177,15 @@ fn check(
     logs: Vec<FetchedLog>,
 ) -> Result<Vec<FetchedLog>, ProviderError> {
     let mut seen: HashMap<(u64, u32), ()> = HashMap::new();
+    // The same address and topics recur across a filter's logs: hash each value once.
+    let mut hashes: HashMap<Vec<u8>, B256> = HashMap::new();
+    let mut in_bloom = |bloom: &Bloom, raw: &[u8]| {
+        let h = match hashes.get(raw) {
+            Some(h) => *h,
+            None => *hashes.entry(raw.to_vec()).or_insert_with(|| keccak256(raw)),
+        };
+        bloom.contains_input(BloomInput::Hash(h))
+    };
     for (i, fl) in logs.iter().enumerate() {
         let bad = |why: String| ProviderError::Rejected(Reject::Log { index: i, why });
         if fl.block_number < from || fl.block_number > to {
@@ -207,11 +216,11 @@ fn check(
         }
         if let Some(bloom) = &b.logs_bloom {
             let mut missing = Vec::new();
-            if !bloom.contains_input(BloomInput::Raw(l.inner.address.as_slice())) {
+            if !in_bloom(bloom, l.inner.address.as_slice()) {
                 missing.push(format!("address {}", l.inner.address));
             }
             for (k, t) in l.inner.data.topics().iter().enumerate() {
-                if !bloom.contains_input(BloomInput::Raw(t.as_slice())) {
+                if !in_bloom(bloom, t.as_slice()) {
                     missing.push(format!("topic{k}"));
                 }
             }
