@@ -304,7 +304,7 @@ async fn kill9_during_a_bulk_backfill_loses_nothing() {
 /// (they commit with the block), and at the end every log equals anvil's, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_a_logs_backfill_loses_and_duplicates_nothing() {
-    const BLOCKS: u64 = 2_400;
+    const BLOCKS: u64 = 3_600;
     let anvil = Anvil::start(&[]).await;
     crate::anvil_logs::with_logging_calls(&anvil, BLOCKS, 2).await;
     let head = anvil.head().await;
