@@ -78,9 +78,9 @@ for side in anvil free; do
   if [ "$side" = anvil ]; then URL=$ANVIL; SERVER_PID=$ANVIL_PID; else URL=$FREE; SERVER_PID=$FREE_PID; fi
   for run in $(seq "$RUNS"); do
     timed "$side: bare client, blocks + receipts 8x20 #$run" "echo $ALL_LOGS" \
-      "$T/examples/bench_logs" ceiling --url "$URL" --to "$HEAD" --concurrency 8 --batch 20 --shape receipts
+      "$T/examples/bench" ceiling --url "$URL" --to "$HEAD" --concurrency 8 --batch 20 --shape full+receipts
     timed "$side: bare client, blocks + eth_getLogs(A) 8x20 #$run" "echo $A_LOGS" \
-      "$T/examples/bench_logs" ceiling --url "$URL" --to "$HEAD" --concurrency 8 --batch 20 --shape logs --address "$TOKEN_A"
+      "$T/examples/bench" ceiling --url "$URL" --to "$HEAD" --concurrency 8 --batch 20 --shape full+logs --address "$TOKEN_A"
     timed "$side: blockstreamer receipts + all logs #$run" "count_logs $WORK/r$side$run.db" \
       "$BIN" backfill --config "$WORK/receipts.toml" --rpc "$URL" --from 0 --to "$HEAD" --db "$WORK/r$side$run.db"
     timed "$side: blockstreamer token A decoded (getLogs) #$run" "count_decoded $WORK/d$side$run.db" \

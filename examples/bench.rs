@@ -50,9 +50,13 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         batch: u64,
         /// What to ask per block: `full` (eth_getBlockByNumber with transactions), `hashes`
-        /// (header and tx hashes), `receipts` (eth_getBlockReceipts), `hashes+receipts`.
+        /// (header and tx hashes), `receipts` (eth_getBlockReceipts), `hashes+receipts`,
+        /// `full+receipts`; `full+logs` adds one eth_getLogs of `--address` per batch range.
         #[arg(long, default_value = "full")]
         shape: String,
+        /// The contract whose logs `full+logs` asks for.
+        #[arg(long)]
+        address: Option<String>,
     },
     /// Raw pipeline throughput: backfill a prefilled simulated chain into a fresh SQLite file.
     SimIngest {
@@ -116,8 +120,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     match Cli::parse().cmd {
         Cmd::Fill { url, blocks, txs } => fill(&url, blocks, txs).await,
-        Cmd::Ceiling { url, from, to, concurrency, batch, shape } => {
-            ceiling(&url, from, to, concurrency, batch, &shape).await
+        Cmd::Ceiling { url, from, to, concurrency, batch, shape, address } => {
+            ceiling(&url, (from, to), concurrency, batch, &shape, address.as_deref()).await
         }
         Cmd::SimIngest { blocks, txs, batch, concurrency, telemetry, db } => {
             sim_ingest(blocks, txs, batch, concurrency, telemetry, &db).await
@@ -156,18 +160,24 @@ async fn fill(url: &str, blocks: u64, txs: usize) -> Result<(), Box<dyn std::err
 
 async fn ceiling(
     url: &str,
-    from: u64,
-    to: u64,
+    (from, to): (u64, u64),
     concurrency: usize,
     batch: u64,
     shape: &str,
+    address: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (full, hashes, receipts) = match shape {
-        "full" => (true, false, false),
+        "full" | "full+logs" => (true, false, false),
         "hashes" => (false, true, false),
         "receipts" => (false, false, true),
         "hashes+receipts" => (false, true, true),
+        "full+receipts" => (true, false, true),
         other => return Err(format!("unknown shape {other}").into()),
+    };
+    let logs_of = match (shape, address) {
+        ("full+logs", None) => return Err("--shape full+logs needs --address".into()),
+        ("full+logs", Some(a)) => Some(a),
+        _ => None,
     };
     let c = Arc::new(
         HttpClientBuilder::default().max_response_size(u32::MAX).request_timeout(Duration::from_secs(60)).build(url)?,
@@ -187,6 +197,10 @@ async fn ceiling(
                     if receipts {
                         req.insert("eth_getBlockReceipts", rpc_params![format!("{n:#x}")]).ok();
                     }
+                }
+                if let Some(address) = logs_of {
+                    let f = serde_json::json!({"fromBlock": format!("{a:#x}"), "toBlock": format!("{b:#x}"), "address": address});
+                    req.insert("eth_getLogs", rpc_params![f]).ok();
                 }
                 match c.batch_request::<Box<RawValue>>(req).await {
                     Ok(r) => r.into_iter().flatten().map(|v| v.get().len()).sum::<usize>(),

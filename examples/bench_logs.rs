@@ -1,18 +1,15 @@
 //! Logs benchmark helpers (`cargo run --release --example bench_logs -- <cmd>`): fill an anvil
-//! chain whose transactions emit ERC-20-like logs, and measure a bare client's ceiling for the
-//! calls a logs backfill makes (full blocks with their receipts, or full blocks with
-//! `eth_getLogs` by address over each batch's range).
+//! chain whose transactions emit ERC-20-like logs, and measure what the integrity checks cost
+//! per block. The bare client's ceiling for the same calls is `bench ceiling --shape
+//! full+receipts` / `full+logs`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use futures::StreamExt;
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::params::BatchRequestBuilder;
 use jsonrpsee::http_client::HttpClientBuilder;
 use jsonrpsee::rpc_params;
-use serde_json::value::RawValue;
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -32,22 +29,6 @@ enum Cmd {
         blocks: u64,
         #[arg(long, default_value_t = 20)]
         txs: usize,
-    },
-    /// A bare client: every block in full plus its receipts (`receipts`), or plus `eth_getLogs`
-    /// of `address` over the batch's heights (`logs`), batched and concurrent; no decoding.
-    Ceiling {
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        to: u64,
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 20)]
-        batch: u64,
-        #[arg(long, default_value = "receipts")]
-        shape: String,
-        #[arg(long)]
-        address: Option<String>,
     },
     /// What integrity costs per block, over a recording (`examples/recorded.rs record`): decoding
     /// a block's receipts with and without the receipts-root recomputation, and testing every
@@ -82,9 +63,6 @@ fn token(logs: &[(&str, u8)]) -> String {
 async fn main() -> Result<(), Error> {
     match Cli::parse().cmd {
         Cmd::Fill { url, blocks, txs } => fill(&url, blocks, txs).await,
-        Cmd::Ceiling { url, to, concurrency, batch, shape, address } => {
-            ceiling(&url, to, concurrency, batch, &shape, address.as_deref()).await
-        }
         Cmd::VerifyCost { file, rounds } => verify_cost(&file, rounds),
     }
 }
@@ -194,59 +172,5 @@ async fn fill(url: &str, blocks: u64, txs: usize) -> Result<(), Error> {
     c.request::<serde_json::Value, _>("evm_setAutomine", rpc_params![true]).await?;
     eprintln!("filled {blocks} blocks x {txs} calls in {:.1} s", started.elapsed().as_secs_f64());
     println!("{a} {b}");
-    Ok(())
-}
-
-async fn ceiling(
-    url: &str,
-    to: u64,
-    concurrency: usize,
-    batch: u64,
-    shape: &str,
-    address: Option<&str>,
-) -> Result<(), Error> {
-    if !matches!(shape, "receipts" | "logs") || (shape == "logs" && address.is_none()) {
-        return Err("--shape receipts, or --shape logs with --address".into());
-    }
-    let c = Arc::new(
-        HttpClientBuilder::default().max_response_size(u32::MAX).request_timeout(Duration::from_secs(60)).build(url)?,
-    );
-    let chunks: Vec<(u64, u64)> =
-        (0..=to).step_by(usize::try_from(batch)?).map(|a| (a, (a + batch - 1).min(to))).collect();
-    let started = Instant::now();
-    let bytes: usize = futures::stream::iter(chunks)
-        .map(|(lo, hi)| {
-            let c = c.clone();
-            async move {
-                let mut req = BatchRequestBuilder::new();
-                for n in lo..=hi {
-                    req.insert("eth_getBlockByNumber", rpc_params![format!("{n:#x}"), true]).ok();
-                    if shape == "receipts" {
-                        req.insert("eth_getBlockReceipts", rpc_params![format!("{n:#x}")]).ok();
-                    }
-                }
-                if let Some(a) = address.filter(|_| shape == "logs") {
-                    let f = serde_json::json!({"fromBlock": format!("{lo:#x}"), "toBlock": format!("{hi:#x}"), "address": a});
-                    req.insert("eth_getLogs", rpc_params![f]).ok();
-                }
-                match c.batch_request::<Box<RawValue>>(req).await {
-                    Ok(r) => r.into_iter().flatten().map(|v| v.get().len()).sum::<usize>(),
-                    Err(e) => {
-                        eprintln!("batch {lo}-{hi}: {e}");
-                        0
-                    }
-                }
-            }
-        })
-        .buffer_unordered(concurrency)
-        .fold(0usize, |acc, n| async move { acc + n })
-        .await;
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "ceiling: {} blocks in {secs:.3} s = {:.0} blocks/s ({:.1} MB of JSON), concurrency {concurrency}, batch {batch}, {shape}",
-        to + 1,
-        (to + 1) as f64 / secs,
-        bytes as f64 / 1e6
-    );
     Ok(())
 }

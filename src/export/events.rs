@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::ExportError;
 use super::read::sql_err;
 use super::schema::{Column, EVENT_HEAD, EVENT_TAIL, EventExport, Kind, Table};
-use crate::index::ColumnKind;
+use crate::index::{ColumnKind, is_plain_name};
 
 /// One parameter as `event_tables.columns` records it.
 #[derive(Deserialize)]
@@ -21,17 +21,9 @@ struct Recorded {
     indexed: bool,
 }
 
-/// Generated names only ever hold these; anything else in the file is refused, not quoted.
-fn plain(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
-}
-
-/// The table named `name`: a stored table, or a decoded table of this file. The error lists
-/// every table there is.
-pub(crate) fn resolve(conn: &Connection, name: &str) -> Result<Table, ExportError> {
-    if let Some(t) = Table::stored(name) {
-        return Ok(t);
-    }
+/// The decoded table `name` of this file; the error lists every table there is (stored ones
+/// are resolved before the file is opened: `export::resolve`).
+pub(crate) fn resolve_decoded(conn: &Connection, name: &str) -> Result<Table, ExportError> {
     let columns: Option<String> = conn
         .query_row(include_str!("../../sql/export/event_tables.sql"), [name], |r| r.get(0))
         .optional()
@@ -59,13 +51,14 @@ pub(crate) fn event_table_names(conn: &Connection) -> Result<Vec<String>, Export
 /// Columns and SQL of decoded table `name` with these parameters.
 fn event_export(name: &str, params: &[Recorded]) -> Result<EventExport, ExportError> {
     let bad = |why: String| ExportError::Sql(format!("decoded table {name}: {why}"));
-    if !plain(name) {
+    // Generated names only ever hold these; anything else in the file is refused, not quoted.
+    if !is_plain_name(name) {
         return Err(bad("the name is not one this build makes".into()));
     }
     let mut columns: Vec<Column> = EVENT_HEAD.to_vec();
     let mut selected = Vec::new();
     for p in params {
-        if !plain(&p.name) {
+        if !is_plain_name(&p.name) {
             return Err(bad(format!("parameter name {:?} is not one this build makes", p.name)));
         }
         let kind = ColumnKind::for_type(&p.ty, p.indexed).ok_or_else(|| bad(format!("unknown type {}", p.ty)))?;

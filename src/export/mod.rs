@@ -483,7 +483,7 @@ pub fn resolve(db: &Path, access: Access, name: &str) -> Result<Table, ExportErr
     if let Some(t) = Table::stored(name) {
         return Ok(t);
     }
-    events::resolve(&read::open(db, access)?, name)
+    events::resolve_decoded(&read::open(db, access)?, name)
 }
 
 /// One table range resolved and ready to stream as a single output (HTTP export).

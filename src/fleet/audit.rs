@@ -8,16 +8,16 @@ use alloy_primitives::B256;
 
 use super::Fleet;
 use super::receipts::receipts_of;
-use crate::model::{Block, ProviderId};
+use crate::model::Block;
 use crate::provider::{CallCtx, ProviderError, Support, method};
 use crate::types::now_ms;
 
 impl Fleet {
     /// Ask one eligible provider other than those that served `b` (which has verified receipts)
     /// for `b`'s receipts; they are verified against the header like any fetch, a forged answer
-    /// penalised like a forged block. Providers take turns by height. Returns who was asked and
-    /// what was wrong with the answer (None when it verified); None when nobody could be asked.
-    pub async fn audit_receipts(&self, b: &Block) -> Option<(ProviderId, Option<ProviderError>)> {
+    /// penalised like a forged block (the outcome is in the telemetry). Providers take turns by
+    /// height; nobody is asked when no other provider is eligible.
+    pub async fn audit_receipts(&self, b: &Block) {
         let served = [Some(b.provider), b.receipts.as_ref().map(|r| r.provider)];
         let n = self.slots.len();
         let first = usize::try_from(b.number).unwrap_or(0) % n.max(1);
@@ -42,8 +42,7 @@ impl Fleet {
             if let Err(e) = &r {
                 tracing::warn!(provider = slot.provider.name(), block = b.number, error = %e, "spot check of receipts failed");
             }
-            return Some((id, r.err()));
+            return;
         }
-        None
     }
 }

@@ -205,10 +205,16 @@ impl Indexing {
     }
 }
 
+/// A name as decoded tables and their columns are named: lowercase letters, digits and `_`
+/// (safe to splice into SQL, which is why names from a file are checked against it).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
+
 /// The tables of one contract entry.
 fn contract_tables(k: &ContractConfig) -> Result<Vec<EventTable>, IndexError> {
     let err = |why: String| IndexError::Contract { contract: k.name.clone(), why };
-    if k.name.is_empty() || !k.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if !is_plain_name(&k.name) {
         return Err(err("name must be lowercase letters, digits and _ (it names tables)".into()));
     }
     if k.address.is_empty() {

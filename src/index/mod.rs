@@ -6,7 +6,7 @@ pub mod abi;
 pub mod decode;
 pub mod filter;
 
-pub use abi::{Column, ColumnKind, EventTable, Indexing};
+pub use abi::{Column, ColumnKind, EventTable, Indexing, is_plain_name};
 pub use decode::{DecodedLog, SqlValue};
 pub use filter::{LogFilter, LogSelection};
 

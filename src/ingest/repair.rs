@@ -153,17 +153,8 @@ impl<S: RepairSink> GapRepairer<S> {
     async fn attempt_receipts(&mut self, lo: u64, hi: u64, detected: i64) -> Result<bool, S::Error> {
         let numbers: Vec<u64> = (lo..=hi).collect();
         let avoid: Vec<ProviderId> = self.avoid.get(&lo).copied().into_iter().collect();
-        let mut rec = RepairRecord {
-            detected_at_ms: detected,
-            attempted_at_ms: now_ms(),
-            from: lo,
-            to: hi,
-            reason: if self.opts.index.receipts { RepairReason::Receipts } else { RepairReason::Logs },
-            provider: None,
-            outcome: RepairResult::Failed,
-            blocks: 0,
-            error: None,
-        };
+        let reason = if self.opts.index.receipts { RepairReason::Receipts } else { RepairReason::Logs };
+        let mut rec = attempt_record(detected, lo, hi, reason);
         let fetched = match self.fleet.blocks_by_number_avoiding(&numbers, &avoid).await {
             Ok(mut blocks) => enrich(&self.fleet, &self.opts.index, &mut blocks).await.map(|()| blocks),
             Err(e) => Err(e),
@@ -194,19 +185,7 @@ impl<S: RepairSink> GapRepairer<S> {
                 }
             }
         };
-        if !fixed && let Some(p) = rec.provider {
-            self.avoid.insert(lo, p);
-        }
-        tracing::info!(
-            from = lo,
-            to = hi,
-            reason = "receipts",
-            outcome = rec.outcome.as_str(),
-            error = rec.error.as_deref(),
-            "gap repair attempt"
-        );
-        self.sink.record_repair(rec).await?;
-        Ok(fixed)
+        self.close_attempt(lo, rec, fixed).await
     }
 
     /// Fetch `lo..=hi` and splice it in; log the attempt. Returns whether it was repaired.
@@ -220,17 +199,7 @@ impl<S: RepairSink> GapRepairer<S> {
     ) -> Result<bool, S::Error> {
         let numbers: Vec<u64> = (lo..=hi).collect();
         let avoid: Vec<ProviderId> = self.avoid.get(&key).copied().into_iter().collect();
-        let mut rec = RepairRecord {
-            detected_at_ms: detected,
-            attempted_at_ms: now_ms(),
-            from: lo,
-            to: hi,
-            reason,
-            provider: None,
-            outcome: RepairResult::Failed,
-            blocks: 0,
-            error: None,
-        };
+        let mut rec = attempt_record(detected, lo, hi, reason);
         let fetched = match self.fleet.blocks_by_number_avoiding(&numbers, &avoid).await {
             Ok(mut blocks) => enrich(&self.fleet, &self.opts.index, &mut blocks).await.map(|()| blocks),
             other => other,
@@ -274,19 +243,40 @@ impl<S: RepairSink> GapRepairer<S> {
                 }
             }
         };
+        self.close_attempt(key, rec, fixed).await
+    }
+
+    /// Log and record an attempt on the hole keyed `key`; a provider whose answer did not
+    /// repair it is avoided for that hole next time. Returns `fixed`.
+    async fn close_attempt(&mut self, key: u64, rec: RepairRecord, fixed: bool) -> Result<bool, S::Error> {
         if !fixed && let Some(p) = rec.provider {
             self.avoid.insert(key, p);
         }
         tracing::info!(
-            from = lo,
-            to = hi,
-            reason = reason.as_str(),
+            from = rec.from,
+            to = rec.to,
+            reason = rec.reason.as_str(),
             outcome = rec.outcome.as_str(),
             error = rec.error.as_deref(),
             "gap repair attempt"
         );
         self.sink.record_repair(rec).await?;
         Ok(fixed)
+    }
+}
+
+/// A failed attempt at `lo..=hi` so far (filled in as it goes).
+fn attempt_record(detected: i64, lo: u64, hi: u64, reason: RepairReason) -> RepairRecord {
+    RepairRecord {
+        detected_at_ms: detected,
+        attempted_at_ms: now_ms(),
+        from: lo,
+        to: hi,
+        reason,
+        provider: None,
+        outcome: RepairResult::Failed,
+        blocks: 0,
+        error: None,
     }
 }
 

@@ -81,7 +81,7 @@ impl Store {
             sqlx::query_scalar(include_str!("../../sql/export/event_table_names.sql")).fetch_all(&self.reader).await?;
         for t in tables {
             // Table names are the ones this build makes (letters, digits, `_`): safe to splice.
-            if !t.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_') {
+            if !crate::index::is_plain_name(&t) {
                 continue;
             }
             let sql = format!(

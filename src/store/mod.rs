@@ -357,7 +357,8 @@ impl Store {
         Ok(())
     }
 
-    /// How many blocks the file holds (canonical or not).
+    /// About how many blocks the file holds (canonical or not): the highest block row id, read
+    /// from the primary key's end, not counted.
     pub async fn block_count(&self) -> Result<u64, StoreError> {
         let n: i64 =
             sqlx::query_scalar(include_str!("../../sql/store/block_count.sql")).fetch_one(&self.reader).await?;
