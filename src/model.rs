@@ -239,11 +239,17 @@ pub enum EventKind {
     WrongChain,
     /// Something learned about what the provider supports (a method it lacks).
     Capability,
+    /// A `newHeads` subscription delivers heads; the provider is no longer polled.
+    Subscribed,
+    /// The subscription's connection closed or could not be opened; polled until it is back.
+    SubscriptionLost,
+    /// No head over the subscription while the chain advanced; polled, resubscribed later.
+    SubscriptionSilent,
 }
 
 impl EventKind {
     /// Every kind, in documentation order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 15] = [
         Self::BreakerOpen,
         Self::BreakerHalfOpen,
         Self::BreakerClosed,
@@ -256,6 +262,9 @@ impl EventKind {
         Self::BudgetExhausted,
         Self::WrongChain,
         Self::Capability,
+        Self::Subscribed,
+        Self::SubscriptionLost,
+        Self::SubscriptionSilent,
     ];
 
     /// The stored and logged name.
@@ -273,6 +282,9 @@ impl EventKind {
             Self::BudgetExhausted => "budget_exhausted",
             Self::WrongChain => "wrong_chain",
             Self::Capability => "capability",
+            Self::Subscribed => "subscribed",
+            Self::SubscriptionLost => "subscription_lost",
+            Self::SubscriptionSilent => "subscription_silent",
         }
     }
 
@@ -280,7 +292,12 @@ impl EventKind {
     pub fn is_warning(self) -> bool {
         matches!(
             self,
-            Self::BreakerOpen | Self::WrongChain | Self::IntegrityPenalty | Self::BudgetExhausted | Self::Excluded
+            Self::BreakerOpen
+                | Self::WrongChain
+                | Self::IntegrityPenalty
+                | Self::BudgetExhausted
+                | Self::Excluded
+                | Self::SubscriptionSilent
         )
     }
 }
@@ -403,6 +420,23 @@ pub trait BlockSink: Send + Sync {
     /// Does this error mean "out of space" (ingest pauses and says so) rather than a failure?
     fn is_storage_full(_e: &Self::Error) -> bool {
         false
+    }
+
+    /// A catch-up of `blocks` appended heights starts: switch to the sink's fast append path if
+    /// it has one (and is not on it already), dropping what is cheaper rebuilt once when the
+    /// catch-up is at least `rebuild_min` blocks or larger than what is stored. Returns whether
+    /// it switched; then [`end_catch_up`](Self::end_catch_up) must follow.
+    fn begin_catch_up(
+        &self,
+        _blocks: u64,
+        _rebuild_min: u64,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send {
+        async { Ok(false) }
+    }
+
+    /// Back to the tip path after [`begin_catch_up`](Self::begin_catch_up) returned true.
+    fn end_catch_up(&self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
     }
 }
 

@@ -67,6 +67,7 @@ pub async fn run_demo(opts: DemoOptions, cancel: CancellationToken) -> Result<()
             max_rps: profile.max_rps,
             burst: profile.burst,
             price_per_million_credits: profile.price_per_million_credits,
+            ws_url: profile.websocket.then(|| sp.ws_url()),
             ..provider_entry(proxy.url())
         };
         config.providers.push(entry);
@@ -150,6 +151,10 @@ struct DemoProfile {
     max_rps: Option<f64>,
     burst: Option<u32>,
     price_per_million_credits: Option<f64>,
+    /// Subscribe to `newHeads` on the simulated server's WebSocket face (straight to it: the
+    /// fault proxy speaks HTTP only).
+    #[serde(default)]
+    websocket: bool,
     #[serde(default)]
     faults: crate::fault::Script,
 }

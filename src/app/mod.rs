@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
-use crate::fleet::{Fleet, FleetError, FleetOptions, ProviderPolicy};
+use crate::fleet::{Fleet, FleetError, FleetOptions, HeadOptions, ProviderPolicy};
 use crate::index::Indexing;
 use crate::ingest::repair::{GapRepairer, RepairOptions};
 use crate::ingest::{IngestError, IngestOptions, Syncer, Window};
@@ -107,9 +107,11 @@ impl App {
         };
         let mut built = Vec::with_capacity(providers.len());
         let mut names = Vec::with_capacity(providers.len());
-        for (i, (name, url)) in providers.into_iter().enumerate() {
+        for (i, rp) in providers.into_iter().enumerate() {
             let id = ProviderId(u16::try_from(i).map_err(|_| AppError::Other("more than 65535 providers".into()))?);
-            let mut spec = ProviderSpec::new(name.clone(), SecretUrl::new(url));
+            let name = rp.name;
+            let mut spec = ProviderSpec::new(name.clone(), SecretUrl::new(rp.url));
+            spec.ws_url = rp.ws_url.map(SecretUrl::new);
             let pc = config.providers.get(i);
             if let Some(ms) = pc.and_then(|p| p.timeout_ms) {
                 spec.block_timeout = Duration::from_millis(ms);
@@ -126,6 +128,7 @@ impl App {
                 policy.price_per_million = p.price_per_million_credits.unwrap_or(0.0);
                 policy.daily_credit_budget = p.daily_credit_budget;
                 policy.monthly_credit_budget = p.monthly_credit_budget;
+                policy.poll_interval = p.poll_interval_ms.map(Duration::from_millis);
             }
             names.push((id, name, spec.url.redacted()));
             built.push((Arc::new(Provider::new(id, spec, telemetry.clone())?), policy));
@@ -154,13 +157,20 @@ impl App {
                 }
             });
         }
-        let fleet_opts = FleetOptions::from_routing(
+        let mut fleet_opts = FleetOptions::from_routing(
             &config.routing,
             DecodeOptions {
                 full_transactions: config.full_transactions,
                 verify_header_hash: config.verify_header_hash,
             },
         );
+        fleet_opts.heads = HeadOptions {
+            poll: config.heads.poll,
+            interval: Duration::from_millis(config.poll_interval_ms),
+            standby_interval: Duration::from_millis(config.heads.standby_poll_interval_ms),
+            quiet_fraction: config.heads.quiet_fraction,
+            silent_blocks: config.heads.silent_blocks,
+        };
         let fleet = Arc::new(Fleet::new(built, fleet_opts, telemetry.clone())?);
         // Budgets survive restarts: count what the telemetry says was already spent.
         let (day, month) = Fleet::budget_periods(crate::types::now_ms());
@@ -257,9 +267,8 @@ impl App {
     /// Start polling heads in the background.
     pub fn start_head_poller(&self) {
         let fleet = self.fleet.clone();
-        let interval = Duration::from_millis(self.config.poll_interval_ms);
         let c = self.poll_cancel.clone();
-        self.workers.spawn(fleet.run_head_poller(interval, c));
+        self.workers.spawn(fleet.run_head_poller(c));
     }
 
     /// Keep the WAL small: every 2 s, if it passed 1 MiB, try a TRUNCATE checkpoint that never

@@ -3,9 +3,29 @@
 
 use super::{Config, ConfigError, invalid};
 
+/// One provider after checking: its unique name and its URLs with `${VAR}`s expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedProvider {
+    pub name: String,
+    pub url: String,
+    pub ws_url: Option<String>,
+}
+
+/// `url` must be one of `schemes` (lowercase, with `://`) and name a host.
+fn check_url(url: &str, field: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let lower = url.to_ascii_lowercase();
+    if !schemes.iter().any(|s| lower.starts_with(s)) {
+        return Err(invalid(field, format!("must start with {}", schemes.join(" or "))));
+    }
+    if crate::provider::SecretUrl::new(url).host().is_empty() {
+        return Err(invalid(field, "has no host"));
+    }
+    Ok(())
+}
+
 impl Config {
-    /// Check every field; expand `${VAR}` in URLs using `env`. Returns (name, url) per provider.
-    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Vec<(String, String)>, ConfigError> {
+    /// Check every field; expand `${VAR}` in URLs using `env`. Returns each provider's name and URLs.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Vec<ResolvedProvider>, ConfigError> {
         if self.providers.is_empty() {
             return Err(invalid("providers", "no provider configured: pass --rpc URL or a [[providers]] entry"));
         }
@@ -38,17 +58,20 @@ impl Config {
             return Err(invalid("routing.window_secs/request_deadline_ms", "must be positive"));
         }
         self.check_api()?;
-        let mut out: Vec<(String, String)> = Vec::new();
+        self.check_heads()?;
+        let mut out: Vec<ResolvedProvider> = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
             let field = format!("providers[{i}].url");
             let url = interpolate(&p.url, &field, &env)?;
-            let lower = url.to_ascii_lowercase();
-            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                return Err(invalid(field, "must start with http:// or https://"));
-            }
+            check_url(&url, &field, &["http://", "https://", "ws://", "wss://"])?;
             let host = crate::provider::SecretUrl::new(url.clone()).host();
-            if host.is_empty() {
-                return Err(invalid(field, "has no host"));
+            let ws_field = format!("providers[{i}].ws_url");
+            let ws_url = p.ws_url.as_ref().map(|w| interpolate(w, &ws_field, &env)).transpose()?;
+            if let Some(w) = &ws_url {
+                check_url(w, &ws_field, &["ws://", "wss://"])?;
+            }
+            if p.poll_interval_ms.is_some_and(|ms| ms < 10) {
+                return Err(invalid(format!("providers[{i}].poll_interval_ms"), "must be at least 10"));
             }
             if let Some(ms) = p.timeout_ms
                 && ms == 0
@@ -82,17 +105,31 @@ impl Config {
             };
             let mut name = base.clone();
             let mut k = 2;
-            while out.iter().any(|(n, _)| *n == name) {
+            while out.iter().any(|r| r.name == name) {
                 if p.name.is_some() {
                     return Err(invalid(format!("providers[{i}].name"), format!("duplicate name {base:?}")));
                 }
                 name = format!("{base}-{k}");
                 k += 1;
             }
-            out.push((name, url));
+            out.push(ResolvedProvider { name, url, ws_url });
         }
         self.check_chain_ids()?;
         Ok(out)
+    }
+
+    fn check_heads(&self) -> Result<(), ConfigError> {
+        let h = &self.heads;
+        if h.standby_poll_interval_ms < 10 {
+            return Err(invalid("heads.standby_poll_interval_ms", "must be at least 10"));
+        }
+        if !(0.0..=0.95).contains(&h.quiet_fraction) {
+            return Err(invalid("heads.quiet_fraction", "must be within [0, 0.95]"));
+        }
+        if h.silent_blocks == 0 {
+            return Err(invalid("heads.silent_blocks", "must be at least 1"));
+        }
+        Ok(())
     }
 
     /// A fleet follows one chain: every `providers[].chain_id` that is set must agree with the
@@ -186,6 +223,9 @@ impl Config {
         if let Some(ps) = v.get_mut("providers").and_then(|p| p.as_array_mut()) {
             for (p, c) in ps.iter_mut().zip(&self.providers) {
                 p["url"] = crate::provider::SecretUrl::new(c.url.clone()).redacted().into();
+                if let Some(w) = &c.ws_url {
+                    p["ws_url"] = crate::provider::SecretUrl::new(w.clone()).redacted().into();
+                }
             }
         }
         if let Some(api) = v.get_mut("api") {
@@ -238,9 +278,22 @@ mod tests {
                 .unwrap_or_default();
         c.add_rpc_urls(&["http://127.0.0.1:1".into(), "http://127.0.0.1:1".into()]);
         let r = c.resolve(env).unwrap_or_default();
-        assert_eq!(r[0], ("alchemy".into(), "https://x.io/v2/s3cret".into()));
-        assert_eq!(r[1].0, "127.0.0.1:1");
-        assert_eq!(r[2].0, "127.0.0.1:1-2");
+        assert_eq!(r[0].name, "alchemy");
+        assert_eq!(r[0].url, "https://x.io/v2/s3cret");
+        assert_eq!(r[1].name, "127.0.0.1:1");
+        assert_eq!(r[2].name, "127.0.0.1:1-2");
+        let c = Config::from_toml(
+            "[[providers]]\nurl = \"http://127.0.0.1:1\"\nws_url = \"ws://127.0.0.1:1/${KEY}\"\n[[providers]]\nurl = \"wss://x.io\"\n",
+            "t.toml",
+        )
+        .unwrap_or_default();
+        let r = c.resolve(env).unwrap_or_default();
+        assert_eq!(r.iter().map(|p| p.ws_url.as_deref()).collect::<Vec<_>>(), [Some("ws://127.0.0.1:1/s3cret"), None]);
+        let c =
+            Config::from_toml("[[providers]]\nurl = \"http://127.0.0.1:1\"\nws_url = \"http://127.0.0.1:2\"\n", "t")
+                .unwrap_or_default();
+        let e = c.resolve(env).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("providers[0].ws_url") && e.contains("ws://"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 
 mod check;
+pub use check::ResolvedProvider;
+mod heads;
+pub use heads::{HeadPoll, HeadsConfig};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -119,6 +122,11 @@ pub struct ProviderConfig {
     pub name: Option<String>,
     /// May contain `${VAR}`; the expanded URL is secret and never logged.
     pub url: String,
+    /// A WebSocket endpoint to subscribe to `newHeads` on (may contain `${VAR}`); a ws:// `url`
+    /// needs none. Calls still go to `url`.
+    pub ws_url: Option<String>,
+    /// This provider's head-poll interval, overriding the rules in `[heads]`.
+    pub poll_interval_ms: Option<u64>,
     #[serde(default)]
     pub tier: Tier,
     /// Token bucket rate (requests per second) and its burst.
@@ -362,6 +370,8 @@ pub struct Config {
     pub confirmations: u64,
     pub max_reorg_depth: u64,
     pub poll_interval_ms: u64,
+    /// How heads are tracked: polls, their intervals by role and price, subscriptions.
+    pub heads: HeadsConfig,
     pub full_transactions: bool,
     pub verify_header_hash: bool,
     pub telemetry: bool,
@@ -371,6 +381,9 @@ pub struct Config {
     /// Backfills of at least this many blocks drop the hash indexes (transactions, receipts,
     /// logs by hash) and rebuild them at the end.
     pub bulk_load_min_blocks: u64,
+    /// A catch-up in `run` (at start, or after falling behind) of at least this many blocks goes
+    /// through the bulk write path, then ingest switches back to the tip path.
+    pub catch_up_bulk_min_blocks: u64,
     /// Run the gap-repair worker while following.
     pub gap_repair: bool,
     /// Cap on the database file (MiB); past it ingest pauses with "storage full".
@@ -391,6 +404,7 @@ impl Default for Config {
             confirmations: 0,
             max_reorg_depth: 64,
             poll_interval_ms: 1000,
+            heads: HeadsConfig::default(),
             full_transactions: true,
             verify_header_hash: true,
             telemetry: true,
@@ -398,6 +412,7 @@ impl Default for Config {
             batch_size: 20,
             concurrency: 6,
             bulk_load_min_blocks: 5_000,
+            catch_up_bulk_min_blocks: 256,
             gap_repair: true,
             max_db_size_mb: None,
             retention: RetentionConfig::default(),
@@ -444,6 +459,8 @@ impl Config {
             self.providers.push(ProviderConfig {
                 name: None,
                 url: u.clone(),
+                ws_url: None,
+                poll_interval_ms: None,
                 tier: Tier::Primary,
                 max_rps: None,
                 burst: None,

@@ -24,7 +24,8 @@ const FIRST_SEEN_KEPT: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetHead {
     pub number: u64,
-    pub hash: B256,
+    /// Unknown when every provider at the top reported its height only (`eth_blockNumber`).
+    pub hash: Option<B256>,
     /// A provider that reported it.
     pub provider: ProviderId,
 }
@@ -34,8 +35,10 @@ pub struct FleetHead {
 pub(super) struct HeadReport {
     pub(super) provider: ProviderId,
     pub(super) number: u64,
-    pub(super) hash: B256,
-    pub(super) parent_hash: B256,
+    /// The block's hash and parent when the report carried them (a header or a notification;
+    /// an `eth_blockNumber` poll does not).
+    pub(super) hash: Option<B256>,
+    pub(super) parent_hash: Option<B256>,
     /// Reported recently by a provider whose breaker is not open: only fresh heads may out-vote
     /// another head (a dead provider's last head is old news).
     pub(super) fresh: bool,
@@ -55,6 +58,8 @@ pub(super) struct Lag {
     pub(super) blocks: u64,
     /// More than `max_lag_blocks` behind for longer than the grace period (and still behind).
     pub(super) lagging: bool,
+    /// Since when (by report time) it has been more than `max_lag_blocks` behind.
+    pub(super) beyond_since: Option<Instant>,
 }
 
 /// Decides the fleet head.
@@ -110,19 +115,21 @@ impl HeadTracker {
     /// report; on a tie keep the one already followed, so a split view does not flip ingest
     /// between branches on every poll; then the lowest provider id.
     fn vote(&self, heads: &[HeadReport], top: HeadReport) -> FleetHead {
+        // Only reports with a hash vote; heights alone cannot tell branches apart.
         let mut votes: Vec<(B256, usize, ProviderId)> = Vec::new();
         for h in heads.iter().filter(|h| h.number == top.number && (h.fresh || h.provider == top.provider)) {
-            match votes.iter_mut().find(|v| v.0 == h.hash) {
+            let Some(hash) = h.hash else { continue };
+            match votes.iter_mut().find(|v| v.0 == hash) {
                 Some(v) => v.1 += 1,
-                None => votes.push((h.hash, 1, h.provider)),
+                None => votes.push((hash, 1, h.provider)),
             }
         }
         let kept =
-            |v: &(B256, usize, ProviderId)| self.current.is_some_and(|c| c.number == top.number && c.hash == v.0);
+            |v: &(B256, usize, ProviderId)| self.current.is_some_and(|c| c.number == top.number && c.hash == Some(v.0));
         let (hash, provider) = votes
             .iter()
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| kept(a).cmp(&kept(b))).then_with(|| b.2.cmp(&a.2)))
-            .map_or((top.hash, top.provider), |v| (v.0, v.2));
+            .map_or((top.hash, top.provider), |v| (Some(v.0), v.2));
         FleetHead { number: top.number, hash, provider }
     }
 
@@ -132,20 +139,25 @@ impl HeadTracker {
     /// stays: one provider briefly ahead on a minority fork must not drag ingest back and forth.
     fn confirm_fork_switch(&mut self, new: Option<FleetHead>, heads: &[HeadReport], now: Instant) -> Option<FleetHead> {
         let (Some(cur), Some(next)) = (self.current, new) else { return new };
-        let parent = heads.iter().find(|h| h.hash == next.hash).map(|h| h.parent_hash);
-        let extends = next.hash == cur.hash
-            || (next.number == cur.number + 1 && parent == Some(cur.hash))
+        // Without both hashes there is no branch to see: heights are taken as they come.
+        let (Some(next_hash), Some(cur_hash)) = (next.hash, cur.hash) else {
+            self.pending_fork = None;
+            return new;
+        };
+        let parent = heads.iter().find(|h| h.hash == Some(next_hash)).and_then(|h| h.parent_hash);
+        let extends = next_hash == cur_hash
+            || (next.number == cur.number + 1 && parent == Some(cur_hash))
             || next.number >= cur.number + 2;
         if extends {
             self.pending_fork = None;
             return new;
         }
         let fresh = heads.iter().filter(|h| h.fresh).count();
-        let agree = heads.iter().filter(|h| h.fresh && h.hash == next.hash).count();
+        let agree = heads.iter().filter(|h| h.fresh && h.hash == Some(next_hash)).count();
         let since = match self.pending_fork {
-            Some((h, t)) if h == next.hash => t,
+            Some((h, t)) if h == next_hash => t,
             _ => {
-                self.pending_fork = Some((next.hash, now));
+                self.pending_fork = Some((next_hash, now));
                 now
             }
         };
@@ -157,28 +169,44 @@ impl HeadTracker {
         }
     }
 
-    /// How far a provider whose head is `own` is behind the fleet head; `was_lagging` is what
-    /// it was judged last time. None while there is no fleet head.
+    /// How far a provider whose head was `own` when it reported it at `at` is behind the fleet
+    /// head as it stood then; `was_lagging` is what it was judged last time. None while there
+    /// is no fleet head. Judging at the report's time keeps a provider polled seldom (a paid
+    /// standby) from looking behind merely because its last report is old.
     ///
     /// Lagging means behind by more than the limit for longer than a grace period: heads are
     /// polled one provider at a time, so right after one provider sees a burst of new blocks the
     /// others are "behind" only until their next poll.
-    pub(super) fn lag(&self, own: u64, was_lagging: bool, now: Instant) -> Option<Lag> {
-        let head = self.current?;
-        let blocks = head.number.saturating_sub(own);
+    ///
+    /// `beyond_since` is what the last judgment returned: a provider that stays a steady few
+    /// blocks behind (each height reaching it late, but less than the grace period late) is
+    /// lagging too once it has been behind by more than the limit for the grace period.
+    pub(super) fn lag(&self, own: u64, was_lagging: bool, beyond_since: Option<Instant>, at: Instant) -> Option<Lag> {
+        let head = self.head_as_of(at)?;
+        let blocks = head.saturating_sub(own);
         let beyond = blocks > self.max_lag_blocks;
+        let beyond_since = if beyond { Some(beyond_since.unwrap_or(at)) } else { None };
         let lagging = if was_lagging {
             beyond
         } else {
             let first_beyond = own.saturating_add(self.max_lag_blocks).saturating_add(1);
-            beyond
-                && self
-                    .first_seen
-                    .range(first_beyond..)
-                    .next()
-                    .is_some_and(|(_, t)| now.saturating_duration_since(*t) >= LAG_GRACE)
+            let height_late = self
+                .first_seen
+                .range(first_beyond..)
+                .next()
+                .is_some_and(|(_, t)| at.saturating_duration_since(*t) >= LAG_GRACE);
+            let long_behind = beyond_since.is_some_and(|s| at.saturating_duration_since(s) >= LAG_GRACE);
+            beyond && (height_late || long_behind)
         };
-        Some(Lag { blocks, lagging })
+        Some(Lag { blocks, lagging, beyond_since })
+    }
+
+    /// The fleet head's height at `at`: the highest height first seen by then (the current
+    /// one when `at` is older than every height remembered).
+    fn head_as_of(&self, at: Instant) -> Option<u64> {
+        let cur = self.current?.number;
+        let seen = self.first_seen.iter().filter(|(n, t)| **t <= at && **n <= cur).map(|(n, _)| *n).max();
+        Some(seen.unwrap_or(cur))
     }
 
     /// Seconds since the fleet first saw the height after `own` (0 when not behind).
@@ -205,8 +233,8 @@ mod tests {
         HeadReport {
             provider: ProviderId(p),
             number,
-            hash: hash(branch.wrapping_add(u8::try_from(number % 200).unwrap_or(0))),
-            parent_hash: hash(branch.wrapping_add(u8::try_from((number + 199) % 200).unwrap_or(0))),
+            hash: Some(hash(branch.wrapping_add(u8::try_from(number % 200).unwrap_or(0)))),
+            parent_hash: Some(hash(branch.wrapping_add(u8::try_from((number + 199) % 200).unwrap_or(0)))),
             fresh: true,
         }
     }
@@ -281,22 +309,68 @@ mod tests {
     }
 
     #[test]
+    fn heights_alone_are_followed_and_a_hash_outvotes_no_hash() {
+        let mut t = tracker();
+        let t0 = Instant::now();
+        let bare = |p: u16, n: u64| HeadReport { hash: None, parent_hash: None, ..at(p, n, 0) };
+        let (h, _) = t.publish(&[bare(0, 40), bare(1, 41)], t0);
+        assert_eq!(h.map(|h| (h.number, h.hash)), Some((41, None)));
+        let (h, _) = t.publish(&[bare(0, 42), at(1, 42, 100)], t0);
+        assert_eq!(h.map(|h| h.hash), Some(at(1, 42, 100).hash), "the one hash at the top is the head's");
+        // a far-ahead height is still not believed
+        let (h, d) = t.publish(&[bare(0, 43), bare(1, 43 + 65)], t0);
+        assert_eq!((h.map(|h| h.number), d.map(|d| d.head)), (Some(43), Some(108)));
+    }
+
+    fn bl(l: Option<Lag>) -> Option<(u64, bool)> {
+        l.map(|l| (l.blocks, l.lagging))
+    }
+
+    #[test]
+    fn a_steady_few_blocks_behind_is_lagging_after_the_grace_period() {
+        let mut t = tracker();
+        let t0 = Instant::now();
+        let step = Duration::from_millis(200);
+        let mut since = None;
+        let mut lagging = false;
+        // 200 ms blocks, the provider always 5 behind: each height reaches it only 0.2 s late
+        for k in 0..=10u32 {
+            let now = t0 + step * k;
+            t.publish(&[at(0, 100 + u64::from(k), 0)], now);
+            let l = t.lag(95 + u64::from(k), lagging, since, now).unwrap_or(Lag {
+                blocks: 0,
+                lagging: false,
+                beyond_since: None,
+            });
+            (lagging, since) = (l.lagging, l.beyond_since);
+            assert_eq!(l.lagging, step * k >= LAG_GRACE, "at {k}");
+        }
+    }
+
+    #[test]
     fn lag_counts_after_a_grace_period_and_clears_when_caught_up() {
         let mut t = tracker();
         let t0 = Instant::now();
-        assert_eq!(t.lag(5, false, t0), None, "no fleet head yet");
+        assert_eq!(t.lag(5, false, None, t0), None, "no fleet head yet");
         for n in 10..=20 {
             t.publish(&[at(0, n, 0)], t0);
         }
         // 10 behind, but height 14 (the first beyond the limit for a head of 10) was only just
         // seen: a poll burst, not lagging yet
-        assert_eq!(t.lag(10, false, t0), Some(Lag { blocks: 10, lagging: false }));
+        assert_eq!(bl(t.lag(10, false, None, t0)), Some((10, false)));
         let later = t0 + LAG_GRACE;
-        assert_eq!(t.lag(10, false, later), Some(Lag { blocks: 10, lagging: true }));
+        assert_eq!(bl(t.lag(10, false, None, later)), Some((10, true)));
         // once lagging, it stays so until within the limit
-        assert_eq!(t.lag(16, true, later), Some(Lag { blocks: 4, lagging: true }));
-        assert_eq!(t.lag(17, true, later), Some(Lag { blocks: 3, lagging: false }));
+        assert_eq!(bl(t.lag(16, true, None, later)), Some((4, true)));
+        assert_eq!(bl(t.lag(17, true, None, later)), Some((3, false)));
         assert!((t.lag_secs(10, later) - LAG_GRACE.as_secs_f64()).abs() < 1e-9);
         assert!(t.lag_secs(20, later).abs() < f64::EPSILON);
+        // a report made when 20 was the head is judged against 20, however far the head rose since
+        let much_later = later + Duration::from_secs(10);
+        for n in 21..=30 {
+            t.publish(&[at(0, n, 0)], much_later);
+        }
+        assert_eq!(bl(t.lag(20, false, None, later)), Some((0, false)));
+        assert_eq!(bl(t.lag(20, false, None, much_later + LAG_GRACE)), Some((10, true)));
     }
 }

@@ -5,7 +5,9 @@
 //! down (`Retry-After`, bad key, 402), its budget is not spent, it has a free concurrency slot
 //! and a token in its bucket, and it has reported a head at least as high as the height asked
 //! for. Lagging providers are used only when nobody else can serve. The jobs live in:
-//! - [`head`]: the fleet head from the providers' heads (pure), [`poll`]: chain check and head polls;
+//! - [`head`]: the fleet head from the providers' heads (pure), [`poll`]: chain check and
+//!   publishing the head; [`track`]: head polls and their schedule, [`subscribe`]: `newHeads`;
+//!   [`clock`]: the observed block time;
 //! - [`health`]: window, breaker, cooldowns, integrity memory; [`limits`]: bucket, slots, AIMD;
 //! - [`budget`]: credit budgets; [`select`]: score, strategies, the sticky primary;
 //! - [`lease`]: admitting one call and settling it; [`route`]: picking the provider;
@@ -13,6 +15,7 @@
 
 mod audit;
 mod budget;
+mod clock;
 mod failover;
 mod head;
 mod health;
@@ -24,6 +27,8 @@ mod receipts;
 mod route;
 pub mod select;
 mod slot;
+mod subscribe;
+mod track;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +46,7 @@ pub use health::{Breaker, HealthOptions, WindowStats};
 use select::Primary;
 pub use select::{ScoreParts, Strategy};
 use slot::{Slot, SlotState};
+pub use track::HeadOptions;
 
 use crate::config::{RoutingConfig, Tier};
 use crate::model::{Block, EventKind, ProviderEvent, ProviderId, TelemetryEvent, TelemetrySink};
@@ -79,6 +85,8 @@ pub struct ProviderPolicy {
     pub price_per_million: f64,
     pub daily_credit_budget: Option<u64>,
     pub monthly_credit_budget: Option<u64>,
+    /// Its own head-poll interval, overriding the fleet's rules.
+    pub poll_interval: Option<Duration>,
 }
 
 impl Default for ProviderPolicy {
@@ -92,6 +100,7 @@ impl Default for ProviderPolicy {
             price_per_million: 0.0,
             daily_credit_budget: None,
             monthly_credit_budget: None,
+            poll_interval: None,
         }
     }
 }
@@ -124,6 +133,8 @@ pub struct FleetOptions {
     pub switch_min_interval: Duration,
     /// Share of a budget kept in reserve: spending above the day's pace plus this is "over pace".
     pub budget_headroom: f64,
+    /// How heads are tracked (set from `[heads]` and `poll_interval_ms` by the composition root).
+    pub heads: HeadOptions,
 }
 
 impl FleetOptions {
@@ -158,6 +169,7 @@ impl FleetOptions {
             switch_margin: 0.2,
             switch_min_interval: ms(r.switch_min_interval_ms),
             budget_headroom: 0.1,
+            heads: HeadOptions::default(),
         }
     }
 }
@@ -241,6 +253,17 @@ pub struct Fleet {
     chain_id: Mutex<Option<u64>>,
     primary: Mutex<Primary>,
     tracker: Mutex<HeadTracker>,
+    clock: Mutex<clock::BlockClock>,
+    tip: Mutex<TipBlocks>,
+}
+
+/// What the fleet learned from the blocks it fetched at the tip.
+#[derive(Debug, Default)]
+struct TipBlocks {
+    /// Recent heights' block hashes (number-only head reports become sightings with them).
+    hashes: std::collections::BTreeMap<u64, B256>,
+    /// Who served the newest one.
+    server: Option<ProviderId>,
 }
 
 impl Fleet {
@@ -267,6 +290,8 @@ impl Fleet {
             chain_id: Mutex::new(None),
             primary: Mutex::new(Primary::new(opts.switch_margin, opts.switch_min_interval, now)),
             tracker: Mutex::new(HeadTracker::new(opts.max_head_lead, opts.max_lag_blocks)),
+            clock: Mutex::new(clock::BlockClock::default()),
+            tip: Mutex::new(TipBlocks::default()),
             opts,
         })
     }
@@ -299,6 +324,14 @@ impl Fleet {
 
     fn lock_tracker(&self) -> MutexGuard<'_, HeadTracker> {
         self.tracker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_clock(&self) -> MutexGuard<'_, clock::BlockClock> {
+        self.clock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_tip(&self) -> MutexGuard<'_, TipBlocks> {
+        self.tip.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Decode options every fetch uses.
@@ -352,14 +385,19 @@ impl Fleet {
     pub async fn block_by_number(&self, number: u64) -> Result<Block, FleetError> {
         let opts = self.opts.decode;
         let hedge = self.opts.hedge && self.at_tip(number);
-        self.with_failover(
-            || format!("block {number}"),
-            method::BLOCK_BY_NUMBER,
-            Some(number),
-            hedge,
-            |p, ctx| async move { p.block_by_number(number, opts, ctx).await },
-        )
-        .await
+        let b = self
+            .with_failover(
+                || format!("block {number}"),
+                method::BLOCK_BY_NUMBER,
+                Some(number),
+                hedge,
+                |p, ctx| async move { p.block_by_number(number, opts, ctx).await },
+            )
+            .await?;
+        if self.at_tip(number) {
+            self.learned_block(b.number, b.hash, b.provider);
+        }
+        Ok(b)
     }
 
     /// One block by hash (reorg walk-back).

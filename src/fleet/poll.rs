@@ -1,17 +1,16 @@
 //! Talking to providers about the chain rather than its blocks: the start-up chain-id check
-//! (a strict majority, or the configured id), the head poller, and publishing the fleet head
-//! with each provider's lag.
+//! (a strict majority, or the configured id) and publishing the fleet head with each
+//! provider's lag.
 
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use tokio_util::sync::CancellationToken;
 
 use super::head::HeadReport;
 use super::health::Breaker;
 use super::{Fleet, FleetError, Slot};
-use crate::model::{EventKind, Sighting, TelemetryEvent};
-use crate::provider::{CallCtx, method};
+use crate::model::EventKind;
+use crate::provider::CallCtx;
 use crate::types::now_ms;
 
 /// A head older than this does not count as a witness against another provider's head.
@@ -92,80 +91,18 @@ impl Fleet {
         ok
     }
 
-    /// Poll every provider's head every `interval` until cancelled, publishing the fleet head.
-    /// Each provider is polled on its own clock, so one slow provider never delays the others.
-    pub async fn run_head_poller(self: std::sync::Arc<Self>, interval: Duration, cancel: CancellationToken) {
-        let loops = self.slots.iter().map(|slot| {
-            let fleet = self.clone();
-            let cancel = cancel.clone();
-            let id = slot.id();
-            async move {
-                let mut tick = tokio::time::interval(interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        _ = tick.tick() => {}
-                    }
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = fleet.poll_one(fleet.slot(id)) => {}
-                    }
-                    fleet.publish_head();
-                }
-            }
-        });
-        join_all(loops).await;
-    }
-
-    /// One round of head polls (also used by tests to step deterministically).
-    pub async fn poll_heads_once(&self) {
-        join_all(self.slots.iter().map(|s| self.poll_one(s))).await;
-        self.publish_head();
-    }
-
-    /// Poll one provider's head. Head polls obey the same breaker, cooldown and rate limits as
-    /// block fetches; an open breaker's probe is usually a head poll.
-    async fn poll_one(&self, slot: &Slot) {
-        let chain_ok = slot.lock().health.chain_ok;
-        if chain_ok == Some(false) {
-            return;
+    /// Whether `slot` may be polled: on the fleet's chain, checking `eth_chainId` first when
+    /// it did not answer at start-up.
+    pub(super) async fn chain_checked(&self, slot: &Slot) -> bool {
+        if let Some(ok) = slot.lock().health.chain_ok {
+            return ok;
         }
-        let ctx = CallCtx { attempt: 1, hedged: false };
-        if chain_ok.is_none() {
-            let want = *self.chain_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Ok(lease) = self.take(slot, 0, Instant::now(), now_ms()) else { return };
-            let started = Instant::now();
-            let r = slot.provider.chain_id(ctx).await;
-            self.settle(lease, started, r.as_ref().map(|_| ()), false);
-            match r {
-                Ok(id) if !self.judge_chain(slot, id, want.unwrap_or(id)) => return,
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-        let credits = u64::from(slot.provider.credits(method::BLOCK_BY_NUMBER));
-        let Ok(lease) = self.take(slot, credits, Instant::now(), now_ms()) else { return };
+        let want = *self.chain_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Ok(lease) = self.take(slot, 0, Instant::now(), now_ms()) else { return false };
         let started = Instant::now();
-        let r = slot.provider.head(self.opts.decode.verify_header_hash, ctx).await;
+        let r = slot.provider.chain_id(CallCtx { attempt: 1, hedged: false }).await;
         self.settle(lease, started, r.as_ref().map(|_| ()), false);
-        let Ok(h) = r else { return };
-        let new_hash = {
-            let mut st = slot.lock();
-            st.head = Some(h);
-            st.head_at = Some(Instant::now());
-            let new = st.last_sighting != Some(h.hash);
-            st.last_sighting = Some(h.hash);
-            new
-        };
-        if new_hash {
-            self.telemetry.record(TelemetryEvent::Sighting(Sighting {
-                provider: slot.id(),
-                number: h.number,
-                hash: h.hash,
-                seen_ms: now_ms(),
-            }));
-        }
+        r.is_ok_and(|id| self.judge_chain(slot, id, want.unwrap_or(id)))
     }
 
     /// Decide the fleet head from every provider's latest head, update each one's lag, and
@@ -185,8 +122,11 @@ impl Fleet {
                     return None;
                 }
                 let h = st.head?;
+                // Fresh: reported within its own polling rhythm (a standby polled every 10 s is
+                // not stale at 6 s).
+                let fresh_for = FRESH_HEAD.max(self.poll_interval(slot) * 2);
                 let fresh = st.health.breaker() != Breaker::Open
-                    && st.head_at.is_some_and(|t| now.saturating_duration_since(t) <= FRESH_HEAD);
+                    && st.head_at.is_some_and(|t| now.saturating_duration_since(t) <= fresh_for);
                 Some(HeadReport {
                     provider: slot.id(),
                     number: h.number,
@@ -198,6 +138,9 @@ impl Fleet {
             .collect();
         let mut tracker = self.lock_tracker();
         let (best, distrusted) = tracker.publish(&reports, now);
+        if let Some(b) = best {
+            self.lock_clock().observe(b.number, now);
+        }
         if let Some(d) = distrusted {
             tracing::warn!(
                 provider = self.slot(d.provider).provider.name(),
@@ -210,8 +153,13 @@ impl Fleet {
             let mut st = slot.lock();
             // No head reported yet: unknown, not lagging (start-up would flap otherwise).
             let Some(own) = st.head.map(|h| h.number) else { continue };
-            let Some(lag) = tracker.lag(own, st.lagging, now) else { continue };
+            // Judged as of its report, but a report may be only one poll interval old: a
+            // provider that stopped reporting is judged against the head it should have seen.
+            let rhythm = now.checked_sub(self.poll_interval(slot)).unwrap_or(now);
+            let at = st.head_at.map_or(now, |t| t.max(rhythm));
+            let Some(lag) = tracker.lag(own, st.lagging, st.beyond_since, at) else { continue };
             st.lag_blocks = lag.blocks;
+            st.beyond_since = lag.beyond_since;
             if lag.lagging != st.lagging {
                 st.lagging = lag.lagging;
                 let (kind, reason) = if lag.lagging {

@@ -120,7 +120,9 @@ impl Fleet {
                 continue;
             }
             let c = Candidate { id: slot.id(), tier: slot.policy.tier, parts, price, over_pace };
-            let off_fork = fleet_head.zip(st.head).is_some_and(|(f, h)| h.number == f.number && h.hash != f.hash);
+            let off_fork = fleet_head
+                .zip(st.head)
+                .is_some_and(|(f, h)| h.number == f.number && f.hash.is_some() && h.hash.is_some() && h.hash != f.hash);
             if st.lagging || off_fork { pool.last_resort.push(c) } else { pool.ready.push(c) }
         }
         pool

@@ -13,14 +13,52 @@ use super::{FleetOptions, ProviderPolicy};
 use crate::model::{Head, ProviderId};
 use crate::provider::Provider;
 
+/// A provider's latest head: its height, and its hash and parent when the report carried them
+/// (a header poll or a subscription does; `eth_blockNumber` does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tip {
+    pub(super) number: u64,
+    pub(super) hash: Option<B256>,
+    pub(super) parent_hash: Option<B256>,
+}
+
+impl From<Head> for Tip {
+    fn from(h: Head) -> Self {
+        Self { number: h.number, hash: Some(h.hash), parent_hash: Some(h.parent_hash) }
+    }
+}
+
+/// Where a provider's `newHeads` subscription stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum SubState {
+    /// No WebSocket URL: heads are polled.
+    #[default]
+    None,
+    /// Connecting or reconnecting; polled meanwhile.
+    Connecting,
+    /// Heads arrive by notification; not polled.
+    Live,
+    /// Went silent while the chain advanced: polled until a resubscription delivers a head.
+    Silent,
+}
+
 /// Mutable state of one provider.
 #[derive(Debug)]
 pub(super) struct SlotState {
     pub(super) health: Health,
-    pub(super) head: Option<Head>,
+    pub(super) head: Option<Tip>,
     pub(super) head_at: Option<Instant>,
+    /// When its height last rose (the next poll may wait most of a block time after it).
+    pub(super) moved_at: Option<Instant>,
+    /// When its head was last polled.
+    pub(super) polled_at: Option<Instant>,
+    pub(super) sub: SubState,
     pub(super) last_sighting: Option<B256>,
+    /// A height seen by number only, with when: its sighting is recorded once its hash is known.
+    pub(super) unsighted: Option<(u64, i64)>,
     pub(super) lag_blocks: u64,
+    /// Since when it has been behind by more than `max_lag_blocks` (by report time).
+    pub(super) beyond_since: Option<Instant>,
     pub(super) lagging: bool,
     pub(super) spend: Spend,
     /// The budget day a refusal was last reported for.
@@ -46,8 +84,13 @@ impl Slot {
                 health: Health::new(opts.health.clone(), now),
                 head: None,
                 head_at: None,
+                moved_at: None,
+                polled_at: None,
+                sub: SubState::None,
                 last_sighting: None,
+                unsighted: None,
                 lag_blocks: 0,
+                beyond_since: None,
                 lagging: false,
                 spend: Spend::default(),
                 budget_out: None,

@@ -39,7 +39,7 @@ fn hash(n: u64) -> B256 {
 
 fn set_head(f: &Fleet, id: u16, number: u64, at: Instant) {
     let mut st = f.slot(ProviderId(id)).lock();
-    st.head = Some(Head { number, hash: hash(number), parent_hash: hash(number.saturating_sub(1)) });
+    st.head = Some(Head { number, hash: hash(number), parent_hash: hash(number.saturating_sub(1)) }.into());
     st.head_at = Some(at);
 }
 
@@ -190,8 +190,8 @@ fn publish_head_tells_subscribers_and_excludes_and_readmits_laggards() {
             .map(|n| head::HeadReport {
                 provider: ProviderId(0),
                 number: n,
-                hash: hash(n),
-                parent_hash: hash(n - 1),
+                hash: Some(hash(n)),
+                parent_hash: Some(hash(n - 1)),
                 fresh: true,
             })
             .collect();
@@ -199,10 +199,11 @@ fn publish_head_tells_subscribers_and_excludes_and_readmits_laggards() {
             tr.publish(std::slice::from_ref(r), old);
         }
     }
-    set_head(&f, 1, 10, t0);
+    // (reported after the fleet saw 20: judged against it)
+    set_head(&f, 1, 10, Instant::now());
     f.publish_head();
     assert!(f.slot(ProviderId(1)).lock().lagging);
-    set_head(&f, 1, 19, t0);
+    set_head(&f, 1, 19, Instant::now());
     f.publish_head();
     assert!(!f.slot(ProviderId(1)).lock().lagging);
     let ev = kinds(&mut rx);

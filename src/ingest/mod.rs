@@ -74,6 +74,11 @@ pub struct IngestOptions {
     pub commit_interval: Duration,
     /// How often to look at the head when no head update arrived.
     pub poll_interval: Duration,
+    /// Following, a catch-up of at least this many blocks goes through the sink's bulk path
+    /// (None: never).
+    pub catch_up_bulk_min: Option<u64>,
+    /// …and rebuilds the hash indexes at its end when it is at least this long.
+    pub bulk_rebuild_min: u64,
     /// What is indexed besides blocks: receipts, the log selection, decoded tables.
     pub index: Arc<Indexing>,
 }
@@ -90,6 +95,9 @@ impl IngestOptions {
             commit_rows: 20_000,
             commit_interval: Duration::from_millis(250),
             poll_interval: Duration::from_millis(c.poll_interval_ms),
+            // The bulk connection writes full blocks only (as `backfill`).
+            catch_up_bulk_min: c.full_transactions.then_some(c.catch_up_bulk_min_blocks),
+            bulk_rebuild_min: c.bulk_load_min_blocks,
             index,
         }
     }
@@ -101,6 +109,9 @@ impl Default for IngestOptions {
         Self::from_config(&crate::config::Config::default(), Arc::default())
     }
 }
+
+/// Blocks of a commit a spot check may choose from.
+const AUDIT_CANDIDATES: usize = 16;
 
 /// The rows `b` adds to a commit (a block counts one).
 fn rows_of(b: &Block) -> usize {
@@ -134,12 +145,24 @@ pub struct Syncer<S: BlockSink> {
     state: Option<Arc<std::sync::Mutex<IngestState>>>,
     /// When the last spot check of another provider's receipts started.
     last_audit: Option<Instant>,
+    /// The newest committed blocks with verified receipts, for spot checks.
+    audit_pool: std::collections::VecDeque<Block>,
 }
 
 impl<S: BlockSink + Clone + 'static> Syncer<S> {
     /// A syncer that continues from `window` (seeded by the composition root from the store).
     pub fn new(fleet: Arc<Fleet>, sink: S, window: Window, opts: IngestOptions) -> Self {
-        Self { fleet, sink, window, opts, progress: None, in_flight: None, state: None, last_audit: None }
+        Self {
+            fleet,
+            sink,
+            window,
+            opts,
+            progress: None,
+            in_flight: None,
+            state: None,
+            last_audit: None,
+            audit_pool: std::collections::VecDeque::new(),
+        }
     }
 
     /// Report what ingest is doing into `state` (read by health checks).
@@ -230,20 +253,29 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
         Ok(())
     }
 
-    /// Every `[index] audit_secs`, spot-check the receipts of the newest block of `blocks` that
-    /// has verified receipts on another provider, in the background (the fleet records the
+    /// Every `[index] audit_secs`, spot-check the receipts of one of the newest blocks of
+    /// `blocks` with verified receipts on another provider, in the background (the fleet records the
     /// outcome: telemetry, and a penalty for a forged answer).
     fn maybe_audit(&mut self, blocks: &[Block]) {
         let Some(every) = self.opts.index.audit else { return };
-        if self.last_audit.is_some_and(|t| t.elapsed() < every) {
-            return;
-        }
         let verified =
             |b: &&Block| b.tx_count > 0 && b.receipts.as_ref().is_some_and(|r| r.root_verified == Some(true));
-        let Some(b) = blocks.iter().rev().find(verified).cloned() else { return };
+        // The newest few committed, across commits: each provider is asked for the newest one it
+        // has reported (at the tip a commit holds one block, which others may not have seen yet).
+        let fresh: Vec<Block> = blocks.iter().rev().filter(verified).take(AUDIT_CANDIDATES).cloned().collect();
+        for b in fresh.into_iter().rev() {
+            self.audit_pool.push_back(b);
+        }
+        while self.audit_pool.len() > AUDIT_CANDIDATES {
+            self.audit_pool.pop_front();
+        }
+        if self.audit_pool.is_empty() || self.last_audit.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        let picked: Vec<Block> = self.audit_pool.iter().cloned().collect();
         self.last_audit = Some(Instant::now());
         let fleet = self.fleet.clone();
-        tokio::spawn(async move { fleet.audit_receipts(&b).await }.in_current_span());
+        tokio::spawn(async move { fleet.audit_receipts(&picked).await }.in_current_span());
     }
 
     /// Fetch and commit every height from the window's next number up to `target`.
@@ -421,14 +453,39 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
     /// The fleet head disagrees with the stored block at a height we already have (a same-height
     /// or shortening reorg): fetch that head block and resolve from it.
     async fn check_head(&mut self, head: FleetHead) -> Result<(), IngestError> {
+        // A head known by height only says nothing about branches.
+        let Some(hash) = head.hash else { return Ok(()) };
         let Some(ours) = self.window.hash_at(head.number) else {
             return Ok(());
         };
-        if ours == head.hash {
+        if ours == hash {
             return Ok(());
         }
-        let block = self.fleet.block_by_hash(head.hash).await?;
+        let block = self.fleet.block_by_hash(hash).await?;
         self.resolve_reorg(block).await
+    }
+
+    /// Sync to `target`; a long way behind (start-up, or after an outage), through the sink's
+    /// bulk path, then back on the tip path: the window carries on from the last committed
+    /// block, so no height is skipped between the two.
+    async fn catch_up(&mut self, target: u64, cancel: &CancellationToken) -> Result<(), IngestError> {
+        let behind = target.saturating_sub(self.window.next_number()).saturating_add(1);
+        let bulk = match self.opts.catch_up_bulk_min {
+            Some(min) if behind >= min => {
+                self.sink.begin_catch_up(behind, self.opts.bulk_rebuild_min).await.map_err(sink_error::<S>)?
+            }
+            _ => false,
+        };
+        let res = self.sync_to(target, cancel).await;
+        if bulk {
+            match (self.sink.end_catch_up().await, &res) {
+                (Err(e), Ok(())) => return Err(sink_error::<S>(e)),
+                // The catch-up's own error is the one to report; the next open rebuilds indexes.
+                (Err(e), Err(_)) => tracing::warn!(error = %e, "bulk path not closed cleanly after a failed catch-up"),
+                (Ok(()), _) => {}
+            }
+        }
+        res
     }
 
     /// Follow the fleet head until cancelled. Transient errors are logged and retried; fatal
@@ -440,7 +497,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             let head = *heads.borrow_and_update();
             if let Some(head) = head {
                 let step = if head.number >= self.window.next_number() {
-                    self.sync_to(head.number, cancel).await
+                    self.catch_up(head.number, cancel).await
                 } else {
                     self.check_head(head).await
                 };

@@ -5,9 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::params::{ArrayParams, BatchRequestBuilder};
-use serde_json::value::RawValue;
 
 use super::http::with_meta;
 use super::{CallCtx, InFlight, Provider, ProviderError, retry_hint};
@@ -61,7 +59,7 @@ impl Provider {
         let started = Instant::now();
         let size = u32::try_from(heights.len()).unwrap_or(u32::MAX);
         let guard = InFlight { provider: self, method, numbers: heights.to_vec(), started, ctx, done: false };
-        let fut = self.block_client.batch_request::<Box<RawValue>>(batch);
+        let fut = self.block_client.batch(batch);
         let (res, meta) = with_meta(tokio::time::timeout(self.spec.block_timeout, fut)).await;
         guard.finish();
         let whole: Result<_, ProviderError> = match res {

@@ -11,17 +11,18 @@ mod receipts_rpc;
 pub use capability::{Capabilities, Support};
 mod spec;
 pub mod wire;
+pub mod ws;
 
 pub use error::{ProviderError, retry_hint};
 pub use spec::{CreditPrices, ProviderSpec, SecretUrl};
 pub use wire::Reject;
+pub use ws::HeadSubscription;
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::B256;
 use jsonrpsee::core::ClientError;
-use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::middleware::RpcServiceBuilder;
 use jsonrpsee::core::params::ArrayParams;
 use jsonrpsee::http_client::{HttpBackend, HttpClient, HttpClientBuilder, RpcService};
@@ -50,8 +51,8 @@ type Client = HttpClient<RpcService<http::MetaService<HttpBackend>>>;
 pub struct Provider {
     id: ProviderId,
     spec: ProviderSpec,
-    head_client: Client,
-    block_client: Client,
+    head_client: ws::Rpc,
+    block_client: ws::Rpc,
     telemetry: TelemetrySink,
     /// Cleared when the provider refuses JSON-RPC batches; single calls are used from then on.
     batches_ok: AtomicBool,
@@ -62,6 +63,8 @@ pub struct Provider {
 /// Methods we call, as `'static` names for telemetry.
 pub mod method {
     pub const CHAIN_ID: &str = "eth_chainId";
+    pub const BLOCK_NUMBER: &str = "eth_blockNumber";
+    pub const SUBSCRIBE: &str = "eth_subscribe";
     pub const BLOCK_BY_NUMBER: &str = "eth_getBlockByNumber";
     pub const BLOCK_BY_HASH: &str = "eth_getBlockByHash";
     pub const BLOCK_RECEIPTS: &str = "eth_getBlockReceipts";
@@ -88,8 +91,15 @@ impl Provider {
                     ProviderError::Connect(format!("bad URL for {}: {}", spec.name, redact_err(&e, &spec.url)))
                 })
         };
-        let head_client = build(spec.head_timeout, spec.head_max_bytes)?;
-        let block_client = build(spec.block_timeout, spec.block_max_bytes)?;
+        let (head_client, block_client) = if ws::is_ws(spec.url.expose()) {
+            let link = |t: Duration, max: u32| ws::Rpc::Ws(ws::WsLink::new(spec.url.clone(), t, max));
+            (link(spec.head_timeout, spec.head_max_bytes), link(spec.block_timeout, spec.block_max_bytes))
+        } else {
+            (
+                ws::Rpc::Http(build(spec.head_timeout, spec.head_max_bytes)?),
+                ws::Rpc::Http(build(spec.block_timeout, spec.block_max_bytes)?),
+            )
+        };
         Ok(Self {
             id,
             spec,
@@ -150,7 +160,7 @@ impl Provider {
     /// One call; returns the raw result. Records exactly one telemetry sample.
     async fn call(
         &self,
-        client: &Client,
+        client: &ws::Rpc,
         timeout: Duration,
         method: &'static str,
         params: ArrayParams,
@@ -159,7 +169,7 @@ impl Provider {
     ) -> (Result<Box<RawValue>, ProviderError>, RequestSample) {
         let started = Instant::now();
         let guard = InFlight { provider: self, method, numbers: vec![block_number], started, ctx, done: false };
-        let fut = client.request::<Box<RawValue>, _>(method, params);
+        let fut = client.request(method, params);
         let (res, meta) = with_meta(tokio::time::timeout(timeout, fut)).await;
         guard.finish();
         let mut s = self.sample(method, block_number, started, ctx);
@@ -205,6 +215,8 @@ impl Provider {
                 }
                 None => ProviderError::Connect(redact(&t.to_string(), &self.spec.url)),
             },
+            // A WebSocket that dropped: the next call reconnects.
+            ClientError::RestartNeeded(e) => ProviderError::Connect(redact(&e.to_string(), &self.spec.url)),
             other => ProviderError::Invalid(redact(&other.to_string(), &self.spec.url)),
         }
     }
@@ -276,6 +288,57 @@ impl Provider {
         }
         self.emit(s);
         out
+    }
+
+    /// The provider's head height, from `eth_blockNumber` (the cheapest head poll: 10 credits
+    /// at Alchemy against 16 for a header).
+    pub async fn block_number(&self, ctx: CallCtx) -> Result<u64, ProviderError> {
+        let (res, s) = self
+            .call(&self.head_client, self.spec.head_timeout, method::BLOCK_NUMBER, ArrayParams::new(), None, ctx)
+            .await;
+        let out = res.and_then(|raw| {
+            let text: &str = serde_json::from_str(raw.get())
+                .map_err(|_| ProviderError::Invalid(format!("block number {}", raw.get())))?;
+            Ok(wire::quantity("blockNumber", text)?)
+        });
+        self.settle(out, s, |n, s| s.head_reported = Some(*n))
+    }
+
+    /// The WebSocket endpoint heads can be subscribed on: `ws_url`, or the URL itself when it
+    /// is a ws:// one.
+    pub fn ws_url(&self) -> Option<&SecretUrl> {
+        self.spec.ws_url.as_ref().or_else(|| ws::is_ws(self.spec.url.expose()).then_some(&self.spec.url))
+    }
+
+    /// Subscribe to `newHeads` on [`ws_url`](Self::ws_url), over a connection of its own. The
+    /// `eth_subscribe` call is one telemetry sample.
+    pub async fn subscribe_heads(&self) -> Result<HeadSubscription, ProviderError> {
+        let Some(url) = self.ws_url() else {
+            return Err(ProviderError::Connect(format!("{} has no WebSocket URL", self.spec.name)));
+        };
+        let started = Instant::now();
+        let ctx = CallCtx { attempt: 1, hedged: false };
+        let res = ws::subscribe_heads(url, self.spec.head_timeout, self.spec.head_max_bytes).await;
+        let mut s = self.sample(method::SUBSCRIBE, None, started, ctx);
+        let out = res.map_err(|e| match e {
+            ClientError::RequestTimeout => ProviderError::Timeout(self.spec.head_timeout),
+            ClientError::Call(obj) => ProviderError::Rpc {
+                code: obj.code(),
+                message: obj.message().chars().take(200).collect(),
+                retry_after: None,
+            },
+            other => ProviderError::Connect(redact(&other.to_string(), url)),
+        });
+        if let Err(e) = &out {
+            self.fail_sample(&mut s, e);
+        }
+        self.emit(s);
+        out
+    }
+
+    /// Decode one `newHeads` notification (a header), checked like a polled head.
+    pub fn decode_head(&self, raw: &str, verify: bool) -> Result<Head, ProviderError> {
+        Ok(wire::decode_head(raw, verify)?)
     }
 
     /// The provider's latest block header (number, hash, parent), from

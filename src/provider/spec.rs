@@ -57,6 +57,8 @@ impl fmt::Display for SecretUrl {
 pub struct ProviderSpec {
     pub name: String,
     pub url: SecretUrl,
+    /// Where `newHeads` is subscribed to, when not `url` itself (a ws:// `url` serves both).
+    pub ws_url: Option<SecretUrl>,
     /// Deadline for head polls and `eth_chainId`.
     pub head_timeout: Duration,
     /// Deadline for block fetches (single or batch).
@@ -105,6 +107,7 @@ impl ProviderSpec {
         Self {
             name: name.into(),
             url,
+            ws_url: None,
             head_timeout: Duration::from_secs(2),
             block_timeout: Duration::from_secs(10),
             head_max_bytes: 1 << 20,

@@ -63,6 +63,8 @@ struct State {
 pub struct SimChain {
     opts: SimOptions,
     state: RwLock<State>,
+    /// Bumped on every change of the chain (a block mined, a reorg): `newHeads` waits on it.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl SimChain {
@@ -87,7 +89,16 @@ impl SimChain {
         for _ in 0..opts.prefill {
             extend(&mut st, &opts);
         }
-        Arc::new(Self { opts, state: RwLock::new(st) })
+        Arc::new(Self { opts, state: RwLock::new(st), changes: tokio::sync::watch::channel(0).0 })
+    }
+
+    /// Wakes on every change of the chain.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
@@ -110,7 +121,7 @@ impl SimChain {
         let mut st = self.read(Clone::clone);
         st.salt = st.salt.wrapping_add(1_000_003);
         st.rng = fastrand::Rng::with_seed(self.opts.seed.wrapping_add(0x5eed));
-        Arc::new(Self { opts: self.opts.clone(), state: RwLock::new(st) })
+        Arc::new(Self { opts: self.opts.clone(), state: RwLock::new(st), changes: tokio::sync::watch::channel(0).0 })
     }
 
     /// Chain id served by `eth_chainId`.
@@ -163,7 +174,7 @@ impl SimChain {
     /// Mine one block, or (with the configured chance) reorganise. Returns the new head.
     pub fn tick(&self) -> u64 {
         let opts = &self.opts;
-        self.write(|s| {
+        let head = self.write(|s| {
             let roll = s.rng.f64();
             if roll < opts.reorg_probability && s.canonical.len() as u64 > opts.reorg_max_depth + 1 {
                 let depth = s.rng.u64(1..=opts.reorg_max_depth.max(1));
@@ -173,13 +184,16 @@ impl SimChain {
             }
             s.prune(opts.keep_blocks);
             s.head()
-        })
+        });
+        self.changed();
+        head
     }
 
     /// Replace the newest `depth` blocks with `depth + 1` new ones (test hook).
     pub fn reorg(&self, depth: u64) {
         let opts = &self.opts;
         self.write(|s| reorg(s, opts, depth));
+        self.changed();
     }
 }
 

@@ -1,5 +1,6 @@
 //! The simulated fleet: one simulated chain served as several JSON-RPC providers on loopback,
-//! each a real jsonrpsee HTTP server, so the whole pipeline runs with no network.
+//! each a real jsonrpsee server (HTTP, and WebSocket with `newHeads` on the same port), so the
+//! whole pipeline runs with no network.
 
 mod block;
 mod chain;
@@ -54,6 +55,11 @@ impl SimProvider {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT` (the same server; `eth_subscribe("newHeads")` works there).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
     }
 
     /// JSON-RPC calls served so far (each element of a batch counts once).
@@ -144,7 +150,45 @@ fn module(ctx: Ctx) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodErr
             Ok(c.chain.block_of_tx(&hash).filter(|b| b.number <= head).and_then(|b| b.receipt_json(&hash)))
         },
     )?;
+    m.register_subscription("eth_subscribe", "eth_subscription", "eth_unsubscribe", new_heads)?;
     Ok(m)
+}
+
+/// `eth_subscribe("newHeads")`: the provider's visible head each time it changes (a new block,
+/// or the new branch's head after a reorg), as a header.
+async fn new_heads(
+    p: Params<'static>,
+    pending: jsonrpsee::PendingSubscriptionSink,
+    c: Arc<Ctx>,
+    _: jsonrpsee::Extensions,
+) -> jsonrpsee::core::SubscriptionResult {
+    c.calls.fetch_add(1, Ordering::Relaxed);
+    let kind = match p.parse::<(String,)>() {
+        Ok((k,)) => k,
+        Err(e) => {
+            pending.reject(e).await;
+            return Ok(());
+        }
+    };
+    if kind != "newHeads" {
+        pending.reject(invalid_params(format!("unsupported subscription {kind:?}"))).await;
+        return Ok(());
+    }
+    let sink = pending.accept().await?;
+    let mut changes = c.chain.changes();
+    let mut last = None;
+    loop {
+        if let Some(b) = c.chain.block(c.visible_head())
+            && last != Some(b.hash)
+        {
+            last = Some(b.hash);
+            sink.send(b.json(false)).await?;
+        }
+        tokio::select! {
+            () = sink.closed() => return Ok(()),
+            r = changes.changed() => if r.is_err() { return Ok(()) },
+        }
+    }
 }
 
 /// Serve `chain` as one provider on 127.0.0.1 (an OS-chosen port).

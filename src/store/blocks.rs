@@ -212,4 +212,22 @@ impl BlockSink for Store {
     fn is_storage_full(e: &StoreError) -> bool {
         matches!(e, StoreError::Full)
     }
+
+    async fn begin_catch_up(&self, blocks: u64, rebuild_min: u64) -> Result<bool, StoreError> {
+        if self.bulk_active() {
+            return Ok(false);
+        }
+        let drop_indexes = blocks >= rebuild_min || blocks >= self.block_count().await?;
+        tracing::info!(blocks, rebuild_indexes = drop_indexes, "catch-up through the bulk write path");
+        self.begin_bulk_load(drop_indexes).await?;
+        Ok(true)
+    }
+
+    async fn end_catch_up(&self) -> Result<(), StoreError> {
+        let t = std::time::Instant::now();
+        self.end_bulk_load().await?;
+        let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(ms, "catch-up done: back on the tip path");
+        Ok(())
+    }
 }

@@ -346,6 +346,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a bulk load is running.
+    pub fn bulk_active(&self) -> bool {
+        self.bulk.active()
+    }
+
     /// End a bulk load: close its connection and rebuild any dropped hash index (one sorted
     /// build each).
     pub async fn end_bulk_load(&self) -> Result<(), StoreError> {

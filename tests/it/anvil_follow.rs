@@ -50,6 +50,9 @@ async fn reorg01_follow_mirrors_shallow_reorgs() {
     let db = temp_db();
     let mut config = config_for(&[anvil.url(), anvil.url(), proxy.url()], &["p1", "p2", "p3"]);
     config.poll_interval_ms = POLL_MS;
+    // anvil_reorg keeps the height and mines nothing after: header polls see the new hash at
+    // once (`eth_blockNumber` polls would see it with the next block: tests/it/heads.rs).
+    config.heads.poll = blockstreamer::config::HeadPoll::Header;
     let app = Arc::new(App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("start"));
     let cancel = CancellationToken::new();
     let follower = spawn_follow(&app, &cancel);

@@ -364,6 +364,8 @@ async fn live_run_against_anvil_serves_blocks_transactions_and_the_stream() {
     anvil.mine_with_txs(20, 5).await;
     let mut bed = crate::bed::Bed::new(crate::bed::Truth::Anvil(anvil), 2, |c| {
         c.alerts.enabled = false;
+        // anvil_reorg keeps the height and mines nothing after: only header polls see it.
+        c.heads.poll = blockstreamer::config::HeadPoll::Header;
     })
     .await;
     let (api, base) = bed.serve_api().await;

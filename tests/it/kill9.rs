@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use blockstreamer::fault::{FaultProxy, Script};
+use blockstreamer::fault::{Fault, FaultProxy, Rule, Script};
 
 use crate::helpers::{Anvil, canonical_hashes, committed_tip, inspect, integrity_ok, scalar_i64, temp_db};
 
@@ -376,4 +376,94 @@ async fn kill9_during_a_logs_backfill_loses_and_duplicates_nothing() {
     eprintln!("kill9 logs backfill: stored max after each kill: {maxes:?}; final {max}");
     let inside = maxes.iter().filter(|&&m| m >= 0 && m < i64::try_from(head).expect("i64") - 20).count();
     assert!(inside >= 8, "at least eight kills landed inside the backfill: {maxes:?}");
+}
+
+/// Issue 14: `run --from-block 0` far behind the head catches up through the bulk write path
+/// (hash indexes dropped, rebuilt at the end or at the next open). Killed five times soon after
+/// a commit inside the catch-up: every restart finds an intact file with no hole and every
+/// acknowledged height; the last run catches up, switches to the tip path and follows new
+/// blocks with no gap, and the file equals anvil's chain with its indexes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_during_a_run_catch_up_loses_nothing() {
+    let anvil = Anvil::start(&[]).await;
+    anvil.mine_with_txs(200, 3).await;
+    anvil.mine(3_000).await;
+    let head = anvil.head().await;
+    // 3 ms per block fetch: the catch-up spans a few seconds, so every kill lands inside it.
+    let slow = Script::single(Rule::always("slow", Fault::Delay { ms: 3 }).methods(&["eth_getBlockByNumber"]));
+    let proxy = FaultProxy::start(&anvil.url(), "127.0.0.1:0".parse().expect("addr"), slow).await.expect("proxy");
+    let db = temp_db();
+    let cfg = db.dir.path().join("c.toml");
+    std::fs::write(&cfg, "poll_interval_ms = 100\nbatch_size = 1\nconcurrency = 1\ncatch_up_bulk_min_blocks = 50\n")
+        .expect("config");
+    let args = |run_for: &str| -> Vec<String> {
+        let mut a: Vec<String> = ["run", "--listen", "127.0.0.1:0", "--config", &cfg.display().to_string()]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect();
+        a.extend(["--rpc".into(), proxy.url(), "--db".into(), db.path.display().to_string()]);
+        a.extend(["--from-block".into(), "0".into(), "--run-for".into(), run_for.into()]);
+        a
+    };
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut rng = fastrand::Rng::with_seed(std::env::var("KILL9_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(14));
+    let mut maxes = Vec::new();
+    let clear = || LAST_LINES.lock().map(|mut l| l.clear()).unwrap_or_default();
+    for round in 0..5 {
+        clear();
+        let this_run = Arc::new(AtomicU64::new(0));
+        let (mut child, reader) = spawn(&args("600"), acked.clone(), this_run.clone());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while this_run.load(Ordering::SeqCst) == 0 && matches!(child.try_wait(), Ok(None)) {
+            assert!(Instant::now() < deadline, "round {round}: no commit within 60 s");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..=50))).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        assert!(last_lines().contains("catch-up through the bulk write path"), "round {round}:\n{}", last_lines());
+        maxes.push(check(&db.path, acked.load(Ordering::SeqCst), round).await);
+    }
+    let inside = maxes.iter().filter(|&&m| m >= 0 && m < i64::try_from(head).expect("i64") - 50).count();
+    assert_eq!(inside, 5, "every kill landed inside the catch-up: {maxes:?} (head {head})");
+
+    // The last run catches up, then follows 5 new blocks on the tip path.
+    clear();
+    let this_run = Arc::new(AtomicU64::new(0));
+    let (mut child, reader) = spawn(&args("60"), acked.clone(), this_run);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(Ordering::SeqCst) < head + 1 {
+        assert!(Instant::now() < deadline, "caught up within 60 s\n{}", last_lines());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anvil.mine_with_txs(5, 2).await;
+    while acked.load(Ordering::SeqCst) < head + 6 {
+        assert!(Instant::now() < deadline, "followed the new blocks\n{}", last_lines());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    assert!(last_lines().contains("catch-up done: back on the tip path"), "{}", last_lines());
+    let max = check(&db.path, acked.load(Ordering::SeqCst), 5).await;
+    assert_eq!(max, i64::try_from(head + 5).expect("i64"));
+    let pool = inspect(&db.path).await;
+    for index in ["transactions_hash", "receipts_tx_hash"] {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1")
+            .bind(index)
+            .fetch_one(&pool)
+            .await
+            .expect("index");
+        assert_eq!(n, 1, "{index} rebuilt");
+    }
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM transactions_view").await, 200 * 3 + 5 * 2);
+    for (n, h) in canonical_hashes(&pool, 0, head + 5).await {
+        if n % 97 == 0 || n > head {
+            let truth = anvil.block(n, false).await;
+            assert_eq!(Some(h.as_str()), truth["hash"].as_str(), "height {n} differs from anvil");
+        }
+    }
+    pool.close().await;
+    eprintln!("kill9 run catch-up: stored max after each kill: {maxes:?}; final {max}");
 }

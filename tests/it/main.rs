@@ -6,6 +6,7 @@
 mod bed;
 mod helpers;
 mod http;
+mod relay;
 
 mod anvil_backfill;
 mod anvil_follow;
@@ -23,6 +24,7 @@ mod demo;
 mod deploy;
 mod docs;
 mod export;
+mod heads;
 mod kill9;
 mod logs_faults;
 mod logs_reorg;

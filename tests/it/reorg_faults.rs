@@ -72,7 +72,8 @@ async fn reorg04_out_of_order_and_duplicates() {
 async fn reorg03_providers_disagree_fork() {
     init_tracing();
     let a = sim_chain(30, 71);
-    let mut bed = Bed::new(Truth::Sim(a.clone()), 3, |_| {}).await;
+    // Fork voting needs each provider's hash at the top: header polls.
+    let mut bed = Bed::new(Truth::Sim(a.clone()), 3, |c| c.heads.poll = blockstreamer::config::HeadPoll::Header).await;
     let b = a.fork();
     let sb = blockstreamer::sim::serve(b.clone(), blockstreamer::sim::SimProviderOptions { name: "b".into(), lag: 0 })
         .await
