@@ -70,6 +70,9 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         telemetry: bool,
+        /// Fetch and store receipts and logs too (off: blocks and transactions, the issue-2 shape).
+        #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+        receipts: bool,
         #[arg(long, default_value = "/tmp/bs-sim-ingest.db")]
         db: std::path::PathBuf,
     },
@@ -123,8 +126,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Cmd::Ceiling { url, from, to, concurrency, batch, shape, address } => {
             ceiling(&url, (from, to), concurrency, batch, &shape, address.as_deref()).await
         }
-        Cmd::SimIngest { blocks, txs, batch, concurrency, telemetry, db } => {
-            sim_ingest(blocks, txs, batch, concurrency, telemetry, &db).await
+        Cmd::SimIngest { blocks, txs, batch, concurrency, telemetry, receipts, db } => {
+            sim_ingest(blocks, txs, (batch, concurrency), telemetry, receipts, &db).await
         }
         Cmd::SimPipeline { blocks, txs, commit_blocks, db, writer } => {
             sim_pipeline(blocks, txs, commit_blocks, &db, &writer).await
@@ -309,9 +312,9 @@ async fn sim_pipeline(
 async fn sim_ingest(
     blocks: u64,
     txs: u32,
-    batch: usize,
-    concurrency: usize,
+    (batch, concurrency): (usize, usize),
     telemetry: bool,
+    receipts: bool,
     db: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     remove_db(db);
@@ -326,6 +329,7 @@ async fn sim_ingest(
         servers.push(s);
     }
     let mut config = Config { batch_size: batch, concurrency, telemetry, ..Config::default() };
+    config.index.receipts = Some(receipts);
     config.add_rpc_urls(&urls);
     let app = App::start(AppOptions { db: db.to_path_buf(), config, progress: false }).await?;
     let cancel = CancellationToken::new();
@@ -334,7 +338,7 @@ async fn sim_ingest(
     let secs = started.elapsed().as_secs_f64();
     app.shutdown().await;
     println!(
-        "sim-ingest: {} blocks x {txs} txs in {secs:.2} s = {:.0} blocks/s, {:.0} tx/s (batch {batch}, concurrency {concurrency}, telemetry {telemetry})",
+        "sim-ingest: {} blocks x {txs} txs in {secs:.2} s = {:.0} blocks/s, {:.0} tx/s (batch {batch}, concurrency {concurrency}, telemetry {telemetry}, receipts {receipts})",
         report.fetched,
         report.fetched as f64 / secs,
         report.fetched as f64 * f64::from(txs) / secs

@@ -91,8 +91,8 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 fn config(setup: &str, anvil: &Anvil, cli: &Cli) -> Res<Config> {
     let http = format!("http://127.0.0.1:{}", anvil.port);
     let mut c = Config::default();
-    // Three entries for one node: distinct paths, so each is its own provider.
-    c.add_rpc_urls(&[format!("{http}/a"), format!("{http}/b"), format!("{http}/c")]);
+    // Three entries for one node, each its own provider by name.
+    c.add_rpc_urls(&[http.clone(), http.clone(), http]);
     for (i, p) in c.providers.iter_mut().enumerate() {
         p.name = Some(format!("p{}", i + 1));
         p.price_per_million_credits = Some(cli.price);
