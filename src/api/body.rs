@@ -234,6 +234,9 @@ pub(super) struct LiveProvider {
     pub(super) head: Option<u64>,
     pub(super) lag_blocks: u64,
     pub(super) lag_seconds: f64,
+    /// `polled`, `subscription`, `reconnecting` or `silent`.
+    pub(super) heads: &'static str,
+    pub(super) poll_interval_ms: u64,
     pub(super) score: f64,
     pub(super) score_parts: ScoreParts,
     pub(super) live_window: WindowStats,

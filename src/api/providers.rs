@@ -38,6 +38,8 @@ fn live_doc(p: &ProviderStatus) -> LiveProvider {
         head: p.head,
         lag_blocks: p.lag_blocks,
         lag_seconds: p.lag_secs,
+        heads: p.heads,
+        poll_interval_ms: p.poll_interval_ms,
         score: p.score,
         score_parts: p.parts,
         live_window: p.window,

@@ -152,7 +152,8 @@ impl HeadTracker {
             self.pending_fork = None;
             return new;
         }
-        let fresh = heads.iter().filter(|h| h.fresh).count();
+        // Only reports with a hash have a view on branches (a bare height abstains).
+        let fresh = heads.iter().filter(|h| h.fresh && h.hash.is_some()).count();
         let agree = heads.iter().filter(|h| h.fresh && h.hash == Some(next_hash)).count();
         let since = match self.pending_fork {
             Some((h, t)) if h == next_hash => t,
@@ -317,6 +318,10 @@ mod tests {
         assert_eq!(h.map(|h| (h.number, h.hash)), Some((41, None)));
         let (h, _) = t.publish(&[bare(0, 42), at(1, 42, 100)], t0);
         assert_eq!(h.map(|h| h.hash), Some(at(1, 42, 100).hash), "the one hash at the top is the head's");
+        // a new branch at the top reported by the only provider with hashes is taken at once:
+        // bare heights abstain from the vote
+        let (h, _) = t.publish(&[bare(0, 42), bare(2, 42), at(1, 42, 150)], t0);
+        assert_eq!(h.map(|h| h.hash), Some(at(1, 42, 150).hash));
         // a far-ahead height is still not believed
         let (h, d) = t.publish(&[bare(0, 43), bare(1, 43 + 65)], t0);
         assert_eq!((h.map(|h| h.number), d.map(|d| d.head)), (Some(43), Some(108)));

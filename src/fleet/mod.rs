@@ -230,6 +230,11 @@ pub struct ProviderStatus {
     pub head: Option<u64>,
     pub lag_blocks: u64,
     pub lag_secs: f64,
+    /// Where its head comes from: `polled`, `subscription`, `reconnecting` (polled meanwhile),
+    /// `silent` (a subscription that went quiet; polled).
+    pub heads: &'static str,
+    /// Its head-poll interval now (by role and price; unused while on a live subscription).
+    pub poll_interval_ms: u64,
     pub window: WindowStats,
     pub parts: ScoreParts,
     pub score: f64,
@@ -494,6 +499,8 @@ impl Fleet {
         self.slots
             .iter()
             .map(|slot| {
+                // Read before the slot lock (it looks at the tip, which is locked after slots).
+                let poll_interval = self.poll_interval(slot);
                 let st = slot.lock();
                 // Spent means what is left does not buy a block fetch.
                 let fetch = u64::from(slot.provider.credits(method::BLOCK_BY_NUMBER));
@@ -514,6 +521,8 @@ impl Fleet {
                     head: st.head.map(|h| h.number),
                     lag_blocks: st.lag_blocks,
                     lag_secs: st.head.map_or(0.0, |h| tracker.lag_secs(h.number, now)),
+                    heads: st.sub.as_str(),
+                    poll_interval_ms: u64::try_from(poll_interval.as_millis()).unwrap_or(u64::MAX),
                     window: w,
                     parts,
                     score: parts.score(),

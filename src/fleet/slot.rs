@@ -42,6 +42,18 @@ pub(super) enum SubState {
     Silent,
 }
 
+impl SubState {
+    /// Where the provider's head comes from, as `/v1/providers` says it.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "polled",
+            Self::Connecting => "reconnecting",
+            Self::Live => "subscription",
+            Self::Silent => "silent",
+        }
+    }
+}
+
 /// Mutable state of one provider.
 #[derive(Debug)]
 pub(super) struct SlotState {

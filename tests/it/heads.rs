@@ -84,6 +84,11 @@ async fn subscriptions_reconnect_fall_back_when_silent_and_carry_reorgs() {
     wait_event(&pool, "p1", "subscribed", 0, Duration::from_secs(10)).await;
     wait_event(&pool, "p3", "subscribed", 0, Duration::from_secs(10)).await;
     wait_converged(&anvil, &pool, Duration::from_secs(10)).await;
+    let heads_of = |name: &str| app.fleet.status().into_iter().find(|p| p.name == name).map(|p| p.heads);
+    assert_eq!(
+        (heads_of("p1"), heads_of("p2"), heads_of("p3")),
+        (Some("subscription"), Some("polled"), Some("subscription"))
+    );
     let p1_polls = "SELECT count(*) FROM provider_requests_view WHERE provider = ?1 AND method = 'eth_blockNumber'";
     let before = count(&pool, p1_polls, "p1").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -110,6 +115,7 @@ async fn subscriptions_reconnect_fall_back_when_silent_and_carry_reorgs() {
     let before = count(&pool, p1_polls, "p1").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(count(&pool, p1_polls, "p1").await > before, "a silent subscription's provider is polled");
+    assert_eq!(heads_of("p1"), Some("silent"));
 
     // A reorg at the same height arrives as notifications (p3 has the header, hash and all).
     wait_converged(&anvil, &pool, Duration::from_secs(10)).await;
