@@ -430,7 +430,13 @@ impl Fleet {
         if let [n] = numbers {
             return self.block_by_number(*n).await.map(|b| vec![b]);
         }
-        self.blocks_by_number_avoiding(numbers, &[]).await
+        let blocks = self.blocks_by_number_avoiding(numbers, &[]).await?;
+        // A batch reaching the tip (hedging off, or ingest a few blocks behind): its newest
+        // blocks name the hashes number-only head reports wait for.
+        for b in blocks.iter().rev().take(TIP_BATCH).filter(|b| self.at_tip(b.number)) {
+            self.learned_block(b.number, b.hash, b.provider);
+        }
+        Ok(blocks)
     }
 
     /// Like [`blocks_by_number`](Self::blocks_by_number), but asks the providers in `avoid`
