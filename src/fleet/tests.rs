@@ -211,3 +211,34 @@ fn publish_head_tells_subscribers_and_excludes_and_readmits_laggards() {
     let st = f.status();
     assert_eq!((st[1].state, st[1].lag_blocks), (ProviderState::Healthy, 1));
 }
+
+#[test]
+fn paid_standbys_are_polled_seldom_the_tip_server_and_free_ones_often_a_subscription_never() {
+    let paid = |price: f64| ProviderPolicy { price_per_million: price, ..ProviderPolicy::default() };
+    let (f, _rx) = fleet_of(vec![paid(0.0), paid(0.45), paid(0.45)], FleetOptions::default());
+    let (fast, slow) = (f.opts.heads.interval, f.opts.heads.standby_interval);
+    let interval = |id: u16| f.poll_interval(f.slot(ProviderId(id)));
+    // nobody served the tip yet: everyone polled at the fleet's interval
+    assert_eq!((interval(0), interval(1), interval(2)), (fast, fast, fast));
+    // p1 serves the tip: p2, paid and idle, is a standby; p0 is free
+    f.learned_block(7, hash(7), ProviderId(1));
+    assert_eq!((interval(0), interval(1), interval(2)), (fast, fast, slow));
+
+    // 12 s blocks: right after its height rose, a provider waits 0.75 of that before its next poll
+    let t0 = Instant::now();
+    for k in 0..4u32 {
+        f.lock_clock().observe(100 + u64::from(k), t0 + Duration::from_secs(12) * k);
+    }
+    let slot = f.slot(ProviderId(0));
+    let now = t0 + Duration::from_secs(36);
+    {
+        let mut st = slot.lock();
+        st.polled_at = Some(now);
+        st.moved_at = Some(now);
+    }
+    assert_eq!(f.next_poll(slot, now), Some(now + Duration::from_secs(9)));
+    slot.lock().moved_at = Some(now - Duration::from_secs(20));
+    assert_eq!(f.next_poll(slot, now), Some(now + fast), "long after the rise: every interval");
+    slot.lock().sub = slot::SubState::Live;
+    assert_eq!(f.next_poll(slot, now), None, "a live subscription is not polled");
+}

@@ -101,7 +101,7 @@ impl Fleet {
     }
 
     /// When `slot` should next be polled; None while its subscription delivers heads.
-    fn next_poll(&self, slot: &Slot, now: Instant) -> Option<Instant> {
+    pub(super) fn next_poll(&self, slot: &Slot, now: Instant) -> Option<Instant> {
         let interval = self.poll_interval(slot);
         let st = slot.lock();
         if st.sub == SubState::Live {
