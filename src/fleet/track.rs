@@ -54,12 +54,13 @@ impl Fleet {
             let cancel = cancel.clone();
             let id = slot.id();
             async move {
+                // Both in this task, so that stopping the poller waits for the subscription too.
+                let polls = fleet.run_polls(id, &cancel);
                 if slot.provider.ws_url().is_some() {
-                    let f = fleet.clone();
-                    let c = cancel.clone();
-                    tokio::spawn(async move { f.run_subscription(id, c).await });
+                    futures::future::join(Box::pin(fleet.run_subscription(id, cancel.clone())), polls).await;
+                } else {
+                    polls.await;
                 }
-                fleet.run_polls(id, &cancel).await;
             }
         });
         join_all(loops).await;
