@@ -113,6 +113,7 @@ impl Fleet {
 
     /// [`publish_head`](Self::publish_head) at a given time (tests step the clock).
     pub(super) fn publish_head_at(&self, now: Instant) {
+        let block_time = self.lock_clock().typical().unwrap_or(Duration::ZERO);
         let reports: Vec<HeadReport> = self
             .slots
             .iter()
@@ -122,9 +123,10 @@ impl Fleet {
                     return None;
                 }
                 let h = st.head?;
-                // Fresh: reported within its own polling rhythm (a standby polled every 10 s is
-                // not stale at 6 s).
-                let fresh_for = FRESH_HEAD.max(self.poll_interval(slot) * 2);
+                // Fresh: reported within its own rhythm — two poll intervals (a standby polled
+                // every 10 s is not stale at 6 s) or two block times (a subscription, or a poll
+                // in its quiet period, says nothing until the next block on a 12 s chain).
+                let fresh_for = FRESH_HEAD.max(self.poll_interval(slot) * 2).max(block_time * 2);
                 let fresh = st.health.breaker() != Breaker::Open
                     && st.head_at.is_some_and(|t| now.saturating_duration_since(t) <= fresh_for);
                 Some(HeadReport {
