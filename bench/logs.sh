@@ -17,11 +17,7 @@ TXS=${TXS:-20}
 RUNS=${RUNS:-3}
 PORT=${PORT:-18646}
 FREE_PORT=${FREE_PORT:-18647}
-ANVIL_BIN=${ANVIL_BIN:-.ci/tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}
-CRYO_PY=${CRYO_PY:-/opt/bench/cryo/bin/python}
-ETL_BIN=${ETL_BIN:-/opt/bench/etl/bin/ethereumetl}
-T=${CARGO_TARGET_DIR:-target}/release
-BIN=$T/blockstreamer
+. bench/common.sh
 WORK=$(mktemp -d)
 trap 'kill $ANVIL_PID $FREE_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 FREE_PID=
@@ -51,9 +47,6 @@ events = ["event Transfer(address indexed from, address indexed to, uint256 valu
           "event Approval(address indexed owner, address indexed spender, uint256 value)"]
 EOF
 printf '[index]\nreceipts = true\n' >"$WORK/receipts.toml"
-
-# CPU seconds a process has used so far (utime + stime), to show the node's share.
-cpu_of() { [ -n "${1:-}" ] && awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" || echo 0; }
 
 timed() { # name, logs-count command (run after), command...
   local name=$1 count=$2; shift 2

@@ -16,11 +16,7 @@ TXS=${TXS:-20}
 RUNS=${RUNS:-3}
 PORT=${PORT:-18656}
 FREE_PORT=${FREE_PORT:-18657}
-ANVIL_BIN=${ANVIL_BIN:-.ci/tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}
-CRYO_PY=${CRYO_PY:-/opt/bench/cryo/bin/python}
-ETL_BIN=${ETL_BIN:-/opt/bench/etl/bin/ethereumetl}
-T=${CARGO_TARGET_DIR:-target}/release
-BIN=$T/blockstreamer
+. bench/common.sh
 WORK=$(mktemp -d)
 trap 'kill $ANVIL_PID $FREE_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 FREE_PID=
@@ -46,8 +42,6 @@ for _ in $(seq 600); do grep -q serving "$WORK/free.log" && break; sleep 0.1; do
 
 printf '[index]\nreceipts = false\n' >"$WORK/blocks.toml"
 printf '[index]\nreceipts = true\n' >"$WORK/receipts.toml"
-
-cpu_of() { [ -n "${1:-}" ] && awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" || echo 0; }
 
 timed() { # name, command...
   local name=$1; shift

@@ -164,13 +164,7 @@ impl App {
                 verify_header_hash: config.verify_header_hash,
             },
         );
-        fleet_opts.heads = HeadOptions {
-            poll: config.heads.poll,
-            interval: Duration::from_millis(config.poll_interval_ms),
-            standby_interval: Duration::from_millis(config.heads.standby_poll_interval_ms),
-            quiet_fraction: config.heads.quiet_fraction,
-            silent_blocks: config.heads.silent_blocks,
-        };
+        fleet_opts.heads = HeadOptions::from_config(&config);
         let fleet = Arc::new(Fleet::new(built, fleet_opts, telemetry.clone())?);
         // Budgets survive restarts: count what the telemetry says was already spent.
         let (day, month) = Fleet::budget_periods(crate::types::now_ms());
@@ -424,17 +418,12 @@ impl App {
         // A backfill only appends: its commits go through the bulk connection (rusqlite, no
         // copies of every value). Large ranges also load faster without the random-keyed hash
         // indexes; they are rebuilt once, sorted, at the end (or at the next start if this
-        // process dies first). A rebuild covers the whole file, so it pays when the range is
-        // long, or at least as long as what is stored already (a fresh file, say).
+        // process dies first): `Store::begin_bulk_load_of` says when that pays.
         let bulk = self.config.full_transactions;
         let blocks = to - start + 1;
-        let drop_indexes =
-            bulk && (blocks >= self.config.bulk_load_min_blocks || blocks >= self.store.block_count().await?);
-        if bulk {
-            if drop_indexes {
-                tracing::info!(blocks, "bulk load: hash indexes are rebuilt after the backfill");
-            }
-            self.store.begin_bulk_load(drop_indexes).await?;
+        let drop_indexes = bulk && self.store.begin_bulk_load_of(blocks, self.config.bulk_load_min_blocks).await?;
+        if drop_indexes {
+            tracing::info!(blocks, "bulk load: hash indexes are rebuilt after the backfill");
         }
         let res = syncer.sync_to(to, cancel).await;
         if bulk {

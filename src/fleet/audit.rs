@@ -18,7 +18,7 @@ impl Fleet {
     /// the header like any fetch, a forged answer penalised like a forged block (the outcome is
     /// in the telemetry). Providers take turns by height; nobody is asked when no other
     /// provider is eligible.
-    pub async fn audit_receipts(&self, blocks: &[Block]) {
+    pub async fn audit_receipts(&self, blocks: &[std::sync::Arc<Block>]) {
         let Some(newest) = blocks.last() else { return };
         let n = self.slots.len();
         let first = usize::try_from(newest.number).unwrap_or(0) % n.max(1);

@@ -206,7 +206,8 @@ impl HeadTracker {
     /// one when `at` is older than every height remembered).
     fn head_as_of(&self, at: Instant) -> Option<u64> {
         let cur = self.current?.number;
-        let seen = self.first_seen.iter().filter(|(n, t)| **t <= at && **n <= cur).map(|(n, _)| *n).max();
+        // Highest first: the first height seen by `at` is the answer (usually the top one).
+        let seen = self.first_seen.range(..=cur).rev().find(|(_, t)| **t <= at).map(|(n, _)| *n);
         Some(seen.unwrap_or(cur))
     }
 

@@ -114,10 +114,13 @@ impl Fleet {
     /// [`publish_head`](Self::publish_head) at a given time (tests step the clock).
     pub(super) fn publish_head_at(&self, now: Instant) {
         let block_time = self.lock_clock().typical().unwrap_or(Duration::ZERO);
+        // Each provider's poll interval, read once and before any slot lock (it reads the tip).
+        let intervals: Vec<Duration> = self.slots.iter().map(|slot| self.poll_interval(slot)).collect();
         let reports: Vec<HeadReport> = self
             .slots
             .iter()
-            .filter_map(|slot| {
+            .zip(&intervals)
+            .filter_map(|(slot, interval)| {
                 let st = slot.lock();
                 if st.health.chain_ok == Some(false) {
                     return None;
@@ -126,7 +129,7 @@ impl Fleet {
                 // Fresh: reported within its own rhythm — two poll intervals (a standby polled
                 // every 10 s is not stale at 6 s) or two block times (a subscription, or a poll
                 // in its quiet period, says nothing until the next block on a 12 s chain).
-                let fresh_for = FRESH_HEAD.max(self.poll_interval(slot) * 2).max(block_time * 2);
+                let fresh_for = FRESH_HEAD.max(*interval * 2).max(block_time * 2);
                 let fresh = st.health.breaker() != Breaker::Open
                     && st.head_at.is_some_and(|t| now.saturating_duration_since(t) <= fresh_for);
                 Some(HeadReport {
@@ -151,13 +154,13 @@ impl Fleet {
                 "head far ahead of every other provider; not believed"
             );
         }
-        for slot in &self.slots {
+        for (slot, interval) in self.slots.iter().zip(&intervals) {
             let mut st = slot.lock();
             // No head reported yet: unknown, not lagging (start-up would flap otherwise).
             let Some(own) = st.head.map(|h| h.number) else { continue };
             // Judged as of its report, but a report may be only one poll interval old: a
             // provider that stopped reporting is judged against the head it should have seen.
-            let rhythm = now.checked_sub(self.poll_interval(slot)).unwrap_or(now);
+            let rhythm = now.checked_sub(*interval).unwrap_or(now);
             let at = st.head_at.map_or(now, |t| t.max(rhythm));
             let Some(lag) = tracker.lag(own, st.lagging, st.beyond_since, at) else { continue };
             st.lag_blocks = lag.blocks;

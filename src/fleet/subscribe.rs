@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::slot::SubState;
 use super::{Fleet, Slot};
 use crate::model::{EventKind, ProviderId};
-use crate::provider::HeadSubscription;
+use crate::provider::{HeadSubscription, ProviderError};
 
 /// How often a live subscription is checked for silence.
 const SILENCE_CHECK: Duration = Duration::from_millis(100);
@@ -120,7 +120,7 @@ impl Fleet {
     /// One `newHeads` notification: checked like a polled header (a forged one counts against
     /// the provider), then taken as its head.
     fn take_notification(&self, slot: &Slot, raw: &str, verify: bool) {
-        match slot.provider.decode_head(raw, verify) {
+        match crate::provider::wire::decode_head(raw, verify).map_err(ProviderError::from) {
             Ok(h) => {
                 let first = {
                     let mut st = slot.lock();

@@ -9,7 +9,7 @@ use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::slot::{SubState, Tip};
-use super::{Fleet, Slot};
+use super::{Fleet, Slot, SlotState};
 use crate::config::HeadPoll;
 use crate::model::{ProviderId, Sighting, TelemetryEvent};
 use crate::provider::{CallCtx, method};
@@ -32,15 +32,23 @@ pub struct HeadOptions {
     pub silent_blocks: u32,
 }
 
+impl HeadOptions {
+    /// From `poll_interval_ms` and the `[heads]` table (where the defaults are written down).
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        let ms = Duration::from_millis;
+        Self {
+            poll: c.heads.poll,
+            interval: ms(c.poll_interval_ms),
+            standby_interval: ms(c.heads.standby_poll_interval_ms),
+            quiet_fraction: c.heads.quiet_fraction,
+            silent_blocks: c.heads.silent_blocks,
+        }
+    }
+}
+
 impl Default for HeadOptions {
     fn default() -> Self {
-        Self {
-            poll: HeadPoll::Number,
-            interval: Duration::from_secs(1),
-            standby_interval: Duration::from_secs(10),
-            quiet_fraction: 0.75,
-            silent_blocks: 3,
-        }
+        Self::from_config(&crate::config::Config::default())
     }
 }
 
@@ -77,7 +85,8 @@ impl Fleet {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(wait.min(self.opts.heads.interval)) => {}
             }
-            if self.next_poll(slot, Instant::now()).is_some_and(|d| d <= Instant::now()) {
+            let now = Instant::now();
+            if self.next_poll(slot, now).is_some_and(|d| d <= now) {
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     () = self.poll_one(slot) => {}
@@ -134,28 +143,22 @@ impl Fleet {
             return;
         }
         let ctx = CallCtx { attempt: 1, hedged: false };
-        let now = Instant::now;
-        match self.opts.heads.poll {
+        let method = match self.opts.heads.poll {
+            HeadPoll::Number => method::BLOCK_NUMBER,
+            HeadPoll::Header => method::BLOCK_BY_NUMBER,
+        };
+        let credits = u64::from(slot.provider.credits(method));
+        let Ok(lease) = self.take(slot, credits, Instant::now(), now_ms()) else { return };
+        let started = Instant::now();
+        let r = match self.opts.heads.poll {
             HeadPoll::Number => {
-                let credits = u64::from(slot.provider.credits(method::BLOCK_NUMBER));
-                let Ok(lease) = self.take(slot, credits, now(), now_ms()) else { return };
-                let started = now();
-                let r = slot.provider.block_number(ctx).await;
-                self.settle(lease, started, r.as_ref().map(|_| ()), false);
-                if let Ok(n) = r {
-                    self.observe(slot, Tip { number: n, hash: None, parent_hash: None });
-                }
+                slot.provider.block_number(ctx).await.map(|number| Tip { number, hash: None, parent_hash: None })
             }
-            HeadPoll::Header => {
-                let credits = u64::from(slot.provider.credits(method::BLOCK_BY_NUMBER));
-                let Ok(lease) = self.take(slot, credits, now(), now_ms()) else { return };
-                let started = now();
-                let r = slot.provider.head(self.opts.decode.verify_header_hash, ctx).await;
-                self.settle(lease, started, r.as_ref().map(|_| ()), false);
-                if let Ok(h) = r {
-                    self.observe(slot, h.into());
-                }
-            }
+            HeadPoll::Header => slot.provider.head(self.opts.decode.verify_header_hash, ctx).await.map(Tip::from),
+        };
+        self.settle(lease, started, r.as_ref().map(|_| ()), false);
+        if let Ok(tip) = r {
+            self.observe(slot, tip);
         }
     }
 
@@ -187,14 +190,8 @@ impl Fleet {
                     if prev.is_none_or(|p| p.number != tip.number) {
                         st.unsighted = Some((tip.number, seen_ms));
                     }
-                    match (st.unsighted, self.hash_at(tip.number)) {
-                        (Some((n, ms)), Some(h)) if n == tip.number && st.last_sighting != Some(h) => {
-                            st.unsighted = None;
-                            st.last_sighting = Some(h);
-                            Some((n, h, ms))
-                        }
-                        _ => None,
-                    }
+                    let hash = self.hash_at(tip.number);
+                    hash.and_then(|h| sighted(&mut st, tip.number, h).map(|ms| (tip.number, h, ms)))
                 }
             }
         };
@@ -219,17 +216,7 @@ impl Fleet {
             t.server = Some(from);
         }
         for slot in &self.slots {
-            let waiting = {
-                let mut st = slot.lock();
-                match st.unsighted {
-                    Some((n, ms)) if n == number && st.last_sighting != Some(hash) => {
-                        st.unsighted = None;
-                        st.last_sighting = Some(hash);
-                        Some(ms)
-                    }
-                    _ => None,
-                }
-            };
+            let waiting = sighted(&mut slot.lock(), number, hash);
             if let Some(ms) = waiting {
                 self.sight(slot.id(), number, hash, ms);
             }
@@ -243,5 +230,18 @@ impl Fleet {
     /// Who served the newest tip block.
     fn tip_server(&self) -> Option<ProviderId> {
         self.lock_tip().server
+    }
+}
+
+/// A height the provider showed by number only is now known to be block `hash`: when it is the
+/// one waiting and not already recorded, mark it sighted and return when it was first seen.
+fn sighted(st: &mut SlotState, number: u64, hash: B256) -> Option<i64> {
+    match st.unsighted {
+        Some((n, ms)) if n == number && st.last_sighting != Some(hash) => {
+            st.unsighted = None;
+            st.last_sighting = Some(hash);
+            Some(ms)
+        }
+        _ => None,
     }
 }

@@ -146,7 +146,7 @@ pub struct Syncer<S: BlockSink> {
     /// When the last spot check of another provider's receipts started.
     last_audit: Option<Instant>,
     /// The newest committed blocks with verified receipts, for spot checks.
-    audit_pool: std::collections::VecDeque<Block>,
+    audit_pool: std::collections::VecDeque<Arc<Block>>,
 }
 
 impl<S: BlockSink + Clone + 'static> Syncer<S> {
@@ -262,9 +262,9 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
             |b: &&Block| b.tx_count > 0 && b.receipts.as_ref().is_some_and(|r| r.root_verified == Some(true));
         // The newest few committed, across commits: each provider is asked for the newest one it
         // has reported (at the tip a commit holds one block, which others may not have seen yet).
-        let fresh: Vec<Block> = blocks.iter().rev().filter(verified).take(AUDIT_CANDIDATES).cloned().collect();
+        let fresh: Vec<&Block> = blocks.iter().rev().filter(verified).take(AUDIT_CANDIDATES).collect();
         for b in fresh.into_iter().rev() {
-            self.audit_pool.push_back(b);
+            self.audit_pool.push_back(Arc::new(b.clone()));
         }
         while self.audit_pool.len() > AUDIT_CANDIDATES {
             self.audit_pool.pop_front();
@@ -272,7 +272,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
         if self.audit_pool.is_empty() || self.last_audit.is_some_and(|t| t.elapsed() < every) {
             return;
         }
-        let picked: Vec<Block> = self.audit_pool.iter().cloned().collect();
+        let picked: Vec<Arc<Block>> = self.audit_pool.iter().cloned().collect();
         self.last_audit = Some(Instant::now());
         let fleet = self.fleet.clone();
         tokio::spawn(async move { fleet.audit_receipts(&picked).await }.in_current_span());

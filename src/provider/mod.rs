@@ -274,34 +274,34 @@ impl Provider {
 
     /// `eth_chainId`.
     pub async fn chain_id(&self, ctx: CallCtx) -> Result<u64, ProviderError> {
-        let (res, mut s) =
-            self.call(&self.head_client, self.spec.head_timeout, method::CHAIN_ID, ArrayParams::new(), None, ctx).await;
-        let out = res.and_then(|raw| {
-            let text: &str = serde_json::from_str(raw.get())
-                .map_err(|_| ProviderError::Invalid(format!("chain id {}", raw.get())))?;
-            Ok(wire::quantity("chainId", text)?)
-        });
-        if let Err(e) = &out
-            && s.outcome == Outcome::Ok
-        {
-            self.fail_sample(&mut s, e);
-        }
-        self.emit(s);
-        out
+        let (out, s) = self.quantity(method::CHAIN_ID, "chainId", "chain id", ctx).await;
+        self.settle(out, s, |_, _| {})
     }
 
     /// The provider's head height, from `eth_blockNumber` (the cheapest head poll: 10 credits
     /// at Alchemy against 16 for a header).
     pub async fn block_number(&self, ctx: CallCtx) -> Result<u64, ProviderError> {
-        let (res, s) = self
-            .call(&self.head_client, self.spec.head_timeout, method::BLOCK_NUMBER, ArrayParams::new(), None, ctx)
-            .await;
-        let out = res.and_then(|raw| {
-            let text: &str = serde_json::from_str(raw.get())
-                .map_err(|_| ProviderError::Invalid(format!("block number {}", raw.get())))?;
-            Ok(wire::quantity("blockNumber", text)?)
-        });
+        let (out, s) = self.quantity(method::BLOCK_NUMBER, "blockNumber", "block number", ctx).await;
         self.settle(out, s, |n, s| s.head_reported = Some(*n))
+    }
+
+    /// One parameterless call on the head client whose result is a hex quantity; `what` names
+    /// it in the error when the answer is not one.
+    async fn quantity(
+        &self,
+        method: &'static str,
+        field: &'static str,
+        what: &str,
+        ctx: CallCtx,
+    ) -> (Result<u64, ProviderError>, RequestSample) {
+        let (res, s) =
+            self.call(&self.head_client, self.spec.head_timeout, method, ArrayParams::new(), None, ctx).await;
+        let out = res.and_then(|raw| {
+            let text: &str =
+                serde_json::from_str(raw.get()).map_err(|_| ProviderError::Invalid(format!("{what} {}", raw.get())))?;
+            Ok(wire::quantity(field, text)?)
+        });
+        (out, s)
     }
 
     /// The WebSocket endpoint heads can be subscribed on: `ws_url`, or the URL itself when it
@@ -320,6 +320,7 @@ impl Provider {
         let ctx = CallCtx { attempt: 1, hedged: false };
         let res = ws::subscribe_heads(url, self.spec.head_timeout, self.spec.head_max_bytes).await;
         let mut s = self.sample(method::SUBSCRIBE, None, started, ctx);
+        // Not `classify`: that redacts `url`, and the error may name `ws_url`.
         let out = res.map_err(|e| match e {
             ClientError::RequestTimeout => ProviderError::Timeout(self.spec.head_timeout),
             ClientError::Call(obj) => ProviderError::Rpc {
@@ -334,11 +335,6 @@ impl Provider {
         }
         self.emit(s);
         out
-    }
-
-    /// Decode one `newHeads` notification (a header), checked like a polled head.
-    pub fn decode_head(&self, raw: &str, verify: bool) -> Result<Head, ProviderError> {
-        Ok(wire::decode_head(raw, verify)?)
     }
 
     /// The provider's latest block header (number, hash, parent), from

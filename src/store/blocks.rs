@@ -217,9 +217,8 @@ impl BlockSink for Store {
         if self.bulk_active() {
             return Ok(false);
         }
-        let drop_indexes = blocks >= rebuild_min || blocks >= self.block_count().await?;
-        tracing::info!(blocks, rebuild_indexes = drop_indexes, "catch-up through the bulk write path");
-        self.begin_bulk_load(drop_indexes).await?;
+        let rebuild = self.begin_bulk_load_of(blocks, rebuild_min).await?;
+        tracing::info!(blocks, rebuild_indexes = rebuild, "catch-up through the bulk write path");
         Ok(true)
     }
 

@@ -351,6 +351,16 @@ impl Store {
         self.bulk.active()
     }
 
+    /// Start a bulk load of `blocks` appended heights, dropping the hash indexes when a rebuild
+    /// pays: the load is at least `rebuild_min` blocks, or at least as long as what the file
+    /// holds (a rebuild covers the whole file; a fresh file, say). Returns whether they were
+    /// dropped.
+    pub async fn begin_bulk_load_of(&self, blocks: u64, rebuild_min: u64) -> Result<bool, StoreError> {
+        let drop_indexes = blocks >= rebuild_min || blocks >= self.block_count().await?;
+        self.begin_bulk_load(drop_indexes).await?;
+        Ok(drop_indexes)
+    }
+
     /// End a bulk load: close its connection and rebuild any dropped hash index (one sorted
     /// build each).
     pub async fn end_bulk_load(&self) -> Result<(), StoreError> {
