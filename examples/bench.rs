@@ -73,6 +73,9 @@ enum Cmd {
         /// Fetch and store receipts and logs too (off: blocks and transactions, the issue-2 shape).
         #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
         receipts: bool,
+        /// Keep each block's JSON for `/rpc` (`[index] raw_json`, on by default).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        raw_json: bool,
         #[arg(long, default_value = "/tmp/bs-sim-ingest.db")]
         db: std::path::PathBuf,
     },
@@ -126,8 +129,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Cmd::Ceiling { url, from, to, concurrency, batch, shape, address } => {
             ceiling(&url, (from, to), concurrency, batch, &shape, address.as_deref()).await
         }
-        Cmd::SimIngest { blocks, txs, batch, concurrency, telemetry, receipts, db } => {
-            sim_ingest(blocks, txs, (batch, concurrency), telemetry, receipts, &db).await
+        Cmd::SimIngest { blocks, txs, batch, concurrency, telemetry, receipts, raw_json, db } => {
+            sim_ingest(blocks, txs, (batch, concurrency), (telemetry, receipts, raw_json), &db).await
         }
         Cmd::SimPipeline { blocks, txs, commit_blocks, db, writer } => {
             sim_pipeline(blocks, txs, commit_blocks, &db, &writer).await
@@ -264,7 +267,7 @@ async fn sim_pipeline(
     let chain = bench_chain(blocks, txs);
     let store = Store::open(&StoreOptions::new(db)).await?;
     store.register_providers(&[(ProviderId(0), "sim".into(), "sim://".into())]).await?;
-    let opts = DecodeOptions { full_transactions: true, verify_header_hash: true };
+    let opts = DecodeOptions { full_transactions: true, verify_header_hash: true, keep_raw: false };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<blockstreamer::model::Block>>(1);
     let started = Instant::now();
     // As `backfill` does for large ranges: load without the tx-hash index, rebuild it at the end.
@@ -313,8 +316,7 @@ async fn sim_ingest(
     blocks: u64,
     txs: u32,
     (batch, concurrency): (usize, usize),
-    telemetry: bool,
-    receipts: bool,
+    (telemetry, receipts, raw_json): (bool, bool, bool),
     db: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     remove_db(db);
@@ -330,6 +332,7 @@ async fn sim_ingest(
     }
     let mut config = Config { batch_size: batch, concurrency, telemetry, ..Config::default() };
     config.index.receipts = Some(receipts);
+    config.index.raw_json = raw_json;
     config.add_rpc_urls(&urls);
     let app = App::start(AppOptions { db: db.to_path_buf(), config, progress: false }).await?;
     let cancel = CancellationToken::new();
@@ -337,8 +340,9 @@ async fn sim_ingest(
     let report = app.backfill(0, blocks, &cancel).await?;
     let secs = started.elapsed().as_secs_f64();
     app.shutdown().await;
+    let mb = std::fs::metadata(db).map_or(0.0, |m| m.len() as f64 / 1e6);
     println!(
-        "sim-ingest: {} blocks x {txs} txs in {secs:.2} s = {:.0} blocks/s, {:.0} tx/s (batch {batch}, concurrency {concurrency}, telemetry {telemetry}, receipts {receipts})",
+        "sim-ingest: {} blocks x {txs} txs in {secs:.2} s = {:.0} blocks/s, {:.0} tx/s, file {mb:.1} MB (batch {batch}, concurrency {concurrency}, telemetry {telemetry}, receipts {receipts}, raw_json {raw_json})",
         report.fetched,
         report.fetched as f64 / secs,
         report.fetched as f64 * f64::from(txs) / secs
@@ -630,7 +634,7 @@ fn header_verify(blocks: u64, rounds: u32) -> Result<(), Box<dyn std::error::Err
     let raws: Vec<(u64, String)> =
         (1..=blocks).filter_map(|n| chain.block(n).map(|b| (n, b.json(false).get().to_string()))).collect();
     let run = |verify: bool| -> Result<f64, Box<dyn std::error::Error>> {
-        let opts = DecodeOptions { full_transactions: false, verify_header_hash: verify };
+        let opts = DecodeOptions { full_transactions: false, verify_header_hash: verify, keep_raw: false };
         let t = Instant::now();
         for (n, raw) in &raws {
             let b = decode_block(raw, Want::Number(*n), opts, ProviderId(0))?;

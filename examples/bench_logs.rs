@@ -71,7 +71,7 @@ async fn main() -> Result<(), Error> {
 fn recording(file: &std::path::Path) -> Result<Vec<(blockstreamer::model::Block, String)>, Error> {
     use blockstreamer::provider::wire::{DecodeOptions, Want, decode_block};
     use std::io::BufRead;
-    let opts = DecodeOptions { full_transactions: true, verify_header_hash: true };
+    let opts = DecodeOptions { full_transactions: true, verify_header_hash: true, keep_raw: false };
     let mut out = Vec::new();
     for line in std::io::BufReader::new(std::fs::File::open(file)?).lines().skip(1) {
         let v: serde_json::Value = serde_json::from_str(&line?)?;
@@ -98,6 +98,7 @@ fn verify_cost(file: &std::path::Path, rounds: u32) -> Result<(), Error> {
                 receipts_root: b.receipts_root,
                 tx_count: b.tx_count,
                 tx_hashes: Some(&hashes),
+                keep_raw: false,
             };
             let t = Instant::now();
             let r = decode_block_receipts(raw, of, blockstreamer::model::ProviderId(0)).map_err(|e| e.to_string())?;

@@ -164,7 +164,7 @@ async fn main() -> Res<()> {
         block_time: Duration::from_secs(3600),
         ..SimOptions::default()
     });
-    let opts = DecodeOptions { full_transactions: true, verify_header_hash: false };
+    let opts = DecodeOptions { full_transactions: true, verify_header_hash: false, keep_raw: false };
     let mut all = Vec::new();
     for n in 1..=cli.blocks {
         let Some(b) = chain.block(n) else { break };

@@ -33,6 +33,7 @@ pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod provider;
+pub mod rawjson;
 pub mod sim;
 pub mod store;
 pub mod types;

@@ -61,6 +61,8 @@ pub struct Block {
     pub logs: Option<BlockLogs>,
     /// The block's logs decoded into the `[index.contracts]` tables (rows and decode errors).
     pub decoded: Vec<crate::index::DecodedLog>,
+    /// The provider's JSON of the block as it was checked (`[index] raw_json`), for `/rpc`.
+    pub raw: Option<crate::rawjson::RawJson>,
 }
 
 impl Block {
@@ -88,6 +90,8 @@ pub struct BlockReceipts {
     pub root_verified: Option<bool>,
     /// Which provider served them.
     pub provider: ProviderId,
+    /// The receipts' JSON array as served and verified (`[index] raw_json`), for `/rpc`.
+    pub raw: Option<crate::rawjson::RawJson>,
 }
 
 /// One transaction's receipt, as stored; wei amounts kept exact.

@@ -17,6 +17,7 @@ mod ops;
 mod providers;
 mod request;
 pub mod routes;
+mod rpc;
 pub mod sandbox;
 mod serve;
 mod stream;
@@ -78,6 +79,8 @@ pub struct ApiOptions {
     pub stream_send_timeout: Duration,
     /// The effective configuration with secrets redacted (`GET /v1/admin/config`).
     pub config_redacted: serde_json::Value,
+    /// The JSON-RPC endpoint (`[rpc]`).
+    pub rpc: crate::config::RpcConfig,
 }
 
 impl ApiOptions {
@@ -104,6 +107,7 @@ impl ApiOptions {
             stream_max_lag_blocks: c.stream_max_lag_blocks,
             stream_send_timeout: Duration::from_millis(c.stream_send_timeout_ms.max(1)),
             config_redacted,
+            rpc: crate::config::RpcConfig::default(),
         }
     }
 }
@@ -116,7 +120,7 @@ impl ApiOptions {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, crate::config::ConfigError> {
         let key = config.api_key(env)?;
-        Ok(Self::from_config(&config.api, key, config.redacted()))
+        Ok(Self { rpc: config.rpc.clone(), ..Self::from_config(&config.api, key, config.redacted()) })
     }
 }
 

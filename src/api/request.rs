@@ -157,7 +157,9 @@ fn preflight(origin: &HeaderValue) -> Response {
 /// before reading when `Content-Length` says so) within `request_timeout_ms` (408: a client
 /// dripping its body is the client's delay, not the server's).
 pub(super) async fn read_body(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    let limit = state.0.opts.max_body_bytes;
+    // A JSON-RPC batch or a large raw transaction is bigger than any REST body (geth: 5 MB).
+    let limit =
+        if req.uri().path() == "/rpc" { state.0.opts.rpc.max_request_bytes } else { state.0.opts.max_body_bytes };
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return ApiError::TooLarge(format!(

@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{MethodRouter, get, post};
 
 use super::{
-    ApiState, blocks, dashboard, error, export, guard, logs, metrics, ops, providers, request, stream, stream_logs,
+    ApiState, blocks, dashboard, error, export, guard, logs, metrics, ops, providers, request, rpc, stream, stream_logs,
 };
 
 /// How a route is served.
@@ -59,6 +59,7 @@ pub fn table() -> Vec<Route> {
         json_get("/v1/providers/{name}/requests", get(providers::requests)),
         json_get("/v1/alerts", get(ops::alerts)),
         Route { path: "/v1/sql", method: Method::POST, kind: Kind::Json, handler: post(ops::sql) },
+        Route { path: "/rpc", method: Method::POST, kind: Kind::Json, handler: post(rpc::handle) },
         json_get("/v1/admin/config", get(ops::admin_config)),
         Route {
             path: "/v1/admin/checkpoint",

@@ -162,6 +162,7 @@ impl App {
             DecodeOptions {
                 full_transactions: config.full_transactions,
                 verify_header_hash: config.verify_header_hash,
+                keep_raw: config.index.raw_json,
             },
         );
         fleet_opts.heads = HeadOptions::from_config(&config);

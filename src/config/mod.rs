@@ -6,6 +6,8 @@ mod check;
 pub use check::ResolvedProvider;
 mod heads;
 pub use heads::{HeadPoll, HeadsConfig};
+mod rpc;
+pub use rpc::{RpcConfig, RpcHead};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -303,11 +305,21 @@ pub struct IndexConfig {
     /// against the header, so a provider that forges is caught even while nothing is routed to
     /// it. Costs one `eth_getBlockReceipts` each. 0: off.
     pub audit_secs: u64,
+    /// Keep each block's and its receipts' JSON as the provider sent it and it was verified
+    /// (zstd, ~1/3 of its size), so `/rpc` answers byte for byte what the node said.
+    pub raw_json: bool,
 }
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { receipts: None, logs: Vec::new(), logs_range: 1000, contracts: Vec::new(), audit_secs: 0 }
+        Self {
+            receipts: None,
+            logs: Vec::new(),
+            logs_range: 1000,
+            contracts: Vec::new(),
+            audit_secs: 0,
+            raw_json: true,
+        }
     }
 }
 
@@ -372,6 +384,8 @@ pub struct Config {
     pub poll_interval_ms: u64,
     /// How heads are tracked: polls, their intervals by role and price, subscriptions.
     pub heads: HeadsConfig,
+    /// The JSON-RPC endpoint on the API listener.
+    pub rpc: RpcConfig,
     pub full_transactions: bool,
     pub verify_header_hash: bool,
     pub telemetry: bool,
@@ -405,6 +419,7 @@ impl Default for Config {
             max_reorg_depth: 64,
             poll_interval_ms: 1000,
             heads: HeadsConfig::default(),
+            rpc: RpcConfig::default(),
             full_transactions: true,
             verify_header_hash: true,
             telemetry: true,

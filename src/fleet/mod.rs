@@ -17,6 +17,7 @@ mod audit;
 mod budget;
 mod clock;
 mod failover;
+pub mod forward;
 mod head;
 mod health;
 mod lease;
@@ -69,6 +70,10 @@ pub enum FleetError {
     UnknownProvider(ProviderId),
     #[error("cancelled")]
     Cancelled,
+    #[error(
+        "{provider} did not confirm the write ({error}); it may have been sent, so it was not sent again elsewhere"
+    )]
+    WriteUncertain { provider: String, error: String },
 }
 
 /// How the fleet may use one provider (from its `[[providers]]` entry).
@@ -178,7 +183,7 @@ impl Default for FleetOptions {
     fn default() -> Self {
         Self::from_routing(
             &RoutingConfig::default(),
-            DecodeOptions { full_transactions: true, verify_header_hash: true },
+            DecodeOptions { full_transactions: true, verify_header_hash: true, keep_raw: false },
         )
     }
 }

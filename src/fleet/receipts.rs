@@ -34,7 +34,10 @@ impl Fleet {
         may_hedge: bool,
     ) -> Result<(), FleetError> {
         for b in blocks.iter_mut().filter(|b| b.receipts.is_none() && b.tx_count == 0) {
-            b.receipts = Some(BlockReceipts { receipts: Vec::new(), root_verified: Some(true), provider: b.provider });
+            // What eth_getBlockReceipts says of an empty block, without asking.
+            let raw = b.raw.is_some().then(|| crate::rawjson::RawJson::compress("[]"));
+            b.receipts =
+                Some(BlockReceipts { receipts: Vec::new(), root_verified: Some(true), provider: b.provider, raw });
         }
         let hashes: Vec<Vec<B256>> = blocks.iter().map(|b| b.transactions.iter().map(|t| t.hash).collect()).collect();
         // A few blocks at the tip: each on its own, hedged like the block fetch before it.
@@ -122,5 +125,6 @@ pub(super) fn receipts_of<'a>(b: &Block, hashes: &'a [B256]) -> ReceiptsOf<'a> {
         receipts_root: b.receipts_root,
         tx_count: b.tx_count,
         tx_hashes: b.full_txs.then_some(hashes),
+        keep_raw: b.raw.is_some(),
     }
 }

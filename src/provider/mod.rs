@@ -4,6 +4,7 @@
 mod batch;
 mod capability;
 mod error;
+pub mod forward;
 pub mod http;
 pub mod logs;
 pub mod receipts;

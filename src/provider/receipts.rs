@@ -20,6 +20,8 @@ pub struct ReceiptsOf<'a> {
     pub tx_count: u32,
     /// The block's transaction hashes, when its transactions were fetched.
     pub tx_hashes: Option<&'a [B256]>,
+    /// Keep the receipts' JSON (compressed) with them, for `/rpc`.
+    pub keep_raw: bool,
 }
 
 #[derive(Deserialize)]
@@ -52,7 +54,9 @@ fn bad(i: usize, why: impl Into<String>) -> Reject {
 pub fn decode_block_receipts(raw: &str, of: ReceiptsOf<'_>, provider: ProviderId) -> Result<BlockReceipts, Reject> {
     let list: Vec<RpcReceipt<'_>> =
         serde_json::from_str(raw).map_err(|e| Reject::NotAnObject(format!("receipts: {e}")))?;
-    assemble(&list, of, provider)
+    let mut out = assemble(&list, of, provider)?;
+    out.raw = of.keep_raw.then(|| crate::rawjson::RawJson::compress(raw));
+    Ok(out)
 }
 
 /// Verify receipts fetched one by one with `eth_getTransactionReceipt` (`raws[i]` is
@@ -63,7 +67,10 @@ pub fn assemble_receipts(raws: &[&str], of: ReceiptsOf<'_>, provider: ProviderId
         let r: RpcReceipt<'_> = serde_json::from_str(raw).map_err(|e| bad(i, format!("not a receipt: {e}")))?;
         list.push(r);
     }
-    assemble(&list, of, provider)
+    let mut out = assemble(&list, of, provider)?;
+    // The array eth_getBlockReceipts would have given: the receipts in order.
+    out.raw = of.keep_raw.then(|| crate::rawjson::RawJson::compress(&format!("[{}]", raws.join(","))));
+    Ok(out)
 }
 
 fn assemble(list: &[RpcReceipt<'_>], of: ReceiptsOf<'_>, provider: ProviderId) -> Result<BlockReceipts, Reject> {
@@ -76,7 +83,7 @@ fn assemble(list: &[RpcReceipt<'_>], of: ReceiptsOf<'_>, provider: ProviderId) -
         receipts.push(receipt(i, r, of, &mut next_log)?);
     }
     let root_verified = verify_root(&receipts, of.receipts_root)?;
-    Ok(BlockReceipts { receipts, root_verified, provider })
+    Ok(BlockReceipts { receipts, root_verified, provider, raw: None })
 }
 
 /// One receipt, checked against its block and position; `next_log` is the block's next log index.
@@ -269,6 +276,7 @@ mod tests {
             receipts_root: B256::ZERO,
             tx_count: 1,
             tx_hashes: None,
+            keep_raw: false,
         };
         match decode_block_receipts(raw, of, ProviderId(0)) {
             Err(Reject::ReceiptsRoot { computed, .. }) => computed,
@@ -288,9 +296,11 @@ mod tests {
             receipts_root: root,
             tx_count: 1,
             tx_hashes: Some(&tx0),
+            keep_raw: true,
         };
         let got = decode_block_receipts(&raw, of, ProviderId(3)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got.root_verified, Some(true));
+        assert_eq!(got.raw.as_ref().map(|r| r.text().unwrap()), Some(raw.clone()));
         assert_eq!(got.receipts[0].logs.len(), 2);
         assert_eq!((got.receipts[0].status, got.receipts[0].gas_used), (Some(true), 21_000));
         // a dropped log changes the root
@@ -319,8 +329,14 @@ mod tests {
         let post = format!(r#""root":"{BLOCK}""#);
         let raw = format!("[{}]", receipt_json(&post, "", &bloom).replace(r#""type":"0x2","#, ""));
         let root = root_of(&raw);
-        let of =
-            ReceiptsOf { number: 5, hash: B256::repeat_byte(0x11), receipts_root: root, tx_count: 1, tx_hashes: None };
+        let of = ReceiptsOf {
+            number: 5,
+            hash: B256::repeat_byte(0x11),
+            receipts_root: root,
+            tx_count: 1,
+            tx_hashes: None,
+            keep_raw: false,
+        };
         let got = decode_block_receipts(&raw, of, ProviderId(0)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((got.receipts[0].status, got.receipts[0].post_state), (None, Some(B256::repeat_byte(0x11))));
         let neither = raw.replace(&post, r#""x":"0x0""#);

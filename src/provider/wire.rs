@@ -286,6 +286,8 @@ pub enum Want {
 pub struct DecodeOptions {
     pub full_transactions: bool,
     pub verify_header_hash: bool,
+    /// Keep the block's JSON (compressed) with it, for `/rpc`.
+    pub keep_raw: bool,
 }
 
 /// Decode and validate a block from a provider. `provider` is its source.
@@ -365,6 +367,7 @@ pub fn decode_block(raw: &str, want: Want, opts: DecodeOptions, provider: Provid
         receipts: None,
         logs: None,
         decoded: Vec::new(),
+        raw: opts.keep_raw.then(|| crate::rawjson::RawJson::compress(raw)),
     })
 }
 
@@ -526,7 +529,7 @@ mod tests {
 
     #[test]
     fn transactions_are_read_in_the_same_pass_and_checked() {
-        let opts = |full| DecodeOptions { full_transactions: full, verify_header_hash: false };
+        let opts = |full| DecodeOptions { full_transactions: full, verify_header_hash: false, keep_raw: false };
         let h = format!("0x{}", "ab".repeat(32));
         let tx = format!(
             r#"{{"hash":"{h}","from":"0x{a}","to":null,"value":"0x1","nonce":"0x0","gas":"0x5208",

@@ -70,7 +70,11 @@ pub(super) enum Rpc {
 
 impl Rpc {
     /// One call; the raw result.
-    pub(super) async fn request(&self, method: &str, params: ArrayParams) -> Result<Box<RawValue>, ClientError> {
+    pub(super) async fn request<P: jsonrpsee::core::traits::ToRpcParams + Send>(
+        &self,
+        method: &str,
+        params: P,
+    ) -> Result<Box<RawValue>, ClientError> {
         match self {
             Self::Http(c) => c.request(method, params).await,
             Self::Ws(l) => Box::pin(async { l.client().await?.request(method, params).await }).await,

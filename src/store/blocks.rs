@@ -15,6 +15,7 @@ const INSERT_BLOCKS: &str = include_str!("../../sql/store/insert_blocks.sql");
 const INSERT_TXS: &str = include_str!("../../sql/store/insert_transactions.sql");
 const INSERT_RECEIPTS: &str = include_str!("../../sql/store/insert_receipts.sql");
 const INSERT_LOGS: &str = include_str!("../../sql/store/insert_logs.sql");
+const INSERT_JSON: &str = include_str!("../../sql/store/insert_block_json.sql");
 
 impl Store {
     /// Apply a commit batch in one `BEGIN IMMEDIATE` transaction.
@@ -150,7 +151,23 @@ pub(super) async fn insert_blocks(
         q.execute(&mut *tx).await.map_err(classify)?;
     }
     let with_ids: Vec<(i64, &Block)> = blocks.iter().filter_map(|b| Some((*ids.get(&b.hash)?, b))).collect();
+    insert_json(tx, &with_ids).await?;
     insert_receipts(tx, &index, &with_ids).await
+}
+
+/// Keep the blocks' JSON (and their receipts'), where it came with them.
+async fn insert_json(tx: &mut sqlx::SqliteConnection, blocks: &[(i64, &Block)]) -> Result<(), StoreError> {
+    let rows: Vec<(i64, &Block)> = blocks.iter().copied().filter(|(_, b)| b.raw.is_some()).collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = multirow::statement(INSERT_JSON, chunk.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (id, b) in chunk {
+            let (block, receipts) = params::json(b);
+            q = q.bind(*id).bind(block).bind(receipts);
+        }
+        q.execute(&mut *tx).await.map_err(classify)?;
+    }
+    Ok(())
 }
 
 /// Insert the receipts and logs of blocks (with their row ids) that carry them.

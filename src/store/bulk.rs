@@ -84,10 +84,16 @@ impl Bulk {
             let mut insert_receipt =
                 tx.prepare(include_str!("../../sql/store/insert_receipts.sql")).map_err(classify)?;
             let mut insert_log = tx.prepare(include_str!("../../sql/store/insert_logs.sql")).map_err(classify)?;
+            let mut insert_json =
+                tx.prepare(include_str!("../../sql/store/insert_block_json.sql")).map_err(classify)?;
             let mut decoded_stmts: Vec<Option<rusqlite::Statement<'_>>> = index.tables.iter().map(|_| None).collect();
             for b in blocks {
                 let row = params::block(b, provider_ids.get(&b.provider).copied(), now, index.selection)?;
                 let id: i64 = insert_block.query_row(params_from_iter(row.iter()), |r| r.get(0)).map_err(classify)?;
+                if b.raw.is_some() {
+                    let (block, receipts) = params::json(b);
+                    insert_json.execute(rusqlite::params![id, block, receipts]).map_err(classify)?;
+                }
                 for t in &b.transactions {
                     insert_tx.execute(params_from_iter(params::transaction(id, t)?.iter())).map_err(classify)?;
                 }

@@ -18,6 +18,7 @@ mod query;
 mod repair;
 mod retention;
 mod rollup;
+mod rpc_read;
 pub mod sqlite;
 mod telemetry;
 
@@ -32,6 +33,7 @@ use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
 
 pub use activity::{BlockActivity, IndexActivity, RefusedAnswers};
+pub use rpc_read::{BlockAt, Kept, KeptJson};
 
 /// The random-keyed indexes a long bulk load drops and rebuilds: (drop, create if missing).
 const BULK_INDEXES: [(&str, &str); 3] = [

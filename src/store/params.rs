@@ -203,3 +203,10 @@ impl rusqlite::ToSql for Param<'_> {
         }))
     }
 }
+
+/// A block's kept JSON, in the order of `sql/store/insert_block_json.sql` after the block id:
+/// the block's, and its receipts' when every receipt was fetched.
+pub(super) fn json(b: &Block) -> (Option<&[u8]>, Option<&[u8]>) {
+    let receipts = b.receipts.as_ref().and_then(|r| r.raw.as_ref());
+    (b.raw.as_ref().map(crate::rawjson::RawJson::as_bytes), receipts.map(crate::rawjson::RawJson::as_bytes))
+}

@@ -159,7 +159,7 @@ async fn db01a_storage_full_during_a_bulk_backfill() {
     // Through a bulk connection opened under the cap, blocks go in until the file is full
     // again; the cap lifted while that connection is open must reach it, or the next ones fail.
     bed.app.store.begin_bulk_load(true).await.expect("bulk");
-    let opts = DecodeOptions { full_transactions: true, verify_header_hash: true };
+    let opts = DecodeOptions { full_transactions: true, verify_header_hash: true, keep_raw: false };
     let decode = |from: u64, n: u64| -> Vec<_> {
         (from..from + n)
             .map(|k| {

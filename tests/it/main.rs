@@ -37,6 +37,7 @@ mod receipt_faults;
 mod reorg_faults;
 mod repair_crash;
 mod reports;
+mod rpc_endpoint;
 mod rpc_faults;
 mod sim_fleet;
 mod startup;

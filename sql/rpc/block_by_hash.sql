@@ -1,0 +1,6 @@
+-- A stored block by hash, canonical or not (a node answers for the blocks it has): its kept
+-- JSON (?2 = 0: the block's, 1: its receipts').
+SELECT b.number, b.hash, b.full_txs, b.tx_count, CASE ?2 WHEN 0 THEN j.block ELSE j.receipts END
+FROM blocks b
+JOIN block_json j ON j.block_id = b.id
+WHERE b.hash = ?1

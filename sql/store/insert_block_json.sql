@@ -1,0 +1,4 @@
+-- One block's kept JSON; a block stored again keeps what it has and gains what it lacked.
+INSERT INTO block_json (block_id, block, receipts)
+VALUES (?, ?, ?)
+ON CONFLICT (block_id) DO UPDATE SET receipts = coalesce(receipts, excluded.receipts)

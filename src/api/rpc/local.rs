@@ -1,0 +1,322 @@
+//! Answers from the store: the kept JSON of verified blocks and receipts, served as the node
+//! sent it. Anything the store does not hold completely is handed back to be forwarded.
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::B256;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::envelope::{RpcError, code};
+use super::params::{self, BlockId, Tag};
+use crate::config::RpcConfig;
+use crate::store::{BlockAt, Kept, LogQuery, Store, StoreError};
+
+/// What the store knows for one request (a batch sees one `latest`).
+#[derive(Debug)]
+pub(super) struct View<'a> {
+    pub store: &'a Store,
+    pub opts: &'a RpcConfig,
+    pub chain_id: Option<u64>,
+    /// The height `latest` names for this request (`None`: ask the fleet).
+    pub latest: Option<u64>,
+    /// The newest stored height.
+    pub stored: Option<u64>,
+}
+
+/// How a call is answered locally.
+#[derive(Debug)]
+pub(super) enum Local {
+    /// The result's JSON text.
+    Answer(String),
+    /// The store cannot: forward it, pinned to this height if any.
+    Forward(Option<u64>),
+}
+
+/// The methods answered here when the store can.
+pub(super) const METHODS: [&str; 15] = [
+    "eth_chainId",
+    "net_version",
+    "eth_blockNumber",
+    "eth_getBlockByNumber",
+    "eth_getBlockByHash",
+    "eth_getBlockTransactionCountByNumber",
+    "eth_getBlockTransactionCountByHash",
+    "eth_getUncleCountByBlockNumber",
+    "eth_getUncleCountByBlockHash",
+    "eth_getTransactionByHash",
+    "eth_getTransactionByBlockNumberAndIndex",
+    "eth_getTransactionByBlockHashAndIndex",
+    "eth_getTransactionReceipt",
+    "eth_getBlockReceipts",
+    "eth_getLogs",
+];
+
+fn internal(e: impl std::fmt::Display) -> RpcError {
+    RpcError::new(code::INTERNAL, format!("stored JSON: {e}"))
+}
+
+impl From<StoreError> for RpcError {
+    fn from(e: StoreError) -> Self {
+        Self::new(code::INTERNAL, format!("store: {e}"))
+    }
+}
+
+fn hex(n: u64) -> String {
+    format!("\"{n:#x}\"")
+}
+
+fn arg<'a>(p: &[&'a RawValue], i: usize, what: &str) -> Result<&'a RawValue, RpcError> {
+    p.get(i)
+        .copied()
+        .ok_or_else(|| RpcError::invalid_params(format!("missing value for required argument {i} ({what})")))
+}
+
+impl View<'_> {
+    /// The height a tag names, if the store can answer for it.
+    fn height(&self, t: Tag) -> Result<u64, Miss> {
+        match t {
+            Tag::Earliest => Ok(0),
+            Tag::Latest => {
+                self.latest.filter(|l| self.stored.is_some_and(|s| *l <= s)).ok_or(Miss::Forward(self.latest))
+            }
+            Tag::Number(n) if self.stored.is_some_and(|s| n <= s) => Ok(n),
+            Tag::Number(n) => Err(Miss::Forward(Some(n))),
+            Tag::Pending | Tag::Safe | Tag::Finalized => Err(Miss::Forward(None)),
+        }
+    }
+
+    fn at(&self, id: BlockId) -> Result<BlockAt, Miss> {
+        match id {
+            BlockId::Hash(h) => Ok(BlockAt::Hash(h)),
+            BlockId::Tag(t) => self.height(t).map(BlockAt::Number),
+        }
+    }
+
+    /// Answer `method(params)` from the store, or say it must be forwarded.
+    pub(super) async fn answer(&self, method: &str, params: Option<&RawValue>) -> Result<Local, RpcError> {
+        let p = params::positional(params)?;
+        let out = match method {
+            "eth_chainId" => self.chain_id.map(hex).ok_or(Miss::Forward(None)),
+            "net_version" => self.chain_id.map(|c| format!("\"{c}\"")).ok_or(Miss::Forward(None)),
+            "eth_blockNumber" => self.latest.map(hex).ok_or(Miss::Forward(None)),
+            "eth_getBlockByNumber" | "eth_getBlockByHash" => self.block(&p, method.ends_with("Hash")).await,
+            "eth_getBlockTransactionCountByNumber" | "eth_getBlockTransactionCountByHash" => {
+                self.count(&p, method.ends_with("Hash"), "transactions").await
+            }
+            "eth_getUncleCountByBlockNumber" | "eth_getUncleCountByBlockHash" => {
+                self.count(&p, method.ends_with("Hash"), "uncles").await
+            }
+            "eth_getTransactionByHash" => self.tx_by_hash(&p, Kept::Block).await,
+            "eth_getTransactionReceipt" => self.tx_by_hash(&p, Kept::Receipts).await,
+            "eth_getTransactionByBlockNumberAndIndex" | "eth_getTransactionByBlockHashAndIndex" => {
+                self.tx_by_index(&p, method.contains("Hash")).await
+            }
+            "eth_getBlockReceipts" => self.receipts(&p).await,
+            "eth_getLogs" => self.logs(&p).await,
+            _ => Err(Miss::Forward(None)),
+        };
+        match out {
+            Ok(text) => Ok(Local::Answer(text)),
+            Err(Miss::Forward(need)) => Ok(Local::Forward(need)),
+            Err(Miss::Error(e)) => Err(e),
+        }
+    }
+
+    fn block_param(&self, p: &[&RawValue], by_hash: bool) -> Result<BlockAt, Miss> {
+        let v = arg(p, 0, "block")?;
+        if by_hash {
+            return Ok(BlockAt::Hash(params::hash(v, "block hash")?));
+        }
+        self.at(BlockId::Tag(params::tag(v)?))
+    }
+
+    async fn block(&self, p: &[&RawValue], by_hash: bool) -> Result<String, Miss> {
+        let at = self.block_param(p, by_hash)?;
+        let full = params::boolean(arg(p, 1, "full")?, "full")?;
+        let Some(k) = self.store.kept_json(at, Kept::Block).await? else {
+            return Err(miss(at));
+        };
+        if full && !k.full_txs {
+            return Err(miss(at));
+        }
+        let text = k.json.text().map_err(internal)?;
+        if full || !k.full_txs {
+            return Ok(text);
+        }
+        Ok(with_tx_hashes(&text)?)
+    }
+
+    async fn count(&self, p: &[&RawValue], by_hash: bool, list: &str) -> Result<String, Miss> {
+        let at = self.block_param(p, by_hash)?;
+        let Some(k) = self.store.kept_json(at, Kept::Block).await? else {
+            return Err(miss(at));
+        };
+        if list == "transactions" {
+            return Ok(hex(u64::from(k.tx_count)));
+        }
+        let text = k.json.text().map_err(internal)?;
+        let n = field_list(&text, list)?.len();
+        Ok(hex(n as u64))
+    }
+
+    async fn tx_by_hash(&self, p: &[&RawValue], what: Kept) -> Result<String, Miss> {
+        let h = params::hash(arg(p, 0, "hash")?, "transaction hash")?;
+        let Some((block, idx)) = self.store.position_of(h, what).await? else {
+            return Err(Miss::Forward(None));
+        };
+        self.element(BlockAt::Hash(block), what, idx).await
+    }
+
+    async fn tx_by_index(&self, p: &[&RawValue], by_hash: bool) -> Result<String, Miss> {
+        let at = self.block_param(p, by_hash)?;
+        let idx = params::quantity(arg(p, 1, "index")?, "index")?;
+        let idx = u32::try_from(idx).unwrap_or(u32::MAX);
+        self.element(at, Kept::Block, idx).await
+    }
+
+    /// Transaction (or receipt) `idx` of the block `at`; `null` past the end, as a node says.
+    async fn element(&self, at: BlockAt, what: Kept, idx: u32) -> Result<String, Miss> {
+        let Some(k) = self.store.kept_json(at, what).await? else {
+            return Err(miss(at));
+        };
+        if what == Kept::Block && !k.full_txs {
+            return Err(miss(at));
+        }
+        let text = k.json.text().map_err(internal)?;
+        let list: Vec<&RawValue> = match what {
+            Kept::Block => field_list(&text, "transactions")?,
+            Kept::Receipts => serde_json::from_str(&text).map_err(internal)?,
+        };
+        Ok(list.get(idx as usize).map_or_else(|| "null".to_string(), |v| v.get().to_string()))
+    }
+
+    async fn receipts(&self, p: &[&RawValue]) -> Result<String, Miss> {
+        let id = params::block_id(arg(p, 0, "block")?)?;
+        let at = self.at(id)?;
+        match self.store.kept_json(at, Kept::Receipts).await? {
+            Some(k) => Ok(k.json.text().map_err(internal)?),
+            None => Err(miss(at)),
+        }
+    }
+}
+
+/// Why the store did not answer: forward the call, or the call itself is wrong.
+#[derive(Debug)]
+enum Miss {
+    Forward(Option<u64>),
+    Error(RpcError),
+}
+
+impl From<RpcError> for Miss {
+    fn from(e: RpcError) -> Self {
+        Self::Error(e)
+    }
+}
+
+impl From<StoreError> for Miss {
+    fn from(e: StoreError) -> Self {
+        Self::Error(e.into())
+    }
+}
+
+/// Not stored: forward, pinned to the height when it was asked by number.
+fn miss(at: BlockAt) -> Miss {
+    match at {
+        BlockAt::Number(n) => Miss::Forward(Some(n)),
+        BlockAt::Hash(_) => Miss::Forward(None),
+    }
+}
+
+/// The list `key` of a block object.
+fn field_list<'a>(block: &'a str, key: &str) -> Result<Vec<&'a RawValue>, RpcError> {
+    let fields: BTreeMap<&str, &RawValue> = serde_json::from_str(block).map_err(internal)?;
+    let list = fields.get(key).ok_or_else(|| internal(format!("no {key}")))?;
+    serde_json::from_str(list.get()).map_err(internal)
+}
+
+#[derive(Deserialize)]
+struct TxHash<'a> {
+    hash: &'a str,
+}
+
+/// The block object with each full transaction replaced by its hash (what `full = false` gives).
+fn with_tx_hashes(block: &str) -> Result<String, RpcError> {
+    let mut fields: BTreeMap<&str, &RawValue> = serde_json::from_str(block).map_err(internal)?;
+    let txs: Vec<TxHash<'_>> = match fields.get("transactions") {
+        Some(t) => serde_json::from_str(t.get()).map_err(internal)?,
+        None => return Err(internal("no transactions")),
+    };
+    let hashes = serde_json::to_string(&txs.iter().map(|t| t.hash).collect::<Vec<_>>()).map_err(internal)?;
+    let hashes = RawValue::from_string(hashes).map_err(internal)?;
+    fields.insert("transactions", &hashes);
+    serde_json::to_string(&fields).map_err(internal)
+}
+
+#[derive(Deserialize)]
+struct ReceiptLogs<'a> {
+    #[serde(borrow)]
+    logs: Vec<&'a RawValue>,
+}
+
+impl View<'_> {
+    async fn logs(&self, p: &[&RawValue]) -> Result<String, Miss> {
+        let f = params::log_filter(arg(p, 0, "filter")?)?;
+        let (from, to) = match f.block_hash {
+            Some(h) => {
+                let k = self.store.kept_json(BlockAt::Hash(h), Kept::Receipts).await?;
+                let n = k.map(|k| k.number).ok_or(Miss::Forward(None))?;
+                (n, n)
+            }
+            None => (self.height(f.from.unwrap_or(Tag::Latest))?, self.height(f.to.unwrap_or(Tag::Latest))?),
+        };
+        if from > to {
+            return Err(Miss::Error(RpcError::new(code::SERVER, "invalid block range params")));
+        }
+        let max_range = self.opts.max_logs_range.max(1);
+        if to - from >= max_range {
+            return Err(Miss::Error(RpcError::new(code::LIMIT, format!("query exceeds max block range {max_range}"))));
+        }
+        if !self.store.logs_cover(from, to).await? {
+            return Err(Miss::Forward(Some(to)));
+        }
+        let max = self.opts.max_logs;
+        let q = LogQuery {
+            addresses: f.addresses,
+            topics: f.topics,
+            from,
+            to,
+            after: None,
+            limit: u32::try_from(max + 1).unwrap_or(u32::MAX),
+        };
+        let rows = self.store.logs_page(&q).await?;
+        if rows.len() > max {
+            // The range that fits: up to the block before the one that went over.
+            let last = rows[max].block_number.saturating_sub(1).max(from);
+            return Err(Miss::Error(RpcError::new(
+                code::LIMIT,
+                format!("query returned more than {max} results. Try with this block range [{from:#x}, {last:#x}]."),
+            )));
+        }
+        let mut out = String::from("[");
+        for group in rows.chunk_by(|a, b| a.block_hash == b.block_hash) {
+            let h: B256 = group[0].block_hash.parse().map_err(|_| Miss::Error(internal("block hash")))?;
+            let k = self.store.kept_json(BlockAt::Hash(h), Kept::Receipts).await?;
+            let text = k.ok_or(Miss::Forward(Some(to)))?.json.text().map_err(internal)?;
+            let receipts: Vec<ReceiptLogs<'_>> = serde_json::from_str(&text).map_err(internal)?;
+            // Log indexes were checked to run 0, 1, … through the block's receipts at ingest.
+            let logs: Vec<&RawValue> = receipts.iter().flat_map(|r| r.logs.iter().copied()).collect();
+            for r in group {
+                let log = usize::try_from(r.log_index).ok().and_then(|i| logs.get(i)).ok_or_else(|| {
+                    Miss::Error(internal(format!("no log {} in block {}", r.log_index, r.block_hash)))
+                })?;
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                out.push_str(log.get());
+            }
+        }
+        out.push(']');
+        Ok(out)
+    }
+}

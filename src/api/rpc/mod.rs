@@ -1,0 +1,198 @@
+//! `POST /rpc`: a standard JSON-RPC 2.0 endpoint (single calls, batches, notifications). What
+//! the store holds verified is answered from it, byte for byte as the node sent it; the rest
+//! goes through the fleet (selection, retries, breakers, budgets, telemetry), writes to
+//! exactly one provider. `X-Blockstreamer-Source` says who answered: `store` or a provider.
+
+mod envelope;
+mod forward;
+mod local;
+mod params;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::value::RawValue;
+
+use super::ApiState;
+use crate::config::RpcHead;
+use envelope::{Call, RpcError, code};
+use local::{Local, View};
+
+/// Calls of one batch run at most this many at a time (in order in the response).
+const BATCH_CONCURRENCY: usize = 16;
+
+/// Who answered a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Store,
+    Provider(String),
+    /// Refused or malformed before anyone was asked.
+    Endpoint,
+}
+
+impl Source {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Store => "store",
+            Self::Provider(p) => p,
+            Self::Endpoint => "blockstreamer",
+        }
+    }
+}
+
+/// One call's response text (`None` for a notification) and who answered.
+struct Reply {
+    text: Option<String>,
+    source: Source,
+}
+
+/// The handler.
+pub(super) async fn handle(State(state): State<ApiState>, body: Bytes) -> Response {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return single(&envelope::error(None, &RpcError::new(code::PARSE_ERROR, "request is not UTF-8")));
+    };
+    let Ok(req) = serde_json::from_str::<&RawValue>(text) else {
+        return single(&envelope::error(None, &RpcError::new(code::PARSE_ERROR, "parse error: request is not JSON")));
+    };
+    let view_parts = ViewParts::now(&state).await;
+    if !req.get().starts_with('[') {
+        let reply = one(&state, &view_parts, req).await;
+        return respond(reply.text, &[reply.source]);
+    }
+    let Ok(calls) = serde_json::from_str::<Vec<&RawValue>>(req.get()) else {
+        return single(&envelope::error(None, &RpcError::new(code::PARSE_ERROR, "parse error: batch is not an array")));
+    };
+    let max = state.0.opts.rpc.max_batch;
+    if calls.is_empty() || calls.len() > max {
+        let e = RpcError::new(
+            code::INVALID_REQUEST,
+            format!("a batch holds 1 to {max} calls; this one has {}", calls.len()),
+        );
+        return single(&envelope::error(None, &e));
+    }
+    // Boxed with one named lifetime: the stream's closure is otherwise not general enough for axum.
+    let futs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + '_>>> =
+        calls.iter().map(|c| Box::pin(one(&state, &view_parts, c)) as _).collect();
+    let replies: Vec<Reply> = futures::stream::iter(futs).buffered(BATCH_CONCURRENCY).collect().await;
+    let limit = state.0.opts.rpc.max_response_bytes;
+    let mut out = String::from("[");
+    let mut sources = Vec::new();
+    for r in replies {
+        let Some(t) = r.text else { continue };
+        if out.len() + t.len() > limit {
+            let e = RpcError::new(
+                code::LIMIT,
+                format!("response size exceeded: over {limit} bytes ([rpc] max_response_bytes)"),
+            );
+            return single(&envelope::error(None, &e));
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&t);
+        sources.push(r.source);
+    }
+    out.push(']');
+    respond((out.len() > 2).then_some(out), &sources)
+}
+
+/// What every call of one request sees: one `latest`, one chain id.
+struct ViewParts {
+    chain_id: Option<u64>,
+    latest: Option<u64>,
+    stored: Option<u64>,
+    fleet: Option<u64>,
+}
+
+impl ViewParts {
+    async fn now(state: &ApiState) -> Self {
+        let store = &state.0.store;
+        let stored = store.stored_tip().await.ok().flatten().map(|t| t.number);
+        let fleet = state.0.live.as_ref().and_then(|l| l.fleet.head()).map(|h| h.number);
+        let chain_id = store.meta("chain_id").await.ok().flatten().and_then(|c| u64::try_from(c).ok());
+        let opts = &state.0.opts.rpc;
+        let latest = match (opts.head, stored, fleet) {
+            (_, s, None) => s,
+            // The store is fresh enough to be `latest`; else `latest` is the fleet's.
+            (RpcHead::Stored, Some(s), Some(f)) if f.saturating_sub(s) <= opts.max_lag_blocks => Some(s),
+            (_, _, f) => f,
+        };
+        Self { chain_id, latest, stored, fleet }
+    }
+}
+
+/// Answer one call object.
+async fn one(state: &ApiState, parts: &ViewParts, raw: &RawValue) -> Reply {
+    let call = match envelope::call(raw) {
+        Ok(c) => c,
+        Err((id, e)) => return Reply { text: Some(envelope::error(id, &e)), source: Source::Endpoint },
+    };
+    let (answer, source) = dispatch(state, parts, &call).await;
+    let text = call.id.is_some().then(|| match &answer {
+        Ok(result) => envelope::result(call.id, result),
+        Err(e) => envelope::error(call.id, e),
+    });
+    // A notification gets no response, but the call was made all the same.
+    let text = if call.id.is_none() { None } else { text };
+    Reply { text, source }
+}
+
+async fn dispatch(state: &ApiState, parts: &ViewParts, call: &Call<'_>) -> (Result<String, RpcError>, Source) {
+    let method = call.method.as_str();
+    if let Some(why) = forward::refused(method) {
+        return (Err(RpcError::new(code::METHOD_NOT_FOUND, why)), Source::Endpoint);
+    }
+    let need = if local::METHODS.contains(&method) {
+        let view = View {
+            store: &state.0.store,
+            opts: &state.0.opts.rpc,
+            chain_id: parts.chain_id,
+            latest: parts.latest,
+            stored: parts.stored,
+        };
+        match view.answer(method, call.params).await {
+            Ok(Local::Answer(text)) => return (Ok(text), Source::Store),
+            Ok(Local::Forward(need)) => need,
+            Err(e) => return (Err(e), Source::Endpoint),
+        }
+    } else {
+        match forward::pin(method, call.params, parts.fleet) {
+            Ok(need) => need,
+            Err(e) => return (Err(e), Source::Endpoint),
+        }
+    };
+    let Some(live) = &state.0.live else {
+        // `serve` over a file: what the store does not hold, nobody here can tell.
+        return if local::METHODS.contains(&method) {
+            (Ok("null".into()), Source::Store)
+        } else {
+            let e =
+                RpcError::new(code::SERVER, format!("{method} needs a provider; `serve` answers from the file only"));
+            (Err(e), Source::Endpoint)
+        };
+    };
+    forward::send(&live.fleet, call, need).await
+}
+
+fn single(text: &str) -> Response {
+    respond(Some(text.to_string()), &[Source::Endpoint])
+}
+
+fn respond(body: Option<String>, sources: &[Source]) -> Response {
+    let mut names: Vec<&str> = sources.iter().map(Source::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    let source = HeaderValue::from_str(&names.join(",")).unwrap_or(HeaderValue::from_static("blockstreamer"));
+    let Some(body) = body else {
+        return (StatusCode::NO_CONTENT, [("x-blockstreamer-source", source)]).into_response();
+    };
+    let json = HeaderValue::from_static("application/json");
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, json), (header::HeaderName::from_static("x-blockstreamer-source"), source)],
+        body,
+    )
+        .into_response()
+}

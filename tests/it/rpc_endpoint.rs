@@ -1,0 +1,175 @@
+//! `POST /rpc` against a real node: the same calls sent to anvil and to blockstreamer in front
+//! of it give equal answers (JSON-normalised); stored data comes from the store, state reads
+//! and writes go through the fleet, a signed transaction sent through us is stored, and
+//! malformed calls, filters and limits get the errors clients expect.
+
+use std::time::Duration;
+
+use jsonrpsee::rpc_params;
+use serde_json::{Value, json};
+
+use crate::bed::{Bed, Truth};
+use crate::helpers::{Anvil, hex_u64, init_tracing};
+use crate::http::{HttpClient, Resp, client, post};
+
+async fn rpc(c: &HttpClient, url: &str, body: &Value) -> Resp {
+    post(c, url, body.to_string(), &[]).await
+}
+
+fn call(method: &str, params: &Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+}
+
+/// The same call to anvil and to us: equal JSON; returns ours and the source header.
+async fn same(c: &HttpClient, anvil: &str, ours: &str, method: &str, params: Value) -> (Value, String) {
+    let body = call(method, &params);
+    let theirs = rpc(c, anvil, &body).await.json();
+    let r = rpc(c, ours, &body).await;
+    assert_eq!(r.status, 200, "{method}: {}", r.text());
+    let mine = r.json();
+    assert_eq!(mine, theirs, "{method}({params})");
+    let source = r.headers.get("x-blockstreamer-source").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (mine, source)
+}
+
+async fn wait_stored(bed: &Bed, n: u64) {
+    for _ in 0..300 {
+        if crate::bed::stored_max(&bed.pool).await >= i64::try_from(n).expect("i64") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("block {n} not stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
+    init_tracing();
+    let anvil = Anvil::start(&[]).await;
+    crate::anvil_logs::with_logging_calls(&anvil, 6, 3).await;
+    anvil.mine_with_txs(4, 4).await;
+    let accts = anvil.accounts().await;
+    // An access-list (type 1) and a legacy (type 0) transaction too.
+    let t1 = json!({"from": accts[1], "to": accts[2], "value": "0x5", "gasPrice": "0x77359400", "accessList": [{"address": accts[3], "storageKeys": []}]});
+    anvil.call("eth_sendTransaction", rpc_params![t1]).await;
+    let t0 = json!({"from": accts[2], "to": accts[3], "value": "0x7", "gasPrice": "0x77359400"});
+    anvil.call("eth_sendTransaction", rpc_params![t0]).await;
+    let head = anvil.head().await;
+    let mut bed = Bed::new(Truth::Anvil(anvil), 2, |c| c.alerts.enabled = false).await;
+    let (api, base) = bed.serve_api().await;
+    bed.follow(0);
+    wait_stored(&bed, head).await;
+    let Truth::Anvil(anvil) = &*bed.truth else { unreachable!("anvil bed") };
+    let (a, us) = (anvil.url(), format!("{base}/rpc"));
+    let c = client();
+
+    for (m, p) in [("eth_chainId", json!([])), ("net_version", json!([])), ("eth_blockNumber", json!([]))] {
+        let (_, src) = same(&c, &a, &us, m, p).await;
+        assert_eq!(src, "store", "{m}");
+    }
+    // Every block, full and hashes, by number and by hash, with counts and receipts.
+    for n in 0..=head {
+        let tag = format!("{n:#x}");
+        for full in [true, false] {
+            let (b, src) = same(&c, &a, &us, "eth_getBlockByNumber", json!([tag, full])).await;
+            assert_eq!(src, "store", "block {n}");
+            same(&c, &a, &us, "eth_getBlockByHash", json!([b["result"]["hash"], full])).await;
+        }
+        same(&c, &a, &us, "eth_getBlockTransactionCountByNumber", json!([tag])).await;
+        same(&c, &a, &us, "eth_getUncleCountByBlockNumber", json!([tag])).await;
+        let (_, src) = same(&c, &a, &us, "eth_getBlockReceipts", json!([tag])).await;
+        assert_eq!(src, "store");
+    }
+    for tag in ["latest", "earliest"] {
+        same(&c, &a, &us, "eth_getBlockByNumber", json!([tag, true])).await;
+    }
+    // Every transaction of every type, by hash and by position, and its receipt.
+    let mut types = std::collections::BTreeSet::new();
+    for n in 1..=head {
+        let b = anvil.block(n, true).await;
+        for (i, t) in b["transactions"].as_array().expect("txs").iter().enumerate() {
+            types.insert(t["type"].as_str().expect("type").to_string());
+            let (_, src) = same(&c, &a, &us, "eth_getTransactionByHash", json!([t["hash"]])).await;
+            assert_eq!(src, "store");
+            same(&c, &a, &us, "eth_getTransactionReceipt", json!([t["hash"]])).await;
+            same(&c, &a, &us, "eth_getTransactionByBlockNumberAndIndex", json!([format!("{n:#x}"), format!("{i:#x}")]))
+                .await;
+            same(&c, &a, &us, "eth_getTransactionByBlockHashAndIndex", json!([b["hash"], format!("{i:#x}")])).await;
+        }
+    }
+    assert!(types.len() >= 3, "tx types seen: {types:?}");
+    // Logs with filters.
+    let log0 = anvil.call("eth_getLogs", rpc_params![json!({"fromBlock": "0x0", "toBlock": "latest"})]).await;
+    let first = &log0[1]; // LOG1: one topic
+    let filters = [
+        json!({"fromBlock": "0x0", "toBlock": "latest"}),
+        json!({"fromBlock": "0x1", "toBlock": format!("{head:#x}"), "address": first["address"]}),
+        json!({"fromBlock": "0x0", "toBlock": "latest", "topics": [first["topics"][0]]}),
+        json!({"fromBlock": "0x0", "toBlock": "latest", "topics": [null, first["topics"][0]]}),
+        json!({"fromBlock": "0x0", "toBlock": "latest", "topics": [[first["topics"][0], format!("0x{}", "00".repeat(32))]]}),
+        json!({"blockHash": first["blockHash"]}),
+        json!({"fromBlock": "0x3", "toBlock": "0x4", "address": [first["address"], accts[0]]}),
+    ];
+    for f in filters {
+        let (v, src) = same(&c, &a, &us, "eth_getLogs", json!([f])).await;
+        assert_eq!(src, "store", "{f}");
+        let n = v["result"].as_array().expect("logs").len();
+        assert!(n > 0 || f["topics"][0].is_null() && f.get("topics").is_some(), "{f}: no logs");
+    }
+    // State reads go to a provider: a past balance, a call.
+    let (_, src) = same(&c, &a, &us, "eth_getBalance", json!([accts[1], "0x2"])).await;
+    assert!(src.starts_with('p'), "source {src}");
+    same(&c, &a, &us, "eth_call", json!([{"to": first["address"], "data": "0x"}, "latest"])).await;
+    same(&c, &a, &us, "eth_gasPrice", json!([])).await;
+    // Unknown methods are the node's answer too; bad params are refused here, node-like.
+    same(&c, &a, &us, "eth_nosuchmethod", json!([])).await;
+    let bad = rpc(&c, &us, &call("eth_getBlockByNumber", &json!(["zz", true]))).await.json();
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+
+    // A batch of 50 (mixed local and forwarded), in order, with a notification left out.
+    let mut batch: Vec<Value> = (0..50)
+        .map(|i| {
+            let m = if i % 5 == 0 { "eth_getBalance" } else { "eth_getBlockByNumber" };
+            let p =
+                if i % 5 == 0 { json!([accts[0], "latest"]) } else { json!([format!("{:#x}", i % (head + 1)), false]) };
+            json!({"jsonrpc": "2.0", "id": i, "method": m, "params": p})
+        })
+        .collect();
+    let theirs = rpc(&c, &a, &Value::Array(batch.clone())).await.json();
+    batch.push(json!({"jsonrpc": "2.0", "method": "eth_blockNumber"}));
+    let r = rpc(&c, &us, &Value::Array(batch)).await;
+    assert_eq!(r.json(), theirs);
+    let src = r.headers.get("x-blockstreamer-source").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(src.contains("store") && src.contains('p'), "batch sources {src}");
+
+    // A transaction signed elsewhere and sent through us appears in a stored block.
+    let tx = json!({"from": accts[4], "to": accts[5], "value": "0x9", "gas": "0x5208", "maxFeePerGas": "0x77359400", "maxPriorityFeePerGas": "0x1", "nonce": "0x0", "chainId": "0x7a69"});
+    let raw = anvil.call("eth_signTransaction", rpc_params![tx]).await;
+    let sent = rpc(&c, &us, &call("eth_sendRawTransaction", &json!([raw]))).await.json();
+    let hash = sent["result"].as_str().unwrap_or_else(|| panic!("send: {sent}")).to_string();
+    let receipt = anvil.call("eth_getTransactionReceipt", rpc_params![hash.clone()]).await;
+    wait_stored(&bed, hex_u64(&receipt["blockNumber"])).await;
+    let (mine, src) = same(&c, &a, &us, "eth_getTransactionReceipt", json!([hash])).await;
+    assert_eq!((mine["result"]["status"].as_str(), src.as_str()), (Some("0x1"), "store"));
+
+    // Malformed requests, filters and limits.
+    let r = post(&c, &us, "{not json", &[]).await.json();
+    assert_eq!(r["error"]["code"], -32700);
+    let r = rpc(&c, &us, &json!([])).await.json();
+    assert_eq!(r["error"]["code"], -32600);
+    let r = rpc(&c, &us, &json!({"id": 1, "method": "eth_blockNumber"})).await.json();
+    assert_eq!(r["error"]["code"], -32600);
+    let r = rpc(&c, &us, &call("eth_newFilter", &json!([{}]))).await.json();
+    assert!(r["error"]["message"].as_str().is_some_and(|m| m.contains("eth_getLogs")), "{r}");
+    let many: Vec<Value> = (0..10_000).map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "eth_chainId"})).collect();
+    let r = rpc(&c, &us, &Value::Array(many)).await;
+    assert_eq!(r.json()["error"]["code"], -32600, "{}", r.text());
+    let r = post(&c, &us, vec![b' '; 10 << 20], &[]).await;
+    assert_eq!(r.status, 413);
+    let r = rpc(&c, &us, &json!({"jsonrpc": "2.0", "method": "eth_chainId"})).await;
+    assert_eq!((r.status, r.body.len()), (204, 0));
+
+    api.stop().await;
+    let (_bed, res) = bed.stop().await;
+    res.expect("follow");
+}
