@@ -32,6 +32,21 @@ async fn same(c: &HttpClient, anvil: &str, ours: &str, method: &str, params: Val
     (mine, source)
 }
 
+/// `cast args… --rpc-url url`'s output (cast is what many users have; `.ci/run` installs it).
+fn cast(url: &str, args: &[&str]) -> String {
+    let bin = crate::helpers::find_tool("CAST_BIN", &["cast"], ".ci/run installs it from npm");
+    let out = std::process::Command::new(bin).args(args).args(["--rpc-url", url]).output().expect("run cast");
+    assert!(out.status.success(), "cast {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The same cast command against anvil and against us: the same output.
+fn same_cast(anvil: &str, ours: &str, args: &[&str]) {
+    let (theirs, mine) = (cast(anvil, args), cast(ours, args));
+    assert!(!mine.trim().is_empty(), "cast {args:?} printed nothing");
+    assert_eq!(mine, theirs, "cast {args:?}");
+}
+
 async fn wait_stored(bed: &Bed, n: u64) {
     for _ in 0..300 {
         if crate::bed::stored_max(&bed.pool).await >= i64::try_from(n).expect("i64") {
@@ -152,6 +167,25 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
     let (mine, src) = same(&c, &a, &us, "eth_getTransactionReceipt", json!([hash])).await;
     assert_eq!((mine["result"]["status"].as_str(), src.as_str()), (Some("0x1"), "store"));
 
+    // cast, as users run it: the same output from us as from the node.
+    let (log_addr, tx_hash) =
+        (first["address"].as_str().expect("address"), first["transactionHash"].as_str().expect("hash"));
+    for args in [
+        vec!["chain-id"],
+        vec!["block-number"],
+        vec!["block", "latest", "--json"],
+        vec!["block", "3", "--full", "--json"],
+        vec!["block", "5"],
+        vec!["tx", tx_hash, "--json"],
+        vec!["receipt", tx_hash, "--json"],
+        vec!["logs", "--from-block", "0", "--to-block", "latest", "--address", log_addr, "--json"],
+        vec!["balance", accts[1].as_str(), "--block", "2"],
+        vec!["nonce", accts[0].as_str()],
+        vec!["code", log_addr],
+    ] {
+        same_cast(&a, &us, &args);
+    }
+
     // Malformed requests, filters and limits.
     let r = post(&c, &us, "{not json", &[]).await.json();
     assert_eq!(r["error"]["code"], -32700);
@@ -164,10 +198,101 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
     let many: Vec<Value> = (0..10_000).map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "eth_chainId"})).collect();
     let r = rpc(&c, &us, &Value::Array(many)).await;
     assert_eq!(r.json()["error"]["code"], -32600, "{}", r.text());
-    let r = post(&c, &us, vec![b' '; 10 << 20], &[]).await;
-    assert_eq!(r.status, 413);
+    // 10 MB: refused from its Content-Length with 413, or cut off while still sending.
+    let req = http::Request::post(&us)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(vec![b' '; 10 << 20])))
+        .expect("req");
+    if let Ok(resp) = c.request(req).await {
+        assert_eq!(resp.status(), 413);
+    }
+    same(&c, &a, &us, "eth_chainId", json!([])).await;
     let r = rpc(&c, &us, &json!({"jsonrpc": "2.0", "method": "eth_chainId"})).await;
     assert_eq!((r.status, r.body.len()), (204, 0));
+
+    api.stop().await;
+    let (_bed, res) = bed.stop().await;
+    res.expect("follow");
+}
+
+fn script(json: &str) -> blockstreamer::fault::Script {
+    blockstreamer::fault::Script::from_json(json).expect("script")
+}
+
+fn sends(bed: &Bed) -> usize {
+    (0..bed.proxies.len()).map(|i| bed.log(i).iter().filter(|c| c.method == "eth_sendRawTransaction").count()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_slow_or_lying_provider_never_reaches_the_client_and_a_write_is_sent_once() {
+    init_tracing();
+    let anvil = Anvil::start(&[]).await;
+    anvil.mine_with_txs(8, 3).await;
+    let head = anvil.head().await;
+    let mut bed = Bed::new(Truth::Anvil(anvil), 3, |c| {
+        c.alerts.enabled = false;
+        for p in &mut c.providers {
+            p.timeout_ms = Some(1000);
+        }
+    })
+    .await;
+    let (api, base) = bed.serve_api().await;
+    bed.follow(0);
+    wait_stored(&bed, head).await;
+    let Truth::Anvil(anvil) = &*bed.truth else { unreachable!("anvil bed") };
+    let (a, us) = (anvil.url(), format!("{base}/rpc"));
+    let c = client();
+    let accts = anvil.accounts().await;
+
+    // p1 fails, p2 times out, p3 forges every block it serves.
+    bed.proxies[0].set_script(script(r#"{"rules": [{"fault": {"kind": "http", "status": 500}}]}"#));
+    bed.proxies[1].set_script(script(r#"{"rules": [{"fault": {"kind": "delay", "ms": 3000}}]}"#));
+    bed.proxies[2].set_script(script(
+        r#"{"rules": [{"methods": ["eth_getBlockByNumber", "eth_getBlockByHash"], "fault": {"kind": "mutate", "field": "stateRoot", "value": "0x00000000000000000000000000000000000000000000000000000000000000aa"}}]}"#,
+    ));
+    for n in 0..=head {
+        let (b, src) = same(&c, &a, &us, "eth_getBlockByNumber", json!([format!("{n:#x}"), true])).await;
+        assert_eq!(src, "store", "block {n}: {b}");
+    }
+    for i in 0..10 {
+        same(&c, &a, &us, "eth_getBalance", json!([accts[i % accts.len()], format!("{:#x}", i % 8)])).await;
+        same(&c, &a, &us, "eth_getTransactionCount", json!([accts[i % accts.len()], "latest"])).await;
+    }
+
+    // Every provider holds writes past the timeout: the first one asked gets it, nobody else.
+    let hang = r#"{"rules": [{"methods": ["eth_sendRawTransaction"], "fault": {"kind": "hang"}}]}"#;
+    for p in &bed.proxies {
+        p.set_script(script(hang));
+        p.clear_log();
+    }
+    let tx = json!({"from": accts[6], "to": accts[7], "value": "0x9", "gas": "0x5208", "maxFeePerGas": "0x77359400", "maxPriorityFeePerGas": "0x1", "nonce": "0x0", "chainId": "0x7a69"});
+    let raw = anvil.call("eth_signTransaction", rpc_params![tx]).await;
+    let r = rpc(&c, &us, &call("eth_sendRawTransaction", &json!([raw]))).await.json();
+    assert_eq!(r["error"]["code"], -32000, "{r}");
+    assert!(r["error"]["data"]["transactionHash"].as_str().is_some_and(|h| h.len() == 66), "{r}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sends(&bed), 1, "the write reached exactly one provider");
+
+    // A provider that refuses at once (HTTP 503: it never ran the call) is skipped; the next
+    // one sends it, once, and the transaction is mined and stored.
+    bed.proxies[0].set_script(script(
+        r#"{"rules": [{"methods": ["eth_sendRawTransaction"], "fault": {"kind": "http", "status": 503}}]}"#,
+    ));
+    for p in &bed.proxies[1..] {
+        p.set_script(blockstreamer::fault::Script::default());
+    }
+    for p in &bed.proxies {
+        p.clear_log();
+    }
+    let tx = json!({"from": accts[8], "to": accts[7], "value": "0x9", "gas": "0x5208", "maxFeePerGas": "0x77359400", "maxPriorityFeePerGas": "0x1", "nonce": "0x0", "chainId": "0x7a69"});
+    let raw = anvil.call("eth_signTransaction", rpc_params![tx]).await;
+    let r = rpc(&c, &us, &call("eth_sendRawTransaction", &json!([raw]))).await.json();
+    let hash = r["result"].as_str().unwrap_or_else(|| panic!("send: {r}")).to_string();
+    let accepted: usize =
+        (1..3).map(|i| bed.log(i).iter().filter(|c| c.method == "eth_sendRawTransaction").count()).sum();
+    assert_eq!(accepted, 1, "one provider accepted it");
+    let receipt = anvil.call("eth_getTransactionReceipt", rpc_params![hash]).await;
+    assert_eq!(receipt["status"], "0x1");
 
     api.stop().await;
     let (_bed, res) = bed.stop().await;
