@@ -149,6 +149,8 @@ struct Inner {
     exports: Arc<tokio::sync::Semaphore>,
     /// The address the server bound (for the `Host` check), once it has.
     bound: std::sync::OnceLock<SocketAddr>,
+    /// What `/rpc` last read of the stored tip and chain id.
+    rpc_stored: rpc::StoredCache,
 }
 
 impl ApiState {
@@ -167,6 +169,7 @@ impl ApiState {
             windows_cache: providers::WindowsCache::default(),
             exports: Arc::new(tokio::sync::Semaphore::new(2)),
             bound: std::sync::OnceLock::new(),
+            rpc_stored: rpc::StoredCache::default(),
         }))
     }
 

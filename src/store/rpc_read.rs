@@ -1,7 +1,17 @@
 //! The read side of `/rpc`: the kept JSON of a block or its receipts by height or hash, where a
 //! transaction or receipt is, and whether a range's logs are all stored.
+//!
+//! The point reads run on the calling thread over a rusqlite connection of its own: a sqlx
+//! query hops to its connection's worker thread and back, and at tens of thousands of calls a
+//! second those hops were most of the time (BENCHMARKS.md §9). A point read by key takes tens
+//! of microseconds, short enough to run on an async worker.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 use alloy_primitives::B256;
+use rusqlite::OptionalExtension;
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -35,10 +45,73 @@ pub struct KeptJson {
     pub json: RawJson,
 }
 
+thread_local! {
+    /// This thread's read-only connection to each file it read (one file in practice).
+    static READERS: RefCell<HashMap<PathBuf, rusqlite::Connection>> = RefCell::new(HashMap::new());
+}
+
+/// One row of `sql` with `params` on this thread's connection to `store`'s file; `None` when
+/// no connection could be opened here (the caller uses the sqlx pool instead).
+fn point_read<T>(
+    store: &Store,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Option<Result<Option<T>, StoreError>> {
+    READERS.with(|r| {
+        let mut map = r.borrow_mut();
+        if !map.contains_key(store.path()) {
+            let conn =
+                super::sqlite::open_read_only(store.path(), store.access(), std::time::Duration::from_secs(1), 8192)
+                    .ok()?;
+            map.insert(store.path().to_path_buf(), conn);
+        }
+        let conn = map.get(store.path())?;
+        let out = conn.prepare_cached(sql).and_then(|mut st| st.query_row(params, row).optional());
+        Some(out.map_err(|e| StoreError::Corrupt(format!("read: {e}"))))
+    })
+}
+
+/// A row's (number, hash, full_txs, tx_count, json) as read by `block_by_*.sql`.
+type KeptRow = (i64, Vec<u8>, i64, i64, Option<Vec<u8>>);
+
+fn kept_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeptRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn kept_of(row: KeptRow) -> Result<Option<KeptJson>, StoreError> {
+    let (number, hash, full, count, json) = row;
+    let Some(bytes) = json else { return Ok(None) };
+    Ok(Some(KeptJson {
+        number: from_sql("block number", number)?,
+        hash: super::blocks::hash32(&hash)?,
+        full_txs: full == 1,
+        tx_count: u32::try_from(count).map_err(|_| StoreError::Corrupt("negative tx count".into()))?,
+        json: RawJson::from_stored(bytes),
+    }))
+}
+
 impl Store {
     /// The kept JSON of the block `at`; `None` when the block, or that JSON, is not stored.
     pub async fn kept_json(&self, at: BlockAt, what: Kept) -> Result<Option<KeptJson>, StoreError> {
         let which = i64::from(what == Kept::Receipts);
+        let fast = match at {
+            BlockAt::Number(n) => point_read(
+                self,
+                include_str!("../../sql/rpc/block_by_number.sql"),
+                rusqlite::params![to_sql("block number", n)?, which],
+                kept_row,
+            ),
+            BlockAt::Hash(h) => point_read(
+                self,
+                include_str!("../../sql/rpc/block_by_hash.sql"),
+                rusqlite::params![h.as_slice(), which],
+                kept_row,
+            ),
+        };
+        if let Some(row) = fast {
+            return row?.map_or(Ok(None), kept_of);
+        }
         let q = match at {
             BlockAt::Number(n) => {
                 sqlx::query(include_str!("../../sql/rpc/block_by_number.sql")).bind(to_sql("block number", n)?)
@@ -66,6 +139,12 @@ impl Store {
             Kept::Block => include_str!("../../sql/rpc/tx_position.sql"),
             Kept::Receipts => include_str!("../../sql/rpc/receipt_position.sql"),
         };
+        let fast = point_read(self, sql, [hash.as_slice()], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)));
+        if let Some(row) = fast {
+            let Some((block, idx)) = row? else { return Ok(None) };
+            let idx = u32::try_from(idx).map_err(|_| StoreError::Corrupt("negative index".into()))?;
+            return Ok(Some((super::blocks::hash32(&block)?, idx)));
+        }
         let Some(r) = sqlx::query(sql).bind(hash.as_slice().to_vec()).fetch_optional(&self.reader).await? else {
             return Ok(None);
         };
@@ -77,6 +156,11 @@ impl Store {
     /// Are every log of every height in `from..=to` stored (canonical blocks with all their
     /// receipts kept)?
     pub async fn logs_cover(&self, from: u64, to: u64) -> Result<bool, StoreError> {
+        let sql = include_str!("../../sql/rpc/logs_coverage.sql");
+        let (a, b) = (to_sql("from", from)?, to_sql("to", to)?);
+        if let Some(n) = point_read(self, sql, [a, b], |r| r.get::<_, i64>(0)) {
+            return Ok(from_sql("count", n?.unwrap_or(0))? == to - from + 1);
+        }
         let n: i64 = sqlx::query_scalar(include_str!("../../sql/rpc/logs_coverage.sql"))
             .bind(to_sql("from", from)?)
             .bind(to_sql("to", to)?)

@@ -106,12 +106,39 @@ struct ViewParts {
     fleet: Option<u64>,
 }
 
+/// The stored tip and chain id, read at most once per commit (and per `STORED_TTL`, for the
+/// commits of another process, which `serve` does not hear about).
+#[derive(Debug, Default)]
+pub(super) struct StoredCache(std::sync::Mutex<Option<Stored>>);
+
+/// When it was read, at which change count, the stored tip and the chain id.
+type Stored = (std::time::Instant, u64, Option<u64>, Option<u64>);
+
+const STORED_TTL: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl StoredCache {
+    async fn get(&self, store: &crate::store::Store) -> (Option<u64>, Option<u64>) {
+        let change = *store.subscribe_changes().borrow();
+        if let Ok(g) = self.0.lock()
+            && let Some((at, c, stored, chain)) = *g
+            && c == change
+            && at.elapsed() < STORED_TTL
+        {
+            return (stored, chain);
+        }
+        let stored = store.stored_tip().await.ok().flatten().map(|t| t.number);
+        let chain = store.meta("chain_id").await.ok().flatten().and_then(|c| u64::try_from(c).ok());
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some((std::time::Instant::now(), change, stored, chain));
+        }
+        (stored, chain)
+    }
+}
+
 impl ViewParts {
     async fn now(state: &ApiState) -> Self {
-        let store = &state.0.store;
-        let stored = store.stored_tip().await.ok().flatten().map(|t| t.number);
+        let (stored, chain_id) = state.0.rpc_stored.get(&state.0.store).await;
         let fleet = state.0.live.as_ref().and_then(|l| l.fleet.head()).map(|h| h.number);
-        let chain_id = store.meta("chain_id").await.ok().flatten().and_then(|c| u64::try_from(c).ok());
         let opts = &state.0.opts.rpc;
         let latest = match (opts.head, stored, fleet) {
             (_, s, None) => s,
