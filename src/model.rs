@@ -351,6 +351,44 @@ pub enum TelemetryEvent {
     Sighting(Sighting),
     Provider(ProviderEvent),
     Capability(CapabilityRecord),
+    Client(ClientCall),
+}
+
+/// How a client's `/rpc` call ended. `as_str` is the stored text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientOutcome {
+    Ok,
+    /// A JSON-RPC error from the node or the store (a revert, bad params, not found).
+    RpcError,
+    /// Refused before anyone was asked (malformed, a filter, a limit).
+    Refused,
+}
+
+impl ClientOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::RpcError => "rpc_error",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// One call a client made to `/rpc`: becomes one `client_requests` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCall {
+    pub ts_ms: i64,
+    /// The API key's name, when the call carried one.
+    pub key_name: Option<String>,
+    pub method: &'static str,
+    /// `store`, a provider's name, or `blockstreamer`.
+    pub source: String,
+    pub latency_us: i64,
+    pub outcome: ClientOutcome,
+    pub rpc_code: Option<i32>,
+    /// Bytes of this call's response.
+    pub bytes: u64,
+    pub batch_size: u32,
 }
 
 /// The sending side of the telemetry channel. Never blocks: when the channel is full the event

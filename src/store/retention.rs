@@ -24,6 +24,8 @@ pub struct PruneReport {
     pub rollup_rows: u64,
     pub sightings: u64,
     pub events: u64,
+    /// `/rpc` call rows (kept as long as raw provider requests).
+    pub client_requests: u64,
     pub batches: u64,
 }
 
@@ -85,7 +87,10 @@ impl Store {
             .await?;
         r.events =
             self.prune_batches(include_str!("../../sql/retention/events.sql"), rollup_cut, None, BATCH, &mut r).await?;
-        if r.raw_requests + r.rollup_rows + r.sightings + r.events > 0 {
+        r.client_requests = self
+            .prune_batches(include_str!("../../sql/retention/client_requests.sql"), raw_cut, None, BATCH, &mut r)
+            .await?;
+        if r.raw_requests + r.rollup_rows + r.sightings + r.events + r.client_requests > 0 {
             // Hand freed pages back a little at a time; the rest are reused by new rows.
             sqlx::query(include_str!("../../sql/retention/incremental_vacuum.sql"))
                 .execute(&self.writer)

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::multirow::{self, ROWS_PER_STATEMENT};
 use super::{Store, StoreError, classify};
-use crate::model::{CapabilityRecord, ProviderEvent, RequestSample, Sighting, TelemetryEvent};
+use crate::model::{CapabilityRecord, ClientCall, ProviderEvent, RequestSample, Sighting, TelemetryEvent};
 use crate::types::to_sql;
 
 /// Most events written in one transaction.
@@ -19,6 +19,7 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const INSERT_REQUESTS: &str = include_str!("../../sql/store/insert_requests.sql");
 const INSERT_SIGHTINGS: &str = include_str!("../../sql/store/insert_sightings.sql");
 const INSERT_EVENTS: &str = include_str!("../../sql/store/insert_events.sql");
+const INSERT_CLIENTS: &str = include_str!("../../sql/store/insert_client_requests.sql");
 
 /// Counts kept by the writer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -124,12 +125,14 @@ impl TelemetryWriter {
         let mut sights: Vec<&Sighting> = Vec::new();
         let mut decisions: Vec<&ProviderEvent> = Vec::new();
         let mut caps: Vec<&CapabilityRecord> = Vec::new();
+        let mut clients: Vec<&ClientCall> = Vec::new();
         for ev in events {
             match ev {
                 TelemetryEvent::Request(r) => reqs.push(r),
                 TelemetryEvent::Sighting(s) => sights.push(s),
                 TelemetryEvent::Provider(e) => decisions.push(e),
                 TelemetryEvent::Capability(c) => caps.push(c),
+                TelemetryEvent::Client(c) => clients.push(c),
             }
         }
         let mut tx = self.store.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
@@ -188,6 +191,22 @@ impl TelemetryWriter {
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
+        }
+        for chunk in clients.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::query(AssertSqlSafe(multirow::statement(INSERT_CLIENTS, chunk.len())));
+            for c in chunk {
+                q = q
+                    .bind(c.ts_ms)
+                    .bind(c.key_name.as_deref())
+                    .bind(c.method)
+                    .bind(c.source.as_str())
+                    .bind(c.latency_us)
+                    .bind(c.outcome.as_str())
+                    .bind(c.rpc_code.map(i64::from))
+                    .bind(to_sql("bytes", c.bytes)?)
+                    .bind(i64::from(c.batch_size.max(1)));
+            }
+            q.execute(&mut *tx).await.map_err(classify)?;
         }
         if !reqs.is_empty() {
             super::rollup::fold_new(&mut tx).await?;

@@ -210,6 +210,26 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
     let r = rpc(&c, &us, &json!({"jsonrpc": "2.0", "method": "eth_chainId"})).await;
     assert_eq!((r.status, r.body.len()), (204, 0));
 
+    // Every call is a client_requests row, and counted in /metrics.
+    let rows = |sql: &'static str| crate::helpers::scalar_i64(&bed.pool, sql);
+    let mut seen = (0, 0, 0);
+    for _ in 0..100 {
+        seen = (
+            rows("SELECT count(*) FROM client_requests WHERE source = 'store' AND outcome = 'ok' AND bytes > 0").await,
+            rows("SELECT count(*) FROM client_requests WHERE source LIKE 'p%' AND method = 'eth_getBalance'").await,
+            rows("SELECT count(*) FROM client_requests WHERE outcome = 'refused' AND method = 'eth_newFilter'").await,
+        );
+        if seen.0 > 100 && seen.1 > 0 && seen.2 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.0 > 100 && seen.1 > 0 && seen.2 == 1, "client_requests rows: {seen:?}");
+    let batch = rows("SELECT max(batch_size) FROM client_requests WHERE batch_size < 10000").await;
+    assert_eq!(batch, 51, "the 50-call batch and its notification");
+    let m = crate::http::get(&c, &format!("{base}/metrics")).await.text();
+    assert!(m.contains("blockstreamer_rpc_calls_total{") && m.contains("source=\"store\""), "metrics");
+
     api.stop().await;
     let (_bed, res) = bed.stop().await;
     res.expect("follow");

@@ -29,7 +29,7 @@ const PINNED: [(&str, usize); 9] = [
 ];
 
 /// Telemetry names of the methods commonly forwarded (others are recorded as `other`).
-const NAMES: [&str; 44] = [
+const NAMES: [&str; 52] = [
     "eth_chainId",
     "net_version",
     "eth_blockNumber",
@@ -74,6 +74,14 @@ const NAMES: [&str; 44] = [
     "debug_traceCall",
     "trace_block",
     "trace_transaction",
+    "eth_newFilter",
+    "eth_newBlockFilter",
+    "eth_newPendingTransactionFilter",
+    "eth_getFilterChanges",
+    "eth_getFilterLogs",
+    "eth_uninstallFilter",
+    "eth_subscribe",
+    "eth_unsubscribe",
 ];
 
 /// Why `method` is refused here, if it is: filters and subscriptions live on one node's
@@ -96,7 +104,7 @@ pub(super) fn refused(method: &str) -> Option<String> {
 }
 
 /// The `'static` name telemetry records a method under.
-fn name(method: &str) -> &'static str {
+pub(super) fn name(method: &str) -> &'static str {
     NAMES.iter().find(|n| **n == method).copied().unwrap_or("other")
 }
 

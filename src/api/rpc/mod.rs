@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 
 use super::ApiState;
 use crate::config::RpcHead;
+use crate::model::{ClientCall, ClientOutcome, TelemetryEvent};
 use envelope::{Call, RpcError, code};
 use local::{Local, View};
 
@@ -56,7 +57,7 @@ pub(super) async fn handle(State(state): State<ApiState>, body: Bytes) -> Respon
     let Ok(req) = serde_json::from_str::<&RawValue>(text) else {
         return single(&envelope::error(None, &RpcError::new(code::PARSE_ERROR, "parse error: request is not JSON")));
     };
-    let view_parts = ViewParts::now(&state).await;
+    let mut view_parts = ViewParts::now(&state).await;
     if !req.get().starts_with('[') {
         let reply = one(&state, &view_parts, req).await;
         return respond(reply.text, &[reply.source]);
@@ -64,6 +65,7 @@ pub(super) async fn handle(State(state): State<ApiState>, body: Bytes) -> Respon
     let Ok(calls) = serde_json::from_str::<Vec<&RawValue>>(req.get()) else {
         return single(&envelope::error(None, &RpcError::new(code::PARSE_ERROR, "parse error: batch is not an array")));
     };
+    view_parts.batch_size = u32::try_from(calls.len()).unwrap_or(u32::MAX);
     let max = state.0.opts.rpc.max_batch;
     if calls.is_empty() || calls.len() > max {
         let e = RpcError::new(
@@ -100,6 +102,10 @@ pub(super) async fn handle(State(state): State<ApiState>, body: Bytes) -> Respon
 
 /// What every call of one request sees: one `latest`, one chain id.
 struct ViewParts {
+    /// The API key's name when the request carried one (one key today: `default`).
+    key_name: Option<String>,
+    /// Calls in the request.
+    batch_size: u32,
     chain_id: Option<u64>,
     latest: Option<u64>,
     stored: Option<u64>,
@@ -146,24 +152,62 @@ impl ViewParts {
             (RpcHead::Stored, Some(s), Some(f)) if f.saturating_sub(s) <= opts.max_lag_blocks => Some(s),
             (_, _, f) => f,
         };
-        Self { chain_id, latest, stored, fleet }
+        let key_name = state.0.opts.api_key.as_ref().map(|_| "default".to_string());
+        Self { key_name, batch_size: 1, chain_id, latest, stored, fleet }
     }
 }
 
-/// Answer one call object.
+/// Answer one call object, and record it (`client_requests`, `/metrics`).
 async fn one(state: &ApiState, parts: &ViewParts, raw: &RawValue) -> Reply {
+    let started = std::time::Instant::now();
     let call = match envelope::call(raw) {
         Ok(c) => c,
-        Err((id, e)) => return Reply { text: Some(envelope::error(id, &e)), source: Source::Endpoint },
+        Err((id, e)) => {
+            let text = envelope::error(id, &e);
+            record(state, parts, ("invalid", &Source::Endpoint), started, Err(&e), text.len());
+            return Reply { text: Some(text), source: Source::Endpoint };
+        }
     };
     let (answer, source) = dispatch(state, parts, &call).await;
     let text = call.id.is_some().then(|| match &answer {
         Ok(result) => envelope::result(call.id, result),
         Err(e) => envelope::error(call.id, e),
     });
-    // A notification gets no response, but the call was made all the same.
-    let text = if call.id.is_none() { None } else { text };
+    let bytes = text.as_ref().map_or(0, String::len);
+    record(state, parts, (forward::name(&call.method), &source), started, answer.as_ref().map(|_| ()), bytes);
     Reply { text, source }
+}
+
+/// One `client_requests` row (live runs: `serve` writes nothing) and the `/metrics` samples.
+fn record(
+    state: &ApiState,
+    parts: &ViewParts,
+    (method, source): (&'static str, &Source),
+    started: std::time::Instant,
+    answer: Result<(), &RpcError>,
+    bytes: usize,
+) {
+    let outcome = match (answer, source) {
+        (Ok(()), _) => ClientOutcome::Ok,
+        (Err(_), Source::Endpoint) => ClientOutcome::Refused,
+        (Err(_), _) => ClientOutcome::RpcError,
+    };
+    let elapsed = started.elapsed();
+    metrics::counter!("blockstreamer_rpc_calls_total", "method" => method, "source" => source.as_str().to_string(), "outcome" => outcome.as_str())
+        .increment(1);
+    metrics::histogram!("blockstreamer_rpc_call_duration_seconds", "method" => method).record(elapsed.as_secs_f64());
+    let Some(live) = &state.0.live else { return };
+    live.telemetry.record(TelemetryEvent::Client(ClientCall {
+        ts_ms: crate::types::now_ms(),
+        key_name: parts.key_name.clone(),
+        method,
+        source: source.as_str().to_string(),
+        latency_us: crate::types::micros(elapsed),
+        outcome,
+        rpc_code: answer.err().map(|e| e.code),
+        bytes: bytes as u64,
+        batch_size: parts.batch_size,
+    }));
 }
 
 async fn dispatch(state: &ApiState, parts: &ViewParts, call: &Call<'_>) -> (Result<String, RpcError>, Source) {
