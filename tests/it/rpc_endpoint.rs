@@ -47,6 +47,16 @@ fn same_cast(anvil: &str, ours: &str, args: &[&str]) {
     assert_eq!(mine, theirs, "cast {args:?}");
 }
 
+/// Serve the API over `bed`, follow from 0 until anvil's `head` is stored; the anvil, its URL
+/// and ours.
+async fn serve_and_sync(bed: &mut Bed, head: u64) -> (blockstreamer::api::ApiServer, String, String) {
+    let (api, base) = bed.serve_api().await;
+    bed.follow(0);
+    wait_stored(bed, head).await;
+    let Truth::Anvil(anvil) = &*bed.truth else { unreachable!("anvil bed") };
+    (api, anvil.url(), base)
+}
+
 async fn wait_stored(bed: &Bed, n: u64) {
     for _ in 0..300 {
         if crate::bed::stored_max(&bed.pool).await >= i64::try_from(n).expect("i64") {
@@ -71,11 +81,9 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
     anvil.call("eth_sendTransaction", rpc_params![t0]).await;
     let head = anvil.head().await;
     let mut bed = Bed::new(Truth::Anvil(anvil), 2, |c| c.alerts.enabled = false).await;
-    let (api, base) = bed.serve_api().await;
-    bed.follow(0);
-    wait_stored(&bed, head).await;
+    let (api, a, base) = serve_and_sync(&mut bed, head).await;
     let Truth::Anvil(anvil) = &*bed.truth else { unreachable!("anvil bed") };
-    let (a, us) = (anvil.url(), format!("{base}/rpc"));
+    let us = format!("{base}/rpc");
     let c = client();
 
     for (m, p) in [("eth_chainId", json!([])), ("net_version", json!([])), ("eth_blockNumber", json!([]))] {
@@ -256,11 +264,9 @@ async fn a_failing_slow_or_lying_provider_never_reaches_the_client_and_a_write_i
         }
     })
     .await;
-    let (api, base) = bed.serve_api().await;
-    bed.follow(0);
-    wait_stored(&bed, head).await;
+    let (api, a, base) = serve_and_sync(&mut bed, head).await;
     let Truth::Anvil(anvil) = &*bed.truth else { unreachable!("anvil bed") };
-    let (a, us) = (anvil.url(), format!("{base}/rpc"));
+    let us = format!("{base}/rpc");
     let c = client();
     let accts = anvil.accounts().await;
 

@@ -103,9 +103,7 @@ pub(super) fn error(id: Option<&RawValue>, e: &RpcError) -> String {
 mod tests {
     use super::*;
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_string()).unwrap()
-    }
+    use crate::api::rpc::test_raw as raw;
 
     #[test]
     fn reads_calls_and_notifications_and_refuses_bad_ones() {

@@ -28,23 +28,9 @@ const PINNED: [(&str, usize); 9] = [
     ("eth_feeHistory", 1),
 ];
 
-/// Telemetry names of the methods commonly forwarded (others are recorded as `other`).
-const NAMES: [&str; 52] = [
-    "eth_chainId",
-    "net_version",
-    "eth_blockNumber",
-    "eth_getBlockByNumber",
-    "eth_getBlockByHash",
-    "eth_getBlockTransactionCountByNumber",
-    "eth_getBlockTransactionCountByHash",
-    "eth_getUncleCountByBlockNumber",
-    "eth_getUncleCountByBlockHash",
-    "eth_getTransactionByHash",
-    "eth_getTransactionByBlockNumberAndIndex",
-    "eth_getTransactionByBlockHashAndIndex",
-    "eth_getTransactionReceipt",
-    "eth_getBlockReceipts",
-    "eth_getLogs",
+/// Telemetry names of the other methods commonly called (besides the local ones; others are
+/// recorded as `other`).
+const NAMES: [&str; 37] = [
     "eth_call",
     "eth_estimateGas",
     "eth_createAccessList",
@@ -105,7 +91,7 @@ pub(super) fn refused(method: &str) -> Option<String> {
 
 /// The `'static` name telemetry records a method under.
 pub(super) fn name(method: &str) -> &'static str {
-    NAMES.iter().find(|n| **n == method).copied().unwrap_or("other")
+    super::local::METHODS.iter().chain(NAMES.iter()).find(|n| **n == method).copied().unwrap_or("other")
 }
 
 /// The height a forwarded call must be served at or above: its block parameter's number, or
@@ -163,9 +149,7 @@ fn tx_hash(params: Option<&RawValue>) -> Option<Box<RawValue>> {
 mod tests {
     use super::*;
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_string()).unwrap()
-    }
+    use crate::api::rpc::test_raw as raw;
 
     #[test]
     fn state_reads_are_pinned_to_their_block() {

@@ -247,6 +247,12 @@ async fn dispatch(state: &ApiState, parts: &ViewParts, call: &Call<'_>) -> (Resu
     forward::send(&live.fleet, call, need).await
 }
 
+/// Raw JSON from a literal (unit tests).
+#[cfg(test)]
+fn test_raw(s: &str) -> Box<RawValue> {
+    RawValue::from_string(s.to_string()).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
 fn single(text: &str) -> Response {
     respond(Some(text.to_string()), &[Source::Endpoint])
 }

@@ -178,9 +178,7 @@ pub(super) fn log_filter(v: &RawValue) -> Result<LogFilter, RpcError> {
 mod tests {
     use super::*;
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_string()).unwrap()
-    }
+    use crate::api::rpc::test_raw as raw;
 
     #[test]
     fn tags_numbers_hashes_and_objects() {
