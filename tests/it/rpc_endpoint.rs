@@ -57,6 +57,21 @@ async fn serve_and_sync(bed: &mut Bed, head: u64) -> (blockstreamer::api::ApiSer
     (api, anvil.url(), base)
 }
 
+/// Run `tests/clients/viem.cjs` against the node and us (viem from `.ci/run`'s npm tools).
+fn viem(anvil: &str, ours: &str, tx: &str, log_address: &str, account: &str) {
+    let modules = std::env::var("CLIENT_NODE_MODULES")
+        .unwrap_or_else(|_| panic!("CLIENT_NODE_MODULES is not set: .ci/run installs viem and sets it"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/viem.cjs");
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .args([anvil, ours, tx, log_address, account])
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("run node");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.starts_with("ok "), "viem: {text}{}", String::from_utf8_lossy(&out.stderr));
+}
+
 async fn wait_stored(bed: &Bed, n: u64) {
     for _ in 0..300 {
         if crate::bed::stored_max(&bed.pool).await >= i64::try_from(n).expect("i64") {
@@ -193,6 +208,9 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
     ] {
         same_cast(&a, &us, &args);
     }
+
+    // viem, as users run it (tests/clients/viem.cjs): the same parsed answers.
+    viem(&a, &us, tx_hash, log_addr, &accts[1]);
 
     // Malformed requests, filters and limits.
     let r = post(&c, &us, "{not json", &[]).await.json();

@@ -240,17 +240,50 @@ struct TxHash<'a> {
     hash: &'a str,
 }
 
-/// The block object with each full transaction replaced by its hash (what `full = false` gives).
+/// The block object with each full transaction replaced by its hash (what `full = false`
+/// gives), every other field as the node sent it and in its order.
 fn with_tx_hashes(block: &str) -> Result<String, RpcError> {
-    let mut fields: BTreeMap<&str, &RawValue> = serde_json::from_str(block).map_err(internal)?;
-    let txs: Vec<TxHash<'_>> = match fields.get("transactions") {
-        Some(t) => serde_json::from_str(t.get()).map_err(internal)?,
-        None => return Err(internal("no transactions")),
-    };
-    let hashes = serde_json::to_string(&txs.iter().map(|t| t.hash).collect::<Vec<_>>()).map_err(internal)?;
-    let hashes = RawValue::from_string(hashes).map_err(internal)?;
-    fields.insert("transactions", &hashes);
-    serde_json::to_string(&fields).map_err(internal)
+    let Ordered(fields) = serde_json::from_str(block).map_err(internal)?;
+    let mut out = String::with_capacity(block.len() / 4);
+    out.push('{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(key).map_err(internal)?);
+        out.push(':');
+        if *key == "transactions" {
+            let txs: Vec<TxHash<'_>> = serde_json::from_str(value.get()).map_err(internal)?;
+            out.push_str(&serde_json::to_string(&txs.iter().map(|t| t.hash).collect::<Vec<_>>()).map_err(internal)?);
+        } else {
+            out.push_str(value.get());
+        }
+    }
+    out.push('}');
+    Ok(out)
+}
+
+/// A JSON object's fields in the order they came.
+struct Ordered<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Ordered<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Ordered<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Ordered<'de>, M::Error> {
+                let mut v = Vec::new();
+                while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    v.push(entry);
+                }
+                Ok(Ordered(v))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 #[derive(Deserialize)]
@@ -318,5 +351,20 @@ impl View<'_> {
         }
         out.push(']');
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_tx_hashes;
+
+    #[test]
+    fn hashes_only_keeps_every_other_field_as_sent_and_in_order() {
+        let full = r#"{"number":"0x1","transactions":[{"hash":"0xaa","input":"0x"},{"hash":"0xbb"}],"extraData":"0x"}"#;
+        assert_eq!(
+            with_tx_hashes(full).unwrap(),
+            r#"{"number":"0x1","transactions":["0xaa","0xbb"],"extraData":"0x"}"#
+        );
+        assert!(with_tx_hashes(r#"{"transactions":[{"nohash":1}]}"#).is_err());
     }
 }
