@@ -277,6 +277,7 @@ async fn a_failing_slow_or_lying_provider_never_reaches_the_client_and_a_write_i
     let head = anvil.head().await;
     let mut bed = Bed::new(Truth::Anvil(anvil), 3, |c| {
         c.alerts.enabled = false;
+        c.rpc.max_logs_range = 5;
         for p in &mut c.providers {
             p.timeout_ms = Some(1000);
         }
@@ -302,6 +303,19 @@ async fn a_failing_slow_or_lying_provider_never_reaches_the_client_and_a_write_i
         same(&c, &a, &us, "eth_getBalance", json!([accts[i % accts.len()], format!("{:#x}", i % 8)])).await;
         same(&c, &a, &us, "eth_getTransactionCount", json!([accts[i % accts.len()], "latest"])).await;
     }
+
+    // eth_getLogs over the whole chain, past the range limit: the node-like error, not a scan.
+    let r = rpc(&c, &us, &call("eth_getLogs", &json!([{"fromBlock": "0x0", "toBlock": "latest"}]))).await.json();
+    assert_eq!(r["error"]["code"], -32005, "{r}");
+    assert!(r["error"]["message"].as_str().is_some_and(|m| m.contains("max block range 5")), "{r}");
+    let r = rpc(&c, &us, &call("eth_getLogs", &json!([{"fromBlock": "0x1", "toBlock": "0x5"}]))).await;
+    assert_eq!(
+        (
+            r.json()["result"].as_array().map(Vec::len),
+            r.headers.get("x-blockstreamer-source").and_then(|v| v.to_str().ok())
+        ),
+        (Some(0), Some("store"))
+    );
 
     // Every provider holds writes past the timeout: the first one asked gets it, nobody else.
     let hang = r#"{"rules": [{"methods": ["eth_sendRawTransaction"], "fault": {"kind": "hang"}}]}"#;
