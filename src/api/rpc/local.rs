@@ -1,8 +1,6 @@
 //! Answers from the store: the kept JSON of verified blocks and receipts, served as the node
 //! sent it. Anything the store does not hold completely is handed back to be forwarded.
 
-use std::collections::BTreeMap;
-
 use alloy_primitives::B256;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -12,16 +10,22 @@ use super::params::{self, BlockId, Tag};
 use crate::config::RpcConfig;
 use crate::store::{BlockAt, Kept, LogQuery, Store, StoreError};
 
-/// What the store knows for one request (a batch sees one `latest`).
-#[derive(Debug)]
-pub(super) struct View<'a> {
-    pub store: &'a Store,
-    pub opts: &'a RpcConfig,
+/// The heights and chain one request sees (a batch sees one `latest`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Heads {
     pub chain_id: Option<u64>,
     /// The height `latest` names for this request (`None`: ask the fleet).
     pub latest: Option<u64>,
     /// The newest stored height.
     pub stored: Option<u64>,
+}
+
+/// The store as one request sees it.
+#[derive(Debug)]
+pub(super) struct View<'a> {
+    pub store: &'a Store,
+    pub opts: &'a RpcConfig,
+    pub heads: Heads,
 }
 
 /// How a call is answered locally.
@@ -77,10 +81,12 @@ impl View<'_> {
     fn height(&self, t: Tag) -> Result<u64, Miss> {
         match t {
             Tag::Earliest => Ok(0),
-            Tag::Latest => {
-                self.latest.filter(|l| self.stored.is_some_and(|s| *l <= s)).ok_or(Miss::Forward(self.latest))
-            }
-            Tag::Number(n) if self.stored.is_some_and(|s| n <= s) => Ok(n),
+            Tag::Latest => self
+                .heads
+                .latest
+                .filter(|l| self.heads.stored.is_some_and(|s| *l <= s))
+                .ok_or(Miss::Forward(self.heads.latest)),
+            Tag::Number(n) if self.heads.stored.is_some_and(|s| n <= s) => Ok(n),
             Tag::Number(n) => Err(Miss::Forward(Some(n))),
             Tag::Pending | Tag::Safe | Tag::Finalized => Err(Miss::Forward(None)),
         }
@@ -97,22 +103,22 @@ impl View<'_> {
     pub(super) async fn answer(&self, method: &str, params: Option<&RawValue>) -> Result<Local, RpcError> {
         let p = params::positional(params)?;
         let out = match method {
-            "eth_chainId" => self.chain_id.map(hex).ok_or(Miss::Forward(None)),
-            "net_version" => self.chain_id.map(|c| format!("\"{c}\"")).ok_or(Miss::Forward(None)),
-            "eth_blockNumber" => self.latest.map(hex).ok_or(Miss::Forward(None)),
-            "eth_getBlockByNumber" | "eth_getBlockByHash" => self.block(&p, method.ends_with("Hash")).await,
+            "eth_chainId" => self.heads.chain_id.map(hex).ok_or(Miss::Forward(None)),
+            "net_version" => self.heads.chain_id.map(|c| format!("\"{c}\"")).ok_or(Miss::Forward(None)),
+            "eth_blockNumber" => self.heads.latest.map(hex).ok_or(Miss::Forward(None)),
+            "eth_getBlockByNumber" | "eth_getBlockByHash" => self.block(&p, method.ends_with("Hash")),
             "eth_getBlockTransactionCountByNumber" | "eth_getBlockTransactionCountByHash" => {
-                self.count(&p, method.ends_with("Hash"), "transactions").await
+                self.count(&p, method.ends_with("Hash"), "transactions")
             }
             "eth_getUncleCountByBlockNumber" | "eth_getUncleCountByBlockHash" => {
-                self.count(&p, method.ends_with("Hash"), "uncles").await
+                self.count(&p, method.ends_with("Hash"), "uncles")
             }
-            "eth_getTransactionByHash" => self.tx_by_hash(&p, Kept::Block).await,
-            "eth_getTransactionReceipt" => self.tx_by_hash(&p, Kept::Receipts).await,
+            "eth_getTransactionByHash" => self.tx_by_hash(&p, Kept::Block),
+            "eth_getTransactionReceipt" => self.tx_by_hash(&p, Kept::Receipts),
             "eth_getTransactionByBlockNumberAndIndex" | "eth_getTransactionByBlockHashAndIndex" => {
-                self.tx_by_index(&p, method.contains("Hash")).await
+                self.tx_by_index(&p, method.contains("Hash"))
             }
-            "eth_getBlockReceipts" => self.receipts(&p).await,
+            "eth_getBlockReceipts" => self.receipts(&p),
             "eth_getLogs" => self.logs(&p).await,
             _ => Err(Miss::Forward(None)),
         };
@@ -131,10 +137,10 @@ impl View<'_> {
         self.at(BlockId::Tag(params::tag(v)?))
     }
 
-    async fn block(&self, p: &[&RawValue], by_hash: bool) -> Result<String, Miss> {
+    fn block(&self, p: &[&RawValue], by_hash: bool) -> Result<String, Miss> {
         let at = self.block_param(p, by_hash)?;
         let full = params::boolean(arg(p, 1, "full")?, "full")?;
-        let Some(k) = self.store.kept_json(at, Kept::Block).await? else {
+        let Some(k) = self.store.kept_json(at, Kept::Block)? else {
             return Err(miss(at));
         };
         if full && !k.full_txs {
@@ -147,9 +153,9 @@ impl View<'_> {
         Ok(with_tx_hashes(&text)?)
     }
 
-    async fn count(&self, p: &[&RawValue], by_hash: bool, list: &str) -> Result<String, Miss> {
+    fn count(&self, p: &[&RawValue], by_hash: bool, list: &str) -> Result<String, Miss> {
         let at = self.block_param(p, by_hash)?;
-        let Some(k) = self.store.kept_json(at, Kept::Block).await? else {
+        let Some(k) = self.store.kept_json(at, Kept::Block)? else {
             return Err(miss(at));
         };
         if list == "transactions" {
@@ -160,24 +166,24 @@ impl View<'_> {
         Ok(hex(n as u64))
     }
 
-    async fn tx_by_hash(&self, p: &[&RawValue], what: Kept) -> Result<String, Miss> {
+    fn tx_by_hash(&self, p: &[&RawValue], what: Kept) -> Result<String, Miss> {
         let h = params::hash(arg(p, 0, "hash")?, "transaction hash")?;
-        let Some((block, idx)) = self.store.position_of(h, what).await? else {
+        let Some((block, idx)) = self.store.position_of(h, what)? else {
             return Err(Miss::Forward(None));
         };
-        self.element(BlockAt::Hash(block), what, idx).await
+        self.element(BlockAt::Hash(block), what, idx)
     }
 
-    async fn tx_by_index(&self, p: &[&RawValue], by_hash: bool) -> Result<String, Miss> {
+    fn tx_by_index(&self, p: &[&RawValue], by_hash: bool) -> Result<String, Miss> {
         let at = self.block_param(p, by_hash)?;
         let idx = params::quantity(arg(p, 1, "index")?, "index")?;
         let idx = u32::try_from(idx).unwrap_or(u32::MAX);
-        self.element(at, Kept::Block, idx).await
+        self.element(at, Kept::Block, idx)
     }
 
     /// Transaction (or receipt) `idx` of the block `at`; `null` past the end, as a node says.
-    async fn element(&self, at: BlockAt, what: Kept, idx: u32) -> Result<String, Miss> {
-        let Some(k) = self.store.kept_json(at, what).await? else {
+    fn element(&self, at: BlockAt, what: Kept, idx: u32) -> Result<String, Miss> {
+        let Some(k) = self.store.kept_json(at, what)? else {
             return Err(miss(at));
         };
         if what == Kept::Block && !k.full_txs {
@@ -191,10 +197,10 @@ impl View<'_> {
         Ok(list.get(idx as usize).map_or_else(|| "null".to_string(), |v| v.get().to_string()))
     }
 
-    async fn receipts(&self, p: &[&RawValue]) -> Result<String, Miss> {
+    fn receipts(&self, p: &[&RawValue]) -> Result<String, Miss> {
         let id = params::block_id(arg(p, 0, "block")?)?;
         let at = self.at(id)?;
-        match self.store.kept_json(at, Kept::Receipts).await? {
+        match self.store.kept_json(at, Kept::Receipts)? {
             Some(k) => Ok(k.json.text().map_err(internal)?),
             None => Err(miss(at)),
         }
@@ -230,8 +236,8 @@ fn miss(at: BlockAt) -> Miss {
 
 /// The list `key` of a block object.
 fn field_list<'a>(block: &'a str, key: &str) -> Result<Vec<&'a RawValue>, RpcError> {
-    let fields: BTreeMap<&str, &RawValue> = serde_json::from_str(block).map_err(internal)?;
-    let list = fields.get(key).ok_or_else(|| internal(format!("no {key}")))?;
+    let Ordered(fields) = serde_json::from_str(block).map_err(internal)?;
+    let (_, list) = fields.iter().find(|(k, _)| *k == key).ok_or_else(|| internal(format!("no {key}")))?;
     serde_json::from_str(list.get()).map_err(internal)
 }
 
@@ -297,7 +303,7 @@ impl View<'_> {
         let f = params::log_filter(arg(p, 0, "filter")?)?;
         let (from, to) = match f.block_hash {
             Some(h) => {
-                let k = self.store.kept_json(BlockAt::Hash(h), Kept::Receipts).await?;
+                let k = self.store.kept_json(BlockAt::Hash(h), Kept::Receipts)?;
                 let n = k.map(|k| k.number).ok_or(Miss::Forward(None))?;
                 (n, n)
             }
@@ -310,7 +316,7 @@ impl View<'_> {
         if to - from >= max_range {
             return Err(Miss::Error(RpcError::new(code::LIMIT, format!("query exceeds max block range {max_range}"))));
         }
-        if !self.store.logs_cover(from, to).await? {
+        if !self.store.logs_cover(from, to)? {
             return Err(Miss::Forward(Some(to)));
         }
         let max = self.opts.max_logs;
@@ -334,7 +340,7 @@ impl View<'_> {
         let mut out = String::from("[");
         for group in rows.chunk_by(|a, b| a.block_hash == b.block_hash) {
             let h: B256 = group[0].block_hash.parse().map_err(|_| Miss::Error(internal("block hash")))?;
-            let k = self.store.kept_json(BlockAt::Hash(h), Kept::Receipts).await?;
+            let k = self.store.kept_json(BlockAt::Hash(h), Kept::Receipts)?;
             let text = k.ok_or(Miss::Forward(Some(to)))?.json.text().map_err(internal)?;
             let receipts: Vec<ReceiptLogs<'_>> = serde_json::from_str(&text).map_err(internal)?;
             // Log indexes were checked to run 0, 1, … through the block's receipts at ingest.

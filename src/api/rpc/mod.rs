@@ -19,7 +19,7 @@ use super::ApiState;
 use crate::config::RpcHead;
 use crate::model::{ClientCall, ClientOutcome, TelemetryEvent};
 use envelope::{Call, RpcError, code};
-use local::{Local, View};
+use local::{Heads, Local, View};
 
 /// Calls of one batch run at most this many at a time (in order in the response).
 const BATCH_CONCURRENCY: usize = 16;
@@ -106,9 +106,7 @@ struct ViewParts {
     key_name: Option<String>,
     /// Calls in the request.
     batch_size: u32,
-    chain_id: Option<u64>,
-    latest: Option<u64>,
-    stored: Option<u64>,
+    heads: Heads,
     fleet: Option<u64>,
 }
 
@@ -153,7 +151,7 @@ impl ViewParts {
             (_, _, f) => f,
         };
         let key_name = state.0.opts.api_key.as_ref().map(|_| "default".to_string());
-        Self { key_name, batch_size: 1, chain_id, latest, stored, fleet }
+        Self { key_name, batch_size: 1, heads: Heads { chain_id, latest, stored }, fleet }
     }
 }
 
@@ -215,14 +213,9 @@ async fn dispatch(state: &ApiState, parts: &ViewParts, call: &Call<'_>) -> (Resu
     if let Some(why) = forward::refused(method) {
         return (Err(RpcError::new(code::METHOD_NOT_FOUND, why)), Source::Endpoint);
     }
-    let need = if local::METHODS.contains(&method) {
-        let view = View {
-            store: &state.0.store,
-            opts: &state.0.opts.rpc,
-            chain_id: parts.chain_id,
-            latest: parts.latest,
-            stored: parts.stored,
-        };
+    let local = local::METHODS.contains(&method);
+    let need = if local {
+        let view = View { store: &state.0.store, opts: &state.0.opts.rpc, heads: parts.heads };
         match view.answer(method, call.params).await {
             Ok(Local::Answer(text)) => return (Ok(text), Source::Store),
             Ok(Local::Forward(need)) => need,
@@ -236,7 +229,7 @@ async fn dispatch(state: &ApiState, parts: &ViewParts, call: &Call<'_>) -> (Resu
     };
     let Some(live) = &state.0.live else {
         // `serve` over a file: what the store does not hold, nobody here can tell.
-        return if local::METHODS.contains(&method) {
+        return if local {
             (Ok("null".into()), Source::Store)
         } else {
             let e =
