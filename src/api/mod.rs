@@ -81,6 +81,8 @@ pub struct ApiOptions {
     pub config_redacted: serde_json::Value,
     /// The JSON-RPC endpoint (`[rpc]`).
     pub rpc: crate::config::RpcConfig,
+    /// `[[rpc.keys]]` with their secrets expanded.
+    pub rpc_keys: Vec<crate::config::RpcKey>,
 }
 
 impl ApiOptions {
@@ -108,6 +110,7 @@ impl ApiOptions {
             stream_send_timeout: Duration::from_millis(c.stream_send_timeout_ms.max(1)),
             config_redacted,
             rpc: crate::config::RpcConfig::default(),
+            rpc_keys: Vec::new(),
         }
     }
 }
@@ -119,8 +122,9 @@ impl ApiOptions {
         config: &crate::config::Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, crate::config::ConfigError> {
-        let key = config.api_key(env)?;
-        Ok(Self { rpc: config.rpc.clone(), ..Self::from_config(&config.api, key, config.redacted()) })
+        let key = config.api_key(&env)?;
+        let rpc_keys = config.rpc.resolve_keys(&env)?;
+        Ok(Self { rpc: config.rpc.clone(), rpc_keys, ..Self::from_config(&config.api, key, config.redacted()) })
     }
 }
 
@@ -151,6 +155,10 @@ struct Inner {
     bound: std::sync::OnceLock<SocketAddr>,
     /// What `/rpc` last read of the stored tip and chain id.
     rpc_stored: rpc::StoredCache,
+    /// The `/rpc` clients' keys, rates and methods.
+    rpc_keys: rpc::keys::KeyRing,
+    /// One permit per open `/rpc` WebSocket.
+    ws_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -161,7 +169,6 @@ impl ApiState {
         Self(Arc::new(Inner {
             store,
             live,
-            opts,
             sandbox,
             limiter,
             prometheus: metrics::install(),
@@ -170,6 +177,9 @@ impl ApiState {
             exports: Arc::new(tokio::sync::Semaphore::new(2)),
             bound: std::sync::OnceLock::new(),
             rpc_stored: rpc::StoredCache::default(),
+            rpc_keys: rpc::keys::KeyRing::new(&opts.rpc_keys, opts.rpc.anonymous),
+            ws_slots: Arc::new(tokio::sync::Semaphore::new(opts.rpc.max_ws_connections)),
+            opts,
         }))
     }
 

@@ -60,6 +60,10 @@ pub fn table() -> Vec<Route> {
         json_get("/v1/alerts", get(ops::alerts)),
         Route { path: "/v1/sql", method: Method::POST, kind: Kind::Json, handler: post(ops::sql) },
         Route { path: "/rpc", method: Method::POST, kind: Kind::Json, handler: post(rpc::handle) },
+        // The WebSocket upgrade answers at once (101); the connection then lives on its own task.
+        Route { path: "/rpc", method: Method::GET, kind: Kind::Json, handler: get(rpc::ws::upgrade) },
+        Route { path: "/rpc/{key}", method: Method::POST, kind: Kind::Json, handler: post(rpc::handle_keyed) },
+        Route { path: "/rpc/{key}", method: Method::GET, kind: Kind::Json, handler: get(rpc::ws::upgrade_keyed) },
         json_get("/v1/admin/config", get(ops::admin_config)),
         Route {
             path: "/v1/admin/checkpoint",

@@ -148,7 +148,8 @@ async fn connection(
         .max_buf_size(MAX_HEAD_BUFFER)
         .max_headers(1000)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

@@ -58,6 +58,7 @@ impl Config {
             return Err(invalid("routing.window_secs/request_deadline_ms", "must be positive"));
         }
         self.check_api()?;
+        self.rpc.check()?;
         self.check_heads()?;
         let mut out: Vec<ResolvedProvider> = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
@@ -212,6 +213,7 @@ impl Config {
     pub fn check_env(&self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         self.resolve(&env)?;
         self.api_key(&env)?;
+        self.rpc.resolve_keys(&env)?;
         self.webhook_url(&env)?;
         Ok(())
     }
@@ -231,6 +233,11 @@ impl Config {
         if let Some(api) = v.get_mut("api") {
             api["api_key"] = serde_json::Value::from(self.api.api_key.is_some().then_some("(set)"));
         }
+        if let Some(keys) = v.get_mut("rpc").and_then(|r| r.get_mut("keys")).and_then(|k| k.as_array_mut()) {
+            for k in keys {
+                k["key"] = "(set)".into();
+            }
+        }
         if let Some(al) = v.get_mut("alerts") {
             al["webhook_url"] = serde_json::Value::from(self.alerts.webhook_url.is_some().then_some("(set)"));
         }
@@ -244,7 +251,7 @@ impl Config {
 }
 
 /// Expand `${VAR}` from `env`. A missing variable is an error naming the field.
-fn interpolate(s: &str, field: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+pub(super) fn interpolate(s: &str, field: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {

@@ -7,7 +7,7 @@ pub use check::ResolvedProvider;
 mod heads;
 pub use heads::{HeadPoll, HeadsConfig};
 mod rpc;
-pub use rpc::{RpcConfig, RpcHead};
+pub use rpc::{RpcConfig, RpcHead, RpcKey};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -172,6 +172,10 @@ fn every_configuration_key_is_documented_with_its_default() {
     let mut contract = serde_json::to_value(blockstreamer::config::ContractConfig::default()).expect("contract");
     contract["name"] = Value::Null; // required: no default
     flatten("index.contracts[]", &contract, &mut real);
+    let with_key = Config::from_toml("[[rpc.keys]]\nname = \"n\"\nkey = \"k\"\n", "t.toml").expect("a key");
+    let mut key = serde_json::to_value(&with_key.rpc.keys[0]).expect("key");
+    (key["name"], key["key"]) = (Value::Null, Value::Null); // required: no default
+    flatten("rpc.keys[]", &key, &mut real);
     let documented = documented_keys();
     for (key, value) in &real {
         let Some(d) = documented.get(key) else { panic!("docs/configuration.md does not list `{key}`") };

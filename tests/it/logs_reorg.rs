@@ -93,7 +93,7 @@ async fn read_until(s: &mut Sse, m: &mut Model, want: &BTreeSet<Key>) {
 }
 
 /// Transfer calldata for the emitter: (topics, data) as its calldata.
-fn transfer_call(k: u64) -> String {
+pub fn transfer_call(k: u64) -> String {
     let mut calldata = Vec::new();
     calldata.extend_from_slice(keccak256("Transfer(address,address,uint256)").as_slice());
     calldata.extend_from_slice(B256::with_last_byte(0x11).as_slice());
@@ -103,7 +103,7 @@ fn transfer_call(k: u64) -> String {
 }
 
 /// Replace the newest `depth` blocks with blocks that each hold two emitter transfers.
-async fn reorg_with_logs(anvil: &Anvil, emitter: &str, depth: u64, salt: u64) {
+pub async fn reorg_with_logs(anvil: &Anvil, emitter: &str, depth: u64, salt: u64) {
     let accts = anvil.accounts().await;
     let mut txs = Vec::new();
     for b in 0..depth {
@@ -115,7 +115,7 @@ async fn reorg_with_logs(anvil: &Anvil, emitter: &str, depth: u64, salt: u64) {
     anvil.call("anvil_reorg", rpc_params![depth, txs]).await;
 }
 
-async fn wait_stored(pool: &sqlx::SqlitePool, anvil: &Anvil, emitter: &str) -> BTreeSet<Key> {
+pub async fn wait_stored(pool: &sqlx::SqlitePool, anvil: &Anvil, emitter: &str) -> BTreeSet<Key> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let want = node_logs(anvil, emitter).await;

@@ -39,6 +39,7 @@ mod repair_crash;
 mod reports;
 mod rpc_endpoint;
 mod rpc_faults;
+mod rpc_ws;
 mod sim_fleet;
 mod startup;
 mod val_faults;

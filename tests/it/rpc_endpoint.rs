@@ -72,7 +72,7 @@ fn viem(anvil: &str, ours: &str, tx: &str, log_address: &str, account: &str) {
     assert!(out.status.success() && text.starts_with("ok "), "viem: {text}{}", String::from_utf8_lossy(&out.stderr));
 }
 
-async fn wait_stored(bed: &Bed, n: u64) {
+pub async fn wait_stored(bed: &Bed, n: u64) {
     for _ in 0..300 {
         if crate::bed::stored_max(&bed.pool).await >= i64::try_from(n).expect("i64") {
             return;

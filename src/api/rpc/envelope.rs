@@ -14,8 +14,12 @@ pub(super) mod code {
     pub(in crate::api::rpc) const INTERNAL: i32 = -32603;
     /// Server errors (geth's generic one).
     pub(in crate::api::rpc) const SERVER: i32 = -32000;
-    /// A limit was exceeded (`eth_getLogs` results, response size, batch size).
+    /// A limit was exceeded (`eth_getLogs` results, response size, batch size, a key's rate).
     pub(in crate::api::rpc) const LIMIT: i32 = -32005;
+    /// No API key, or an unknown one.
+    pub(in crate::api::rpc) const UNAUTHORIZED: i32 = -32001;
+    /// The key may not call this method (EIP-1474's "method not supported").
+    pub(in crate::api::rpc) const NOT_ALLOWED: i32 = -32004;
 }
 
 /// A JSON-RPC error object.

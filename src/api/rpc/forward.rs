@@ -80,13 +80,18 @@ pub(super) fn refused(method: &str) -> Option<String> {
         | "eth_getFilterChanges"
         | "eth_getFilterLogs"
         | "eth_uninstallFilter" => Some(format!(
-            "{method} is not served: filters live on one node and the fleet's providers change; poll eth_getLogs over block ranges, or follow /v1/stream/logs"
+            "{method} is not served: filters live on one node and the fleet's providers change; poll eth_getLogs over block ranges, or eth_subscribe over WebSocket on this path"
         )),
         "eth_subscribe" | "eth_unsubscribe" => Some(format!(
-            "{method} needs a WebSocket; over HTTP, follow /v1/stream/blocks or /v1/stream/logs (server-sent events)"
+            "{method} needs a WebSocket: connect to this same path with ws:// (or, over HTTP, follow /v1/stream/blocks or /v1/stream/logs)"
         )),
         _ => None,
     }
+}
+
+/// Is `method` a write (sent once, to one provider; refused for read-only keys)?
+pub(super) fn is_write(method: &str) -> bool {
+    WRITES.contains(&method)
 }
 
 /// The `'static` name telemetry records a method under.

@@ -270,7 +270,7 @@ fn with_tx_hashes(block: &str) -> Result<String, RpcError> {
 }
 
 /// A JSON object's fields in the order they came.
-struct Ordered<'a>(Vec<(&'a str, &'a RawValue)>);
+pub(super) struct Ordered<'a>(pub(super) Vec<(&'a str, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for Ordered<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -292,10 +292,11 @@ impl<'de> Deserialize<'de> for Ordered<'de> {
     }
 }
 
+/// The logs of one stored receipt, as the node sent them.
 #[derive(Deserialize)]
-struct ReceiptLogs<'a> {
+pub(super) struct ReceiptLogs<'a> {
     #[serde(borrow)]
-    logs: Vec<&'a RawValue>,
+    pub(super) logs: Vec<&'a RawValue>,
 }
 
 impl View<'_> {

@@ -1,16 +1,22 @@
-//! `POST /rpc`: a standard JSON-RPC 2.0 endpoint (single calls, batches, notifications). What
-//! the store holds verified is answered from it, byte for byte as the node sent it; the rest
-//! goes through the fleet (selection, retries, breakers, budgets, telemetry), writes to
-//! exactly one provider. `X-Blockstreamer-Source` says who answered: `store` or a provider.
+//! `/rpc`: a standard JSON-RPC 2.0 endpoint over HTTP (single calls, batches, notifications)
+//! and WebSocket (the same, plus subscriptions). What the store holds verified is answered from
+//! it, byte for byte as the node sent it; the rest goes through the fleet (selection, retries,
+//! breakers, budgets, telemetry), writes to exactly one provider. `X-Blockstreamer-Source`
+//! says who answered: `store` or a provider. Named keys set each client's rate and methods.
 
 mod envelope;
 mod forward;
+pub(super) mod keys;
 mod local;
 mod params;
+mod subscribe;
+pub(super) mod ws;
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::value::RawValue;
@@ -49,35 +55,115 @@ struct Reply {
     source: Source,
 }
 
-/// The handler.
-pub(super) async fn handle(State(state): State<ApiState>, body: Bytes) -> Response {
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return single(&envelope::error(None, &RpcError::new(code::PARSE_ERROR, "request is not UTF-8")));
+/// `POST /rpc`.
+pub(super) async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    http(&state, None, &headers, &body).await
+}
+
+/// `POST /rpc/{key}`: the key in the URL, for clients that take only a URL.
+pub(super) async fn handle_keyed(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    http(&state, Some(&key), &headers, &body).await
+}
+
+async fn http(state: &ApiState, key: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Response {
+    let client = match state.0.rpc_keys.client(key, headers) {
+        Ok(c) => c,
+        Err(r) => return refused(&r),
+    };
+    let a = answer(state, &client, None, body).await;
+    let mut resp = respond(a.body, &a.sources);
+    if let Some(wait) = a.retry_after {
+        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+    }
+    resp
+}
+
+/// A request refused before any call ran (unknown key): 401 with the JSON-RPC error.
+fn refused(r: &keys::Refusal) -> Response {
+    metrics::counter!("blockstreamer_rpc_refused_total", "reason" => "unauthorized").increment(1);
+    let body = envelope::error(None, &r.error());
+    (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+        .into_response()
+}
+
+/// A request answered: the response text (`None`: only notifications), who answered, the
+/// subscriptions to start once the text is sent, and `Retry-After` when over the key's rate.
+struct Answered {
+    body: Option<String>,
+    sources: Vec<Source>,
+    ready: Vec<tokio::sync::oneshot::Sender<()>>,
+    retry_after: Option<u64>,
+}
+
+impl Answered {
+    fn endpoint(text: String) -> Self {
+        Self { body: Some(text), sources: vec![Source::Endpoint], ready: Vec::new(), retry_after: None }
+    }
+}
+
+/// Answer one request's text (a call or a batch) for `client`, over HTTP or a WebSocket.
+async fn answer(state: &ApiState, client: &keys::Client, ws: Option<&Arc<ws::Conn>>, body: &[u8]) -> Answered {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Answered::endpoint(envelope::error(None, &RpcError::new(code::PARSE_ERROR, "request is not UTF-8")));
     };
     let Ok(req) = serde_json::from_str::<&RawValue>(text) else {
-        return single(&envelope::error(None, &RpcError::new(code::PARSE_ERROR, "parse error: request is not JSON")));
+        let e = RpcError::new(code::PARSE_ERROR, "parse error: request is not JSON");
+        return Answered::endpoint(envelope::error(None, &e));
     };
-    let mut view_parts = ViewParts::now(&state).await;
-    if !req.get().starts_with('[') {
-        let reply = one(&state, &view_parts, req).await;
-        return respond(reply.text, &[reply.source]);
-    }
-    let Ok(calls) = serde_json::from_str::<Vec<&RawValue>>(req.get()) else {
-        return single(&envelope::error(None, &RpcError::new(code::PARSE_ERROR, "parse error: batch is not an array")));
+    let mut parts = ViewParts::now(state, client, ws).await;
+    let calls: Vec<&RawValue> = if req.get().starts_with('[') {
+        let Ok(calls) = serde_json::from_str::<Vec<&RawValue>>(req.get()) else {
+            let e = RpcError::new(code::PARSE_ERROR, "parse error: batch is not an array");
+            return Answered::endpoint(envelope::error(None, &e));
+        };
+        let max = state.0.opts.rpc.max_batch;
+        if calls.is_empty() || calls.len() > max {
+            let e = RpcError::new(
+                code::INVALID_REQUEST,
+                format!("a batch holds 1 to {max} calls; this one has {}", calls.len()),
+            );
+            return Answered::endpoint(envelope::error(None, &e));
+        }
+        parts.batch_size = u32::try_from(calls.len()).unwrap_or(u32::MAX);
+        calls
+    } else {
+        vec![req]
     };
-    view_parts.batch_size = u32::try_from(calls.len()).unwrap_or(u32::MAX);
-    let max = state.0.opts.rpc.max_batch;
-    if calls.is_empty() || calls.len() > max {
-        let e = RpcError::new(
-            code::INVALID_REQUEST,
-            format!("a batch holds 1 to {max} calls; this one has {}", calls.len()),
-        );
-        return single(&envelope::error(None, &e));
+    let batch = req.get().starts_with('[');
+    if let Err(r) = state.0.rpc_keys.charge(client, parts.batch_size) {
+        let wait = match &r {
+            keys::Refusal::RateLimited { wait_secs, .. } => *wait_secs,
+            keys::Refusal::Unauthorized(_) => 1,
+        };
+        metrics::counter!("blockstreamer_rpc_refused_total", "reason" => "rate_limited").increment(1);
+        let replies = calls.iter().map(|c| refuse(state, &parts, c, &r.error())).collect();
+        return Answered { retry_after: Some(wait), ..joined(state, replies, batch, Vec::new()) };
     }
     // Boxed with one named lifetime: the stream's closure is otherwise not general enough for axum.
     let futs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + '_>>> =
-        calls.iter().map(|c| Box::pin(one(&state, &view_parts, c)) as _).collect();
+        calls.iter().map(|c| Box::pin(one(state, &parts, c)) as _).collect();
     let replies: Vec<Reply> = futures::stream::iter(futs).buffered(BATCH_CONCURRENCY).collect().await;
+    let ready = parts.ready.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+    joined(state, replies, batch, ready)
+}
+
+/// The response to a request from its calls' replies (a batch: their array, in order).
+fn joined(
+    state: &ApiState,
+    replies: Vec<Reply>,
+    batch: bool,
+    ready: Vec<tokio::sync::oneshot::Sender<()>>,
+) -> Answered {
+    if !batch {
+        let (body, sources) = replies.into_iter().next().map_or((None, Vec::new()), |r| (r.text, vec![r.source]));
+        return Answered { body, sources, ready, retry_after: None };
+    }
     let limit = state.0.opts.rpc.max_response_bytes;
     let mut out = String::from("[");
     let mut sources = Vec::new();
@@ -88,7 +174,7 @@ pub(super) async fn handle(State(state): State<ApiState>, body: Bytes) -> Respon
                 code::LIMIT,
                 format!("response size exceeded: over {limit} bytes ([rpc] max_response_bytes)"),
             );
-            return single(&envelope::error(None, &e));
+            return Answered::endpoint(envelope::error(None, &e));
         }
         if out.len() > 1 {
             out.push(',');
@@ -97,13 +183,28 @@ pub(super) async fn handle(State(state): State<ApiState>, body: Bytes) -> Respon
         sources.push(r.source);
     }
     out.push(']');
-    respond((out.len() > 2).then_some(out), &sources)
+    Answered { body: (out.len() > 2).then_some(out), sources, ready, retry_after: None }
 }
 
-/// What every call of one request sees: one `latest`, one chain id.
-struct ViewParts {
-    /// The API key's name when the request carried one (one key today: `default`).
-    key_name: Option<String>,
+/// One call refused with `e` before it ran (over the key's rate), recorded as refused.
+fn refuse(state: &ApiState, parts: &ViewParts<'_>, raw: &RawValue, e: &RpcError) -> Reply {
+    let started = std::time::Instant::now();
+    let (id, method) = match envelope::call(raw) {
+        Ok(c) => (c.id.is_some().then_some(c.id), forward::name(&c.method)),
+        Err((id, _)) => (Some(id), "invalid"),
+    };
+    let text = id.map(|id| envelope::error(id, e));
+    record(state, parts, (method, &Source::Endpoint), started, Err(e), text.as_ref().map_or(0, String::len));
+    Reply { text, source: Source::Endpoint }
+}
+
+/// What every call of one request sees: one `latest`, one chain id, one client.
+struct ViewParts<'a> {
+    client: &'a keys::Client,
+    /// The WebSocket connection the request came on, if any (subscriptions need one).
+    ws: Option<&'a Arc<ws::Conn>>,
+    /// Subscriptions started by this request, to release once its reply is queued.
+    ready: std::sync::Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
     /// Calls in the request.
     batch_size: u32,
     heads: Heads,
@@ -139,8 +240,8 @@ impl StoredCache {
     }
 }
 
-impl ViewParts {
-    async fn now(state: &ApiState) -> Self {
+impl<'a> ViewParts<'a> {
+    async fn now(state: &ApiState, client: &'a keys::Client, ws: Option<&'a Arc<ws::Conn>>) -> Self {
         let (stored, chain_id) = state.0.rpc_stored.get(&state.0.store).await;
         let fleet = state.0.live.as_ref().and_then(|l| l.fleet.head()).map(|h| h.number);
         let opts = &state.0.opts.rpc;
@@ -150,13 +251,19 @@ impl ViewParts {
             (RpcHead::Stored, Some(s), Some(f)) if f.saturating_sub(s) <= opts.max_lag_blocks => Some(s),
             (_, _, f) => f,
         };
-        let key_name = state.0.opts.api_key.as_ref().map(|_| "default".to_string());
-        Self { key_name, batch_size: 1, heads: Heads { chain_id, latest, stored }, fleet }
+        Self {
+            client,
+            ws,
+            ready: std::sync::Mutex::default(),
+            batch_size: 1,
+            heads: Heads { chain_id, latest, stored },
+            fleet,
+        }
     }
 }
 
 /// Answer one call object, and record it (`client_requests`, `/metrics`).
-async fn one(state: &ApiState, parts: &ViewParts, raw: &RawValue) -> Reply {
+async fn one(state: &ApiState, parts: &ViewParts<'_>, raw: &RawValue) -> Reply {
     let started = std::time::Instant::now();
     let call = match envelope::call(raw) {
         Ok(c) => c,
@@ -179,7 +286,7 @@ async fn one(state: &ApiState, parts: &ViewParts, raw: &RawValue) -> Reply {
 /// One `client_requests` row (live runs: `serve` writes nothing) and the `/metrics` samples.
 fn record(
     state: &ApiState,
-    parts: &ViewParts,
+    parts: &ViewParts<'_>,
     (method, source): (&'static str, &Source),
     started: std::time::Instant,
     answer: Result<(), &RpcError>,
@@ -191,13 +298,14 @@ fn record(
         (Err(_), _) => ClientOutcome::RpcError,
     };
     let elapsed = started.elapsed();
-    metrics::counter!("blockstreamer_rpc_calls_total", "method" => method, "source" => source.as_str().to_string(), "outcome" => outcome.as_str())
+    let key = parts.client.name().unwrap_or("").to_string();
+    metrics::counter!("blockstreamer_rpc_calls_total", "method" => method, "source" => source.as_str().to_string(), "outcome" => outcome.as_str(), "key" => key)
         .increment(1);
     metrics::histogram!("blockstreamer_rpc_call_duration_seconds", "method" => method).record(elapsed.as_secs_f64());
     let Some(live) = &state.0.live else { return };
     live.telemetry.record(TelemetryEvent::Client(ClientCall {
         ts_ms: crate::types::now_ms(),
-        key_name: parts.key_name.clone(),
+        key_name: parts.client.name().map(str::to_string),
         method,
         source: source.as_str().to_string(),
         latency_us: crate::types::micros(elapsed),
@@ -208,8 +316,18 @@ fn record(
     }));
 }
 
-async fn dispatch(state: &ApiState, parts: &ViewParts, call: &Call<'_>) -> (Result<String, RpcError>, Source) {
+async fn dispatch(state: &ApiState, parts: &ViewParts<'_>, call: &Call<'_>) -> (Result<String, RpcError>, Source) {
     let method = call.method.as_str();
+    if let Err(e) = parts.client.permits(method, forward::is_write(method)) {
+        return (Err(e), Source::Endpoint);
+    }
+    if let Some(conn) = parts.ws {
+        match method {
+            "eth_subscribe" => return (ws::subscribe(state, conn, call.params, &parts.ready), Source::Store),
+            "eth_unsubscribe" => return (ws::unsubscribe(conn, call.params), Source::Store),
+            _ => {}
+        }
+    }
     if let Some(why) = forward::refused(method) {
         return (Err(RpcError::new(code::METHOD_NOT_FOUND, why)), Source::Endpoint);
     }
@@ -244,10 +362,6 @@ async fn dispatch(state: &ApiState, parts: &ViewParts, call: &Call<'_>) -> (Resu
 #[cfg(test)]
 fn test_raw(s: &str) -> Box<RawValue> {
     RawValue::from_string(s.to_string()).unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-fn single(text: &str) -> Response {
-    respond(Some(text.to_string()), &[Source::Endpoint])
 }
 
 fn respond(body: Option<String>, sources: &[Source]) -> Response {
