@@ -1,11 +1,13 @@
 // The same viem calls against a node and against blockstreamer's /rpc: every answer must be
-// equal (viem parses both, so this is what a viem user sees). Args: NODE_URL OURS_URL TX_HASH
+// equal (viem parses both, so this is what a viem user sees), over HTTP and a WebSocket. Args: NODE_URL OURS_URL TX_HASH
 // LOG_ADDRESS ACCOUNT. Prints "ok <calls>" or the first difference, and exits non-zero on one.
-const { createPublicClient, http } = require('viem');
+const { createPublicClient, http, webSocket } = require('viem');
 
 const [nodeUrl, oursUrl, txHash, logAddress, account] = process.argv.slice(2);
 const node = createPublicClient({ transport: http(nodeUrl) });
 const ours = createPublicClient({ transport: http(oursUrl) });
+// The same endpoint over a WebSocket.
+const oursWs = createPublicClient({ transport: webSocket(oursUrl.replace('http://', 'ws://')) });
 
 // Field order aside (the test bed's fault proxies re-serialise what they forward): keys sorted.
 const sorted = (x) =>
@@ -40,7 +42,15 @@ async function main() {
       process.exit(1);
     }
   }
-  console.log(`ok ${calls.length}`);
+  for (const [name, f] of calls.slice(0, 8)) {
+    const [a, b] = [show(await f(node)), show(await f(oursWs))];
+    if (a !== b) {
+      console.log(`${name} over WebSocket differs:\nnode: ${a}\nours: ${b}`);
+      process.exit(1);
+    }
+  }
+  await (await oursWs.transport.getRpcClient()).close();
+  console.log(`ok ${calls.length + 8}`);
 }
 
 main().catch((e) => {

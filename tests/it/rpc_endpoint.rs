@@ -72,6 +72,20 @@ fn viem(anvil: &str, ours: &str, tx: &str, log_address: &str, account: &str) {
     assert!(out.status.success() && text.starts_with("ok "), "viem: {text}{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Run `tests/clients/web3py.py` against the node and us (web3.py in `.ci/run`'s venv).
+fn web3py(anvil: &str, ours: &str, tx: &str, log_address: &str, account: &str) {
+    let python = std::env::var("CLIENT_PYTHON")
+        .unwrap_or_else(|_| panic!("CLIENT_PYTHON is not set: .ci/run makes a venv with web3.py and sets it"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/web3py.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args([anvil, ours, tx, log_address, account])
+        .output()
+        .expect("run python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.starts_with("ok "), "web3.py: {text}{}", String::from_utf8_lossy(&out.stderr));
+}
+
 pub async fn wait_stored(bed: &Bed, n: u64) {
     for _ in 0..300 {
         if crate::bed::stored_max(&bed.pool).await >= i64::try_from(n).expect("i64") {
@@ -93,7 +107,11 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
     let t1 = json!({"from": accts[1], "to": accts[2], "value": "0x5", "gasPrice": "0x77359400", "accessList": [{"address": accts[3], "storageKeys": []}]});
     anvil.call("eth_sendTransaction", rpc_params![t1]).await;
     let t0 = json!({"from": accts[2], "to": accts[3], "value": "0x7", "gasPrice": "0x77359400"});
-    anvil.call("eth_sendTransaction", rpc_params![t0]).await;
+    let h0 = anvil.call("eth_sendTransaction", rpc_params![t0]).await;
+    // Automine may answer before the block is in: wait for the receipt, then read the head.
+    while anvil.call("eth_getTransactionReceipt", rpc_params![h0.clone()]).await.is_null() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let head = anvil.head().await;
     let mut bed = Bed::new(Truth::Anvil(anvil), 2, |c| c.alerts.enabled = false).await;
     let (api, a, base) = serve_and_sync(&mut bed, head).await;
@@ -211,6 +229,8 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
 
     // viem, as users run it (tests/clients/viem.cjs): the same parsed answers.
     viem(&a, &us, tx_hash, log_addr, &accts[1]);
+    // web3.py too, over HTTP and a WebSocket (it mines one block for its newHeads check).
+    web3py(&a, &us, tx_hash, log_addr, &accts[1]);
 
     // Malformed requests, filters and limits.
     let r = post(&c, &us, "{not json", &[]).await.json();
