@@ -59,7 +59,7 @@ pub(super) async fn events(State(state): State<ApiState>, q: Params) -> Result<J
 }
 
 /// Nearest-rank percentile of sorted values.
-fn nearest_rank(sorted: &[i64], pct: usize) -> Option<i64> {
+pub(super) fn nearest_rank(sorted: &[i64], pct: usize) -> Option<i64> {
     if sorted.is_empty() {
         return None;
     }

@@ -7,6 +7,7 @@
 pub mod alerts;
 mod blocks;
 mod body;
+mod clients;
 mod dashboard;
 mod error;
 mod export;

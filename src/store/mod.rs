@@ -9,6 +9,7 @@ mod alerts;
 mod blocks;
 mod bulk;
 mod capability;
+mod clients;
 mod index;
 mod logs_read;
 pub mod migrate;
@@ -46,6 +47,7 @@ const BULK_INDEXES: [(&str, &str); 3] = [
 ];
 pub use alerts::{AlertRow, AlertWindow};
 pub use capability::CapabilityRow;
+pub use clients::ClientCallRow;
 pub use index::DecodeBackfill;
 pub use logs_read::{DecodeErrorRow, EventFilter, EventTableRow, LogQuery, LogRow, ReceiptRow};
 pub use query::{

@@ -119,6 +119,8 @@ impl Browser {
             activityPoints: Number(document.getElementById('activity').dataset.points),
             activityLegend: [...document.querySelectorAll('#activity-legend span')].map(s => s.textContent),
             decodeErrors: document.getElementById('decode-errors').textContent,
+            clients: [...document.querySelectorAll('#clients tbody tr')].filter(r => r.dataset.method).map(r => ({
+                method: r.dataset.method, cells: [...r.querySelectorAll('td')].map(td => td.textContent) })),
             storedHead: Number(document.body.dataset.storedHead),
             shownHead: Number(document.getElementById('stored-head').textContent),
             updates: Number(document.body.dataset.updates) })"#;
@@ -215,6 +217,12 @@ async fn the_dashboard_renders_live_in_headless_chromium() {
         assert_eq!(http::get(&c, &format!("{base}{bad}")).await.status, 400, "{bad}");
     }
 
+    // A few JSON-RPC calls, for the client panel.
+    for m in ["eth_blockNumber", "eth_blockNumber", "eth_chainId"] {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": m}).to_string();
+        assert_eq!(http::post(&c, &format!("{base}/rpc"), body, &[]).await.status, 200);
+    }
+
     // The page in a real browser, driven over the DevTools protocol: load it, collect every
     // console message, log entry and exception, and read its state twice.
     let mut browser = Browser::launch().await;
@@ -244,6 +252,12 @@ async fn the_dashboard_renders_live_in_headless_chromium() {
         later["activityLegend"].as_array().map(|l| l.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     assert!(legend.contains(&"logs") && legend.contains(&"evt_token_transfer"), "activity legend: {later}");
     assert_eq!(later["decodeErrors"], "0", "{later}");
+    // The client panel: the calls above, per method, answered by the store.
+    let clients = later["clients"].as_array().cloned().unwrap_or_default();
+    let bn = clients.iter().find(|r| r["method"] == "eth_blockNumber").unwrap_or_else(|| panic!("{later}"));
+    assert_eq!(bn["cells"][0], "(no key)", "{bn}");
+    assert!(bn["cells"][2].as_str().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 2), "{bn}");
+    assert_eq!(bn["cells"][3], "100.0 %", "from the store: {bn}");
     let (h1, h2) = (first["storedHead"].as_u64().unwrap_or(0), later["storedHead"].as_u64().unwrap_or(0));
     assert!(h1 > 0 && h2 > h1, "the page follows new blocks: {h1} then {h2}");
     assert_eq!(later["shownHead"].as_u64(), Some(h2), "the header shows the stored head: {later}");

@@ -101,6 +101,40 @@ function renderProviders(data) {
   body.replaceChildren(...rows);
 }
 
+function fmtBytes(n) {
+  if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MB";
+  if (n >= 1 << 10) return (n / (1 << 10)).toFixed(1) + " KB";
+  return n + " B";
+}
+
+function renderClients(data) {
+  const body = document.querySelector("#clients tbody");
+  const rows = (data.clients || []).slice(0, 30).map((c) => {
+    const tr = el("tr");
+    tr.dataset.key = c.key ?? "";
+    tr.dataset.method = c.method;
+    tr.append(
+      el("td", c.key ?? "(no key)"),
+      el("td", c.method),
+      el("td", String(c.calls)),
+      el("td", pct(c.calls ? c.from_store / c.calls : null)),
+      el("td", String(c.rpc_errors)),
+      el("td", String(c.refused)),
+      el("td", fmtMs(c.p50_ms) + " / " + fmtMs(c.p95_ms) + " ms"),
+      el("td", fmtBytes(c.bytes)),
+    );
+    return tr;
+  });
+  if (!rows.length) {
+    const tr = el("tr");
+    const td = el("td", "no calls to /rpc in the last 10 min", "empty");
+    td.colSpan = 8;
+    tr.append(td);
+    rows.push(tr);
+  }
+  body.replaceChildren(...rows);
+}
+
 function list(id, items, render, empty) {
   const ul = document.getElementById(id);
   if (!items.length) {
@@ -257,13 +291,14 @@ async function refresh() {
   try {
     // The latency series reads raw telemetry in 10 s buckets: once per bucket is enough.
     const latencyDue = Date.now() - latencyAt >= LATENCY_MS;
-    const [providers, latency, alerts, reorgs, events, activity] = await Promise.all([
+    const [providers, latency, alerts, reorgs, events, activity, clients] = await Promise.all([
       getJson("/v1/providers"),
       latencyDue ? getJson("/v1/latency?seconds=600&step=10") : null,
       getJson("/v1/alerts?state=open&limit=20"),
       getJson("/v1/reorgs?limit=10"),
       getJson("/v1/events?limit=20"),
       getJson("/v1/index/activity?blocks=60&minutes=10"),
+      getJson("/v1/clients?minutes=10"),
     ]);
     renderProviders(providers);
     if (latency) {
@@ -274,6 +309,7 @@ async function refresh() {
     renderReorgs(reorgs);
     renderEvents(events);
     renderActivity(activity);
+    renderClients(clients);
     renderHeads();
     updates++;
     document.body.dataset.updates = String(updates);
