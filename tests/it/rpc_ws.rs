@@ -109,6 +109,7 @@ async fn subscribers_get_heads_and_logs_and_the_removed_logs_of_reorgs() {
     let mut config = config_for(&[url.clone(), url], &["a", "b"]);
     config.poll_interval_ms = 100;
     config.alerts.enabled = false;
+    config.rpc.max_logs = 4;
     let app = Arc::new(App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("start"));
     let cancel = tokio_util::sync::CancellationToken::new();
     let api = app.start_api(Some("127.0.0.1:0".parse().expect("addr")), &cancel).await.expect("api").expect("enabled");
@@ -117,6 +118,15 @@ async fn subscribers_get_heads_and_logs_and_the_removed_logs_of_reorgs() {
     crate::logs_reorg::wait_stored(&pool, &anvil, &emitter).await;
 
     let us = ws(&format!("ws://{}/rpc", api.addr())).await;
+    // Past rpc.max_logs (4 here), eth_getLogs names a range that fits, and that range is served.
+    let whole = json!({"fromBlock": "0x0", "toBlock": "latest", "address": emitter});
+    let e = us.request::<Value, _>("eth_getLogs", rpc_params![whole]).await.expect_err("over max_logs").to_string();
+    let range = e.split_once("block range [").and_then(|(_, r)| r.split_once(']')).map(|(r, _)| r.to_string());
+    let (a, b) = range.as_deref().and_then(|r| r.split_once(", ")).unwrap_or_else(|| panic!("no range in {e}"));
+    let fits = json!({"fromBlock": a, "toBlock": b, "address": emitter});
+    let mine: Value = us.request("eth_getLogs", rpc_params![fits.clone()]).await.expect("the range that fits");
+    assert_eq!(mine, anvil.call("eth_getLogs", rpc_params![fits]).await);
+    assert!(mine.as_array().is_some_and(|l| !l.is_empty() && l.len() <= 4), "{mine}");
     // Plain calls work over the socket too.
     let n: String = us.request("eth_blockNumber", rpc_params![]).await.expect("eth_blockNumber");
     assert_eq!(hex_u64(&json!(n)), anvil.head().await);

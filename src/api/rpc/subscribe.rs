@@ -7,13 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{Address, B256};
-use serde::Deserialize;
+use alloy_primitives::B256;
 use serde_json::value::RawValue;
 
 use super::envelope::RpcError;
 use super::local::{Ordered, ReceiptLogs};
-use super::params;
+use super::params::{self, LogFilter};
 use super::ws::Conn;
 use crate::api::ApiState;
 use crate::store::{BlockAt, BlockRow, Kept};
@@ -29,7 +28,7 @@ const NOT_IN_HEADERS: [&str; 5] = ["transactions", "uncles", "withdrawals", "siz
 #[derive(Debug, Clone)]
 pub(super) enum Topic {
     NewHeads,
-    Logs(LogMatch),
+    Logs(LogFilter),
 }
 
 impl Topic {
@@ -39,32 +38,6 @@ impl Topic {
             Self::NewHeads => "newHeads",
             Self::Logs(_) => "logs",
         }
-    }
-}
-
-/// A logs subscription's filter: any of `addresses`, per position any of `topics[i]`.
-#[derive(Debug, Clone, Default)]
-pub(super) struct LogMatch {
-    addresses: Vec<Address>,
-    topics: [Vec<B256>; 4],
-}
-
-#[derive(Deserialize)]
-struct LogKeys {
-    address: Address,
-    #[serde(default)]
-    topics: Vec<B256>,
-}
-
-impl LogMatch {
-    fn matches(&self, log: &RawValue) -> Result<bool, String> {
-        let k: LogKeys = serde_json::from_str(log.get()).map_err(|e| format!("stored log: {e}"))?;
-        Ok((self.addresses.is_empty() || self.addresses.contains(&k.address))
-            && self
-                .topics
-                .iter()
-                .enumerate()
-                .all(|(i, alts)| alts.is_empty() || k.topics.get(i).is_some_and(|t| alts.contains(t))))
     }
 }
 
@@ -78,17 +51,14 @@ pub(super) fn topic(p: Option<&RawValue>) -> Result<Topic, RpcError> {
     match kind {
         "newHeads" if p.len() == 1 => Ok(Topic::NewHeads),
         "logs" if p.len() <= 2 => {
-            let Some(f) = p.get(1) else { return Ok(Topic::Logs(LogMatch::default())) };
+            let Some(f) = p.get(1) else { return Ok(Topic::Logs(LogFilter::default())) };
             let f = params::log_filter(f)?;
             if f.from.is_some() || f.to.is_some() || f.block_hash.is_some() {
                 return Err(RpcError::invalid_params(
                     "a logs subscription follows new blocks: fromBlock, toBlock and blockHash do not apply (use eth_getLogs for past ones)",
                 ));
             }
-            Ok(Topic::Logs(LogMatch {
-                addresses: f.addresses.into_iter().map(Address::from).collect(),
-                topics: f.topics.map(|alts| alts.into_iter().map(B256::from).collect()),
-            }))
+            Ok(Topic::Logs(f))
         }
         "newHeads" | "logs" => Err(RpcError::invalid_params(format!("too many params for a {kind} subscription"))),
         other => Err(RpcError::invalid_params(format!(
@@ -210,7 +180,7 @@ impl Follower<'_> {
     }
 
     /// Every matching log of block `b` (newest first when `removed`).
-    async fn logs(&self, b: &BlockRow, h: B256, m: &LogMatch, removed: bool) -> Sent {
+    async fn logs(&self, b: &BlockRow, h: B256, m: &LogFilter, removed: bool) -> Sent {
         if b.tx_count == 0 {
             return Ok(true);
         }
@@ -228,7 +198,7 @@ impl Follower<'_> {
             logs.reverse();
         }
         for log in logs {
-            if !m.matches(log)? {
+            if !m.matches(log).map_err(|e| e.message)? {
                 continue;
             }
             let sent =
