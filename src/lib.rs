@@ -35,5 +35,6 @@ pub mod model;
 pub mod provider;
 pub mod rawjson;
 pub mod sim;
+pub mod sink;
 pub mod store;
 pub mod types;

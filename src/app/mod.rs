@@ -313,6 +313,26 @@ impl App {
         });
     }
 
+    /// Start the broker sinks (`[sink.nats]`) in the background: each reads what is committed and
+    /// publishes it; ingest never waits for them. A sink that stops (its stream lost data) says
+    /// why in `sink_positions` and the log; ingest goes on.
+    async fn start_sinks(&self, chain_id: u64) -> Result<(), AppError> {
+        let Some(n) = &self.config.sink.nats else { return Ok(()) };
+        let env = |k: &str| std::env::var(k).ok();
+        let secrets = n.secrets(&env)?;
+        let handle = crate::sink::start_nats(self.store.clone(), chain_id, n, secrets, self.poll_cancel.clone())
+            .await
+            .map_err(|e| AppError::Other(format!("[sink.nats]: {e}")))?;
+        self.workers.spawn(async move {
+            match handle.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "the NATS sink stopped"),
+                Err(e) => tracing::error!(error = %e, "the NATS sink task failed"),
+                Ok(Ok(())) => {}
+            }
+        });
+        Ok(())
+    }
+
     /// Start the gap-repair worker in the background (stopped with the head poller).
     pub fn start_gap_repair(&self) {
         let opts = RepairOptions::from_config(&self.config, self.index.clone());
@@ -331,8 +351,9 @@ impl App {
     /// Follow the head until `cancel`; resume from the stored tip, or start at `from_block`
     /// (default: the current fleet head) on an empty database.
     pub async fn follow(&self, from_block: Option<u64>, cancel: &CancellationToken) -> Result<(), AppError> {
-        self.check_chain(cancel).await?;
+        let chain = self.check_chain(cancel).await?;
         self.start_head_poller();
+        self.start_sinks(chain).await?;
         let cap = self.window_cap();
         let links = self.store.recent_canonical(cap as u64).await?;
         let start = match (links.last(), from_block) {

@@ -59,6 +59,12 @@ impl Config {
         }
         self.check_api()?;
         self.rpc.check()?;
+        if let Some(n) = &self.sink.nats {
+            n.check()?;
+            if !self.index.raw_json {
+                return Err(invalid("sink.nats", "needs [index] raw_json = true: messages carry the node's JSON"));
+            }
+        }
         self.check_heads()?;
         let mut out: Vec<ResolvedProvider> = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
@@ -214,6 +220,9 @@ impl Config {
         self.resolve(&env)?;
         self.api_key(&env)?;
         self.rpc.resolve_keys(&env)?;
+        if let Some(n) = &self.sink.nats {
+            n.secrets(&env)?;
+        }
         self.webhook_url(&env)?;
         Ok(())
     }
@@ -236,6 +245,13 @@ impl Config {
         if let Some(keys) = v.get_mut("rpc").and_then(|r| r.get_mut("keys")).and_then(|k| k.as_array_mut()) {
             for k in keys {
                 k["key"] = "(set)".into();
+            }
+        }
+        if let Some(n) = v.get_mut("sink").and_then(|s| s.get_mut("nats")).filter(|n| n.is_object()) {
+            for k in ["token", "password"] {
+                if !n[k].is_null() {
+                    n[k] = "(set)".into();
+                }
             }
         }
         if let Some(al) = v.get_mut("alerts") {

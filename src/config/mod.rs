@@ -8,6 +8,8 @@ mod heads;
 pub use heads::{HeadPoll, HeadsConfig};
 mod rpc;
 pub use rpc::{RpcConfig, RpcHead, RpcKey};
+mod sink;
+pub use sink::{NatsSecrets, NatsSinkConfig, PublishWhen, SinkConfig, SinkKind};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -407,6 +409,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub api: ApiConfig,
     pub alerts: AlertsConfig,
+    /// Publishing the chain to a broker (`[sink.nats]`).
+    pub sink: SinkConfig,
     pub providers: Vec<ProviderConfig>,
 }
 
@@ -435,6 +439,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             api: ApiConfig::default(),
             alerts: AlertsConfig::default(),
+            sink: SinkConfig::default(),
             providers: Vec::new(),
         }
     }

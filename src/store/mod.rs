@@ -20,6 +20,7 @@ mod repair;
 mod retention;
 mod rollup;
 mod rpc_read;
+mod sinks;
 pub mod sqlite;
 mod telemetry;
 
@@ -35,6 +36,7 @@ use thiserror::Error;
 
 pub use activity::{BlockActivity, IndexActivity, RefusedAnswers};
 pub use rpc_read::{BlockAt, Kept, KeptJson};
+pub use sinks::{SinkPosition, SinkRow};
 
 /// The random-keyed indexes a long bulk load drops and rebuilds: (drop, create if missing).
 const BULK_INDEXES: [(&str, &str); 3] = [

@@ -10,11 +10,12 @@ use crate::helpers::init_tracing;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db01a_storage_full_pauses_then_resumes() {
     init_tracing();
-    // The cap must hold at least one commit batch (up to 1,000 blocks ≈ 4 MB here), or nothing
-    // is ever stored — which is correct behaviour, but not what this test looks at.
+    // The cap must hold at least one commit batch (a catch-up commits up to 1,000 blocks, ≈ 4 MB
+    // here plus ~3 MB of kept JSON), or nothing is ever stored — which is correct behaviour, but
+    // not what this test looks at.
     let chain = sim_chain(4_000, 61);
     let mut bed = Bed::new(Truth::Sim(chain), 2, |c| {
-        c.max_db_size_mb = Some(6);
+        c.max_db_size_mb = Some(10);
         c.batch_size = 10;
     })
     .await;
@@ -142,7 +143,7 @@ async fn db01a_storage_full_during_a_bulk_backfill() {
     init_tracing();
     let chain = sim_chain(4_000, 63);
     let bed = Bed::new(Truth::Sim(chain.clone()), 2, |c| {
-        c.max_db_size_mb = Some(6);
+        c.max_db_size_mb = Some(10);
         c.bulk_load_min_blocks = 100;
     })
     .await;

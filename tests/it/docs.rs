@@ -176,6 +176,8 @@ fn every_configuration_key_is_documented_with_its_default() {
     let mut key = serde_json::to_value(&with_key.rpc.keys[0]).expect("key");
     (key["name"], key["key"]) = (Value::Null, Value::Null); // required: no default
     flatten("rpc.keys[]", &key, &mut real);
+    let nats = serde_json::to_value(blockstreamer::config::NatsSinkConfig::default()).expect("nats");
+    flatten("sink.nats", &nats, &mut real);
     let documented = documented_keys();
     for (key, value) in &real {
         let Some(d) = documented.get(key) else { panic!("docs/configuration.md does not list `{key}`") };

@@ -1,0 +1,149 @@
+//! Broker sinks: publish the canonical chain from the SQLite file (the outbox) to a broker,
+//! exactly once. The position is a row in the same file, advanced only after the broker
+//! acknowledged; every message carries an id the broker deduplicates, so what a crash makes the
+//! sink publish again is dropped. Ingest never waits for a sink: the sink reads what is
+//! committed, and its backlog is the distance to the stored head.
+
+pub mod nats;
+pub mod outbox;
+
+use std::time::Duration;
+
+use alloy_primitives::B256;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{SinkPosition, Store, StoreError};
+use outbox::{Outbox, Outgoing, Step};
+
+/// Why a sink step failed.
+#[derive(Debug, Error)]
+pub enum SinkError {
+    /// The broker is down, slow or refused a publish: retried with backoff.
+    #[error("broker: {0}")]
+    Broker(String),
+    /// The stream lost what it acknowledged: the sink stops until an operator decides.
+    #[error("{0}")]
+    StreamLost(String),
+    /// `publish = "final"` and a published block left the canonical chain.
+    #[error("block {number} {hash} was published as final and a reorg replaced it: raise [sink.nats] confirmations")]
+    FinalUndone { number: u64, hash: B256 },
+    #[error("sink configuration: {0}")]
+    Config(String),
+    #[error("stored data: {0}")]
+    Data(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SinkError {
+    /// Retried (the broker may come back) rather than fatal.
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Broker(_) | Self::Store(_))
+    }
+}
+
+/// A broker a sink publishes to.
+pub trait Transport: Send {
+    /// Check the destination (create it when nothing was published yet); an error when it no
+    /// longer holds what it acknowledged.
+    fn prepare(&mut self, at: &SinkPosition) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Publish `batch` in order and wait for every acknowledgement; the broker's sequence of
+    /// the last one.
+    fn publish(&mut self, batch: &[Outgoing]) -> impl Future<Output = Result<u64, SinkError>> + Send;
+}
+
+/// Run the sink `name` until `cancel`: read steps from `outbox`, publish them through `t`,
+/// advance the position. Transient failures back off (to 10 s) and retry from the position.
+pub async fn run<T: Transport>(
+    name: &str,
+    outbox: Outbox,
+    mut t: T,
+    cancel: CancellationToken,
+) -> Result<(), SinkError> {
+    let store = outbox.store.clone();
+    let mut changes = store.subscribe_changes();
+    let mut backoff = Duration::from_millis(100);
+    let mut prepared = false;
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        match step(name, &outbox, &mut t, &mut prepared).await {
+            Ok(true) => backoff = Duration::from_millis(100),
+            Ok(false) => {
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(()),
+                    _ = changes.changed() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Err(e) => {
+                metrics::counter!("blockstreamer_sink_errors_total", "sink" => name.to_string()).increment(1);
+                let _ = store.set_sink_error(name, &e.to_string()).await;
+                if !e.is_transient() {
+                    tracing::error!(sink = name, error = %e, "sink stopped");
+                    return Err(e);
+                }
+                tracing::warn!(sink = name, error = %e, retry_ms = backoff.as_millis(), "sink publish failed; retrying");
+                prepared = false;
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// One step; `Ok(false)`: nothing to publish.
+async fn step<T: Transport>(name: &str, outbox: &Outbox, t: &mut T, prepared: &mut bool) -> Result<bool, SinkError> {
+    let store = &outbox.store;
+    let at = store.sink_position(name).await?;
+    if !*prepared {
+        t.prepare(&at).await?;
+        *prepared = true;
+    }
+    let tip = store.stored_tip().await?.map(|t| t.number);
+    let backlog = match (tip, at.block) {
+        (Some(t), Some((n, _))) => t.saturating_sub(n),
+        (Some(t), None) => t + 1,
+        _ => 0,
+    };
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("blockstreamer_sink_backlog_blocks", "sink" => name.to_string()).set(backlog as f64);
+    let Step::Batch { messages, to, blocks } = outbox.next(at.block).await? else { return Ok(false) };
+    let seq = t.publish(&messages).await?;
+    let n = u64::try_from(messages.len()).unwrap_or(u64::MAX);
+    store
+        .set_sink_position(
+            name,
+            SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq) },
+        )
+        .await?;
+    metrics::counter!("blockstreamer_sink_messages_total", "sink" => name.to_string()).increment(n);
+    metrics::counter!("blockstreamer_sink_blocks_total", "sink" => name.to_string()).increment(blocks);
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("blockstreamer_sink_position", "sink" => name.to_string()).set(to.0 as f64);
+    Ok(true)
+}
+
+/// Start the NATS sink of `config` over `store` on the current runtime.
+pub async fn start_nats(
+    store: Store,
+    chain_id: u64,
+    config: &crate::config::NatsSinkConfig,
+    secrets: crate::config::NatsSecrets,
+    cancel: CancellationToken,
+) -> Result<tokio::task::JoinHandle<Result<(), SinkError>>, SinkError> {
+    let t = nats::Nats::connect(config, secrets, chain_id).await?;
+    let outbox = Outbox {
+        store,
+        chain_id,
+        kinds: config.kinds.clone(),
+        publish: config.publish,
+        confirmations: config.confirmations,
+    };
+    Ok(tokio::spawn(async move { run("nats", outbox, t, cancel).await }))
+}

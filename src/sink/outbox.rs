@@ -1,0 +1,240 @@
+//! The outbox: the messages a broker sink publishes next, read from the SQLite file. The chain
+//! tables are the outbox: from the sink's position (the last block acknowledged) it walks the
+//! canonical chain forward; when that block left the canonical chain it first emits one `reorg`
+//! message naming every dropped height, hash and log id. Nothing here knows the broker, so a
+//! Kafka sink would read the same steps.
+
+use alloy_primitives::B256;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::SinkError;
+use crate::config::{PublishWhen, SinkKind};
+use crate::store::{BlockAt, BlockRow, Kept, Store};
+
+/// Blocks read per step.
+const PAGE: u32 = 64;
+
+/// One message to publish: subject suffix (after `prefix.chain_id.`), id, payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub subject: String,
+    /// `Nats-Msg-Id`: `chain:kind:height:hash[:index]`.
+    pub id: String,
+    pub payload: String,
+}
+
+/// What to publish next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing new.
+    Idle,
+    /// These messages, in order; once all are acknowledged the position is `to`.
+    Batch { messages: Vec<Outgoing>, to: (u64, B256), blocks: u64 },
+}
+
+/// The outbox over one store.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    pub store: Store,
+    pub chain_id: u64,
+    pub kinds: Vec<SinkKind>,
+    pub publish: PublishWhen,
+    pub confirmations: u64,
+}
+
+#[derive(Serialize)]
+struct Link {
+    number: u64,
+    hash: B256,
+}
+
+#[derive(Serialize)]
+struct Dropped {
+    number: u64,
+    hash: B256,
+    /// `number:hash:log_index` of each of its logs (the ids of their `log` messages).
+    log_ids: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ReorgMessage {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    chain_id: u64,
+    fork: Link,
+    old_tip: Link,
+    new_tip: Option<Link>,
+    /// Ascending by height.
+    dropped: Vec<Dropped>,
+}
+
+#[derive(Deserialize)]
+struct BlockTxs<'a> {
+    #[serde(borrow, default)]
+    transactions: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ReceiptLogs<'a> {
+    #[serde(borrow, default)]
+    logs: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct LogAddress {
+    address: alloy_primitives::Address,
+}
+
+fn data(e: impl std::fmt::Display) -> SinkError {
+    SinkError::Data(e.to_string())
+}
+
+impl Outbox {
+    /// The messages after `cursor` (`None`: nothing published yet; start at the first stored
+    /// canonical block).
+    pub async fn next(&self, cursor: Option<(u64, B256)>) -> Result<Step, SinkError> {
+        let Some(tip) = self.store.stored_tip().await? else { return Ok(Step::Idle) };
+        if let Some((n, h)) = cursor
+            && self.store.canonical_hash_at(n).await?.map(B256::from) != Some(h)
+        {
+            if self.publish == PublishWhen::Final {
+                return Err(SinkError::FinalUndone { number: n, hash: h });
+            }
+            return self.reorg(n, h, (tip.number, tip.hash.into())).await;
+        }
+        let last = match self.publish {
+            PublishWhen::Canonical => tip.number,
+            PublishWhen::Final => match tip.number.checked_sub(self.confirmations) {
+                Some(l) => l,
+                None => return Ok(Step::Idle),
+            },
+        };
+        let next = cursor.map_or(0, |(n, _)| n + 1);
+        if next > last {
+            return Ok(Step::Idle);
+        }
+        let rows = self.store.blocks_range(next, last, PAGE, false).await?;
+        let mut messages = Vec::new();
+        let mut to = None;
+        let mut prev = cursor;
+        for b in rows {
+            let hash: B256 = b.hash.parse().map_err(data)?;
+            let linked = prev.is_none_or(|(_, ph)| b.parent_hash.parse::<B256>().is_ok_and(|p| p == ph));
+            // A hole (repair fills it) or a branch changing under us: stop here, look again.
+            if prev.is_some_and(|(pn, _)| b.number != pn + 1) || !linked {
+                break;
+            }
+            self.block_messages(&b, hash, &mut messages)?;
+            prev = Some((b.number, hash));
+            to = prev;
+        }
+        Ok(match to {
+            Some(to) => Step::Batch { messages, blocks: to.0 + 1 - next, to },
+            None => Step::Idle,
+        })
+    }
+
+    fn block_messages(&self, b: &BlockRow, hash: B256, out: &mut Vec<Outgoing>) -> Result<(), SinkError> {
+        let c = self.chain_id;
+        let kept = self.store.kept_json(BlockAt::Hash(hash), Kept::Block)?.ok_or_else(|| {
+            SinkError::Data(format!("block {}'s JSON is not kept ([index] raw_json); the sink needs it", b.number))
+        })?;
+        let block = kept.json.text().map_err(data)?;
+        let receipts = match self.store.kept_json(BlockAt::Hash(hash), Kept::Receipts)? {
+            Some(k) => Some(k.json.text().map_err(data)?),
+            None => None,
+        };
+        let id = |kind: &str, i: Option<usize>| match i {
+            Some(i) => format!("{c}:{kind}:{}:{hash}:{i}", b.number),
+            None => format!("{c}:{kind}:{}:{hash}", b.number),
+        };
+        out.push(Outgoing {
+            subject: "blocks".into(),
+            id: id("block", None),
+            payload: format!(
+                r#"{{"type":"block","chain_id":{c},"number":{},"hash":"{hash}","parent_hash":"{}","block":{block},"receipts":{}}}"#,
+                b.number,
+                b.parent_hash,
+                receipts.as_deref().unwrap_or("null")
+            ),
+        });
+        if self.kinds.contains(&SinkKind::Txs) {
+            let txs: BlockTxs<'_> = serde_json::from_str(&block).map_err(data)?;
+            for (i, tx) in txs.transactions.iter().enumerate().filter(|(_, t)| t.get().starts_with('{')) {
+                out.push(Outgoing {
+                    subject: "txs".into(),
+                    id: id("tx", Some(i)),
+                    payload: format!(
+                        r#"{{"type":"tx","chain_id":{c},"block_number":{},"block_hash":"{hash}","index":{i},"tx":{}}}"#,
+                        b.number,
+                        tx.get()
+                    ),
+                });
+            }
+        }
+        if self.kinds.contains(&SinkKind::Logs) && b.tx_count > 0 {
+            let text = receipts.as_deref().ok_or_else(|| {
+                SinkError::Data(format!("block {}'s receipts are not kept; publishing logs needs them", b.number))
+            })?;
+            let rs: Vec<ReceiptLogs<'_>> = serde_json::from_str(text).map_err(data)?;
+            for (i, log) in rs.iter().flat_map(|r| r.logs.iter()).enumerate() {
+                let a: LogAddress = serde_json::from_str(log.get()).map_err(data)?;
+                out.push(Outgoing {
+                    subject: format!("logs.{}", alloy_primitives::hex::encode_prefixed(a.address)),
+                    id: id("log", Some(i)),
+                    payload: format!(
+                        r#"{{"type":"log","chain_id":{c},"block_number":{},"block_hash":"{hash}","log_index":{i},"log":{}}}"#,
+                        b.number,
+                        log.get()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The cursor block `(n, h)` left the canonical chain: one `reorg` message, then the
+    /// position is the fork point.
+    async fn reorg(&self, n: u64, h: B256, tip: (u64, B256)) -> Result<Step, SinkError> {
+        let Some((f, fh)) = self.store.fork_point(&h.0).await? else {
+            return Err(SinkError::Data(format!(
+                "published block {n} {h} is no longer stored; cannot tell what to undo"
+            )));
+        };
+        let fh = B256::from(fh);
+        let mut dropped = Vec::new();
+        let mut at = h;
+        while let Some(b) = self.store.block_by_hash(&at.0).await? {
+            if b.number <= f || b.canonical {
+                break;
+            }
+            let count = match self.store.kept_json(BlockAt::Hash(at), Kept::Receipts)? {
+                Some(k) => {
+                    let text = k.json.text().map_err(data)?;
+                    let rs: Vec<ReceiptLogs<'_>> = serde_json::from_str(&text).map_err(data)?;
+                    rs.iter().map(|r| r.logs.len()).sum()
+                }
+                None => 0,
+            };
+            dropped.push(Dropped {
+                number: b.number,
+                hash: at,
+                log_ids: (0..count).map(|i| format!("{}:{at}:{i}", b.number)).collect(),
+            });
+            at = b.parent_hash.parse().map_err(data)?;
+        }
+        dropped.reverse();
+        let msg = ReorgMessage {
+            kind: "reorg",
+            chain_id: self.chain_id,
+            fork: Link { number: f, hash: fh },
+            old_tip: Link { number: n, hash: h },
+            new_tip: Some(Link { number: tip.0, hash: tip.1 }),
+            dropped,
+        };
+        let payload = serde_json::to_string(&msg).map_err(data)?;
+        let id = format!("{}:reorg:{f}:{h}", self.chain_id);
+        Ok(Step::Batch { messages: vec![Outgoing { subject: "reorgs".into(), id, payload }], to: (f, fh), blocks: 0 })
+    }
+}

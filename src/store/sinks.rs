@@ -1,0 +1,104 @@
+//! Where each broker sink stands (`sink_positions`): read at start, advanced only after the
+//! broker acknowledged, listed for `/v1/sinks`.
+
+use alloy_primitives::B256;
+use sqlx::Row;
+
+use super::sqlite::classify;
+use super::{Store, StoreError};
+use crate::types::{from_sql, to_sql};
+
+/// A sink's acknowledged position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkPosition {
+    /// The last block all of whose messages were acknowledged (`None`: nothing yet).
+    pub block: Option<(u64, B256)>,
+    pub messages: u64,
+    /// The broker's sequence of the last acknowledged message.
+    pub stream_seq: u64,
+}
+
+/// A sink's row, for the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkRow {
+    pub sink: String,
+    pub position: SinkPosition,
+    pub updated_ms: i64,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+}
+
+fn position(r: &sqlx::sqlite::SqliteRow, at: usize) -> Result<SinkPosition, StoreError> {
+    let n: Option<i64> = r.try_get(at)?;
+    let h: Option<Vec<u8>> = r.try_get(at + 1)?;
+    let block = match (n, h) {
+        (Some(n), Some(h)) => Some((from_sql("sink height", n)?, super::blocks::hash32(&h)?)),
+        _ => None,
+    };
+    Ok(SinkPosition {
+        block,
+        messages: from_sql("sink messages", r.try_get(at + 2)?)?,
+        stream_seq: from_sql("sink stream sequence", r.try_get(at + 3)?)?,
+    })
+}
+
+impl Store {
+    /// The position of `sink`, registering it (with no position) on first use.
+    pub async fn sink_position(&self, sink: &str) -> Result<SinkPosition, StoreError> {
+        sqlx::query(include_str!("../../sql/sink/register.sql"))
+            .bind(sink)
+            .bind(crate::types::now_ms())
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        let r = sqlx::query(include_str!("../../sql/sink/position_get.sql")).bind(sink).fetch_one(&self.writer).await?;
+        position(&r, 0)
+    }
+
+    /// Advance `sink` to `p` (after the broker acknowledged everything up to it).
+    pub async fn set_sink_position(&self, sink: &str, p: SinkPosition) -> Result<(), StoreError> {
+        let (n, h) = match p.block {
+            Some((n, h)) => (Some(to_sql("sink height", n)?), Some(h.to_vec())),
+            None => (None, None),
+        };
+        sqlx::query(include_str!("../../sql/sink/position_set.sql"))
+            .bind(sink)
+            .bind(n)
+            .bind(h)
+            .bind(to_sql("sink messages", p.messages)?)
+            .bind(to_sql("sink stream sequence", p.stream_seq)?)
+            .bind(crate::types::now_ms())
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Record why `sink` is stuck (its position stays).
+    pub async fn set_sink_error(&self, sink: &str, error: &str) -> Result<(), StoreError> {
+        sqlx::query(include_str!("../../sql/sink/error_set.sql"))
+            .bind(sink)
+            .bind(error)
+            .bind(crate::types::now_ms())
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Every sink's row.
+    pub async fn sinks(&self) -> Result<Vec<SinkRow>, StoreError> {
+        let rows = sqlx::query(include_str!("../../sql/sink/list.sql")).fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SinkRow {
+                    sink: r.try_get(0)?,
+                    position: position(r, 1)?,
+                    updated_ms: r.try_get(5)?,
+                    last_error: r.try_get(6)?,
+                    last_error_ms: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+}
