@@ -64,12 +64,13 @@ pub async fn run<T: Transport>(
     let store = outbox.store.clone();
     let mut changes = store.subscribe_changes();
     let mut backoff = Duration::from_millis(100);
-    let mut prepared = false;
+    // The position as last read or written; re-read (and the broker checked) after a failure.
+    let mut at: Option<SinkPosition> = None;
     loop {
         if cancel.is_cancelled() {
             return Ok(());
         }
-        match step(name, &outbox, &mut t, &mut prepared).await {
+        match step(name, &outbox, &mut t, &mut at).await {
             Ok(true) => backoff = Duration::from_millis(100),
             Ok(false) => {
                 tokio::select! {
@@ -86,7 +87,7 @@ pub async fn run<T: Transport>(
                     return Err(e);
                 }
                 tracing::warn!(sink = name, error = %e, retry_ms = backoff.as_millis(), "sink publish failed; retrying");
-                prepared = false;
+                at = None;
                 tokio::select! {
                     () = cancel.cancelled() => return Ok(()),
                     () = tokio::time::sleep(backoff) => {}
@@ -98,13 +99,22 @@ pub async fn run<T: Transport>(
 }
 
 /// One step; `Ok(false)`: nothing to publish.
-async fn step<T: Transport>(name: &str, outbox: &Outbox, t: &mut T, prepared: &mut bool) -> Result<bool, SinkError> {
+async fn step<T: Transport>(
+    name: &str,
+    outbox: &Outbox,
+    t: &mut T,
+    position: &mut Option<SinkPosition>,
+) -> Result<bool, SinkError> {
     let store = &outbox.store;
-    let at = store.sink_position(name).await?;
-    if !*prepared {
-        t.prepare(&at).await?;
-        *prepared = true;
-    }
+    let at = match *position {
+        Some(p) => p,
+        None => {
+            let p = store.sink_position(name).await?;
+            t.prepare(&p).await?;
+            *position = Some(p);
+            p
+        }
+    };
     let tip = store.stored_tip().await?.map(|t| t.number);
     let backlog = match (tip, at.block) {
         (Some(t), Some((n, _))) => t.saturating_sub(n),
@@ -116,12 +126,9 @@ async fn step<T: Transport>(name: &str, outbox: &Outbox, t: &mut T, prepared: &m
     let Step::Batch { messages, to, blocks } = outbox.next(at.block).await? else { return Ok(false) };
     let seq = t.publish(&messages).await?;
     let n = u64::try_from(messages.len()).unwrap_or(u64::MAX);
-    store
-        .set_sink_position(
-            name,
-            SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq) },
-        )
-        .await?;
+    let next = SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq) };
+    store.set_sink_position(name, next).await?;
+    *position = Some(next);
     metrics::counter!("blockstreamer_sink_messages_total", "sink" => name.to_string()).increment(n);
     metrics::counter!("blockstreamer_sink_blocks_total", "sink" => name.to_string()).increment(blocks);
     #[allow(clippy::cast_precision_loss)]

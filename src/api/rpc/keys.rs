@@ -97,13 +97,18 @@ impl KeyRing {
 
     /// The client of a request carrying `given` (from the path, else the bearer header).
     pub(super) fn client(&self, path_key: Option<&str>, headers: &HeaderMap) -> Result<Client, Refusal> {
-        let Some(given) = path_key.or_else(|| bearer(headers)) else {
+        // Without keys, a bearer header is not for us (it may be the API's admin key).
+        let header = if self.keys.is_empty() { None } else { bearer(headers) };
+        let Some(given) = path_key.or(header) else {
             return if self.anonymous {
                 Ok(Client(None))
             } else {
                 Err(Refusal::Unauthorized("this endpoint needs an API key: Authorization: Bearer KEY, or /rpc/KEY"))
             };
         };
+        if self.keys.is_empty() {
+            return Err(Refusal::Unauthorized("no [[rpc.keys]] are configured: call /rpc without a key"));
+        }
         // Every key is compared, so the time taken says nothing about which one was close.
         let mut found = None;
         for k in &self.keys {
@@ -208,5 +213,7 @@ mod tests {
         assert!((0..100).all(|_| ring.charge(&bot, 10).is_ok()), "no rate set: no limit");
         let open = KeyRing::new(&[], None);
         assert_eq!(open.client(None, &h).map(|c| c.name().map(str::to_string)).ok(), Some(None));
+        assert!(open.client(None, &bearer).is_ok_and(|c| c.name().is_none()), "a bearer header is not for /rpc then");
+        assert!(open.client(Some("x"), &h).is_err(), "a key in the path, and no keys: refused");
     }
 }
