@@ -21,6 +21,7 @@ pub mod routes;
 mod rpc;
 pub mod sandbox;
 mod serve;
+mod sinks;
 mod stream;
 mod stream_logs;
 

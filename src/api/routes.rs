@@ -7,8 +7,8 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{MethodRouter, get, post};
 
 use super::{
-    ApiState, blocks, clients, dashboard, error, export, guard, logs, metrics, ops, providers, request, rpc, stream,
-    stream_logs,
+    ApiState, blocks, clients, dashboard, error, export, guard, logs, metrics, ops, providers, request, rpc, sinks,
+    stream, stream_logs,
 };
 
 /// How a route is served.
@@ -60,6 +60,7 @@ pub fn table() -> Vec<Route> {
         json_get("/v1/providers/{name}/requests", get(providers::requests)),
         json_get("/v1/alerts", get(ops::alerts)),
         json_get("/v1/clients", get(clients::clients)),
+        json_get("/v1/sinks", get(sinks::list)),
         Route { path: "/v1/sql", method: Method::POST, kind: Kind::Json, handler: post(ops::sql) },
         Route { path: "/rpc", method: Method::POST, kind: Kind::Json, handler: post(rpc::handle) },
         // The WebSocket upgrade answers at once (101); the connection then lives on its own task.

@@ -157,6 +157,7 @@ async fn the_consumer_holds_anvils_chain_through_reorgs() {
     config.sink.nats = Some(NatsSinkConfig { url: nats.url(), stream: "chain".into(), ..NatsSinkConfig::default() });
     let app = Arc::new(App::start(AppOptions { db: db.path.clone(), config, progress: false }).await.expect("start"));
     let cancel = tokio_util::sync::CancellationToken::new();
+    let api = app.start_api(Some("127.0.0.1:0".parse().expect("addr")), &cancel).await.expect("api").expect("enabled");
     let follow = spawn_follow(&app, &cancel);
 
     let client = async_nats::connect(nats.url()).await.expect("connect");
@@ -216,6 +217,15 @@ async fn the_consumer_holds_anvils_chain_through_reorgs() {
         .expect("position row");
     assert_eq!(u64::try_from(pos.0).ok(), Some(head), "the position is the head");
     assert_eq!(u64::try_from(pos.1).ok(), Some(u64::try_from(applied.ids.len()).unwrap_or(0)), "every message once");
+    let sinks = crate::http::get(&crate::http::client(), &format!("http://{}/v1/sinks", api.addr())).await.json();
+    let s = &sinks["sinks"][0];
+    assert_eq!(
+        (s["name"].as_str(), s["position"].as_u64(), s["backlog_blocks"].as_u64()),
+        (Some("nats"), Some(head), Some(0)),
+        "{sinks}"
+    );
+    assert!(s["last_error"].is_null() && s["messages"].as_u64() == u64::try_from(pos.1).ok(), "{sinks}");
     cancel.cancel();
+    api.stop().await;
     follow.await.expect("join").expect("follow");
 }
