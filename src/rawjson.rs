@@ -70,6 +70,18 @@ impl RawJson {
     }
 }
 
+/// The logs of a block's receipts array, as the node sent them, in block order (log index 0, 1,
+/// …: checked at ingest). Each borrows from `receipts`.
+pub fn receipt_logs(receipts: &str) -> Result<Vec<&serde_json::value::RawValue>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Logs<'a> {
+        #[serde(borrow, default)]
+        logs: Vec<&'a serde_json::value::RawValue>,
+    }
+    let rs: Vec<Logs<'_>> = serde_json::from_str(receipts)?;
+    Ok(rs.into_iter().flat_map(|r| r.logs).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +93,8 @@ mod tests {
         assert!(raw.as_bytes().len() < text.len());
         assert_eq!(raw.text().unwrap(), text);
         assert!(RawJson::from_stored(vec![1, 2, 3, 4]).text().is_err());
+        let logs =
+            receipt_logs(r#"[{"logs":[{"a":1}]},{"status":"0x1","logs":[]},{"logs":[{"b":2},{"c":3}]}]"#).unwrap();
+        assert_eq!(logs.iter().map(|l| l.get()).collect::<Vec<_>>(), [r#"{"a":1}"#, r#"{"b":2}"#, r#"{"c":3}"#]);
     }
 }

@@ -67,7 +67,7 @@ pub(super) async fn rate_limit(State(state): State<ApiState>, req: Request, next
 }
 
 /// The bearer key from `Authorization`, if any.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())

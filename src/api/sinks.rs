@@ -36,23 +36,16 @@ pub(super) async fn list(State(state): State<ApiState>) -> Result<Json<Sinks>, A
     let rows = state.0.store.sinks().await?;
     let sinks = rows
         .into_iter()
-        .map(|r| {
-            let position = r.position.block.map(|(n, _)| n);
-            let backlog_blocks = stored_head.map(|h| match position {
-                Some(p) => h.saturating_sub(p),
-                None => h + 1,
-            });
-            SinkView {
-                name: r.sink,
-                position,
-                position_hash: r.position.block.map(|(_, h)| alloy_primitives::hex::encode_prefixed(h)),
-                backlog_blocks,
-                messages: r.position.messages,
-                stream_seq: r.position.stream_seq,
-                updated_ms: r.updated_ms,
-                last_error: r.last_error,
-                last_error_ms: r.last_error_ms,
-            }
+        .map(|r| SinkView {
+            backlog_blocks: r.position.backlog(stored_head),
+            name: r.sink,
+            position: r.position.block.map(|(n, _)| n),
+            position_hash: r.position.block.map(|(_, h)| alloy_primitives::hex::encode_prefixed(h)),
+            messages: r.position.messages,
+            stream_seq: r.position.stream_seq,
+            updated_ms: r.updated_ms,
+            last_error: r.last_error,
+            last_error_ms: r.last_error_ms,
         })
         .collect();
     Ok(Json(Sinks { stored_head, sinks }))

@@ -210,22 +210,23 @@ async fn produce(
             continue;
         }
         live = true;
-        if !wait_for_commit(&cancel, tx, &mut changes).await? {
+        if !wait_for_commit(&cancel, tx.closed(), &mut changes).await? {
             return Ok(());
         }
     }
 }
 
 /// Wait for the next commit (or a second: commits by another process, as under `serve` over a
-/// file someone else writes, are polled). `Ok(false)`: the client left; Err: shutting down.
+/// file someone else writes, are polled). `Ok(false)`: the client left (`gone` resolved); Err:
+/// shutting down.
 pub(super) async fn wait_for_commit(
     cancel: &tokio_util::sync::CancellationToken,
-    tx: &mpsc::Sender<Event>,
+    gone: impl std::future::Future<Output = ()>,
     changes: &mut tokio::sync::watch::Receiver<u64>,
 ) -> Result<bool, String> {
     tokio::select! {
         () = cancel.cancelled() => Err("server shutting down".into()),
-        () = tx.closed() => Ok(false),
+        () = gone => Ok(false),
         r = changes.changed() => if r.is_err() { Err("server shutting down".into()) } else { Ok(true) },
         () = tokio::time::sleep(Duration::from_secs(1)) => Ok(true),
     }

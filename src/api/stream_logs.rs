@@ -170,7 +170,7 @@ async fn produce(
             continue;
         }
         live = true;
-        if !wait_for_commit(&cancel, tx, &mut changes).await? {
+        if !wait_for_commit(&cancel, tx.closed(), &mut changes).await? {
             return Ok(());
         }
     }
@@ -189,34 +189,28 @@ async fn unwind(
     let wait = state.0.opts.stream_send_timeout;
     let db = |e: crate::store::StoreError| format!("database error: {e}");
     let mine = parse_hash(&c.hash, "cursor hash").map_err(|e| e.to_string())?;
-    let Some((f, fh)) = store.fork_point(&mine).await.map_err(db)? else {
+    let Some(branch) = store.dropped_branch(&mine).await.map_err(db)? else {
         return Err(format!(
             "resume point {}:{} is not in this database; reconnect with ?from=HEIGHT",
             c.number, c.hash
         ));
     };
-    let fork = Cursor { number: f, hash: hex::encode_prefixed(fh), upto: None };
+    let fork = Cursor { number: branch.fork.0, hash: hex::encode_prefixed(branch.fork.1), upto: None };
     let id = format!("{}:{}", fork.number, fork.hash);
-    let mut at = mine;
-    let mut first = true;
-    while let Some(b) = store.block_by_hash(&at).await.map_err(db)? {
-        if b.number <= f || b.canonical {
-            break;
-        }
+    for (i, b) in branch.blocks.iter().enumerate() {
+        let at = parse_hash(&b.hash, "block hash").map_err(|e| e.to_string())?;
         let mut logs = store.block_logs(&at).await.map_err(db)?;
         logs.reverse();
         for l in logs.into_iter().filter(|l| filter.matches(l)) {
             // Only what the client was sent: after a mid-block resume, up to its last index.
-            if first && c.upto.is_some_and(|u| l.log_index > u) {
+            if i == 0 && c.upto.is_some_and(|u| l.log_index > u) {
                 continue;
             }
             if !send(tx, log_event(l, true, id.clone())?, wait).await? {
                 return Ok(None);
             }
         }
-        first = false;
         metrics::counter!("blockstreamer_api_stream_removed_blocks_total").increment(1);
-        at = parse_hash(&b.parent_hash, "parent hash").map_err(|e| e.to_string())?;
     }
     Ok(Some(fork))
 }

@@ -115,15 +115,13 @@ async fn step<T: Transport>(
             p
         }
     };
-    let tip = store.stored_tip().await?.map(|t| t.number);
-    let backlog = match (tip, at.block) {
-        (Some(t), Some((n, _))) => t.saturating_sub(n),
-        (Some(t), None) => t + 1,
-        _ => 0,
-    };
+    let Some(tip) = store.stored_tip().await? else { return Ok(false) };
     #[allow(clippy::cast_precision_loss)]
-    metrics::gauge!("blockstreamer_sink_backlog_blocks", "sink" => name.to_string()).set(backlog as f64);
-    let Step::Batch { messages, to, blocks } = outbox.next(at.block).await? else { return Ok(false) };
+    metrics::gauge!("blockstreamer_sink_backlog_blocks", "sink" => name.to_string())
+        .set(at.backlog(Some(tip.number)).unwrap_or(0) as f64);
+    let Step::Batch { messages, to, blocks } = outbox.next(at.block, (tip.number, tip.hash.into())).await? else {
+        return Ok(false);
+    };
     let seq = t.publish(&messages).await?;
     let n = u64::try_from(messages.len()).unwrap_or(u64::MAX);
     let next = SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq) };

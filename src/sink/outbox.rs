@@ -76,12 +76,6 @@ struct BlockTxs<'a> {
 }
 
 #[derive(Deserialize)]
-struct ReceiptLogs<'a> {
-    #[serde(borrow, default)]
-    logs: Vec<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
 struct LogAddress {
     address: alloy_primitives::Address,
 }
@@ -92,20 +86,19 @@ fn data(e: impl std::fmt::Display) -> SinkError {
 
 impl Outbox {
     /// The messages after `cursor` (`None`: nothing published yet; start at the first stored
-    /// canonical block).
-    pub async fn next(&self, cursor: Option<(u64, B256)>) -> Result<Step, SinkError> {
-        let Some(tip) = self.store.stored_tip().await? else { return Ok(Step::Idle) };
+    /// canonical block) up to the stored head `tip`.
+    pub async fn next(&self, cursor: Option<(u64, B256)>, tip: (u64, B256)) -> Result<Step, SinkError> {
         if let Some((n, h)) = cursor
             && self.store.canonical_hash_at(n).await?.map(B256::from) != Some(h)
         {
             if self.publish == PublishWhen::Final {
                 return Err(SinkError::FinalUndone { number: n, hash: h });
             }
-            return self.reorg(n, h, (tip.number, tip.hash.into())).await;
+            return self.reorg(n, h, tip).await;
         }
         let last = match self.publish {
-            PublishWhen::Canonical => tip.number,
-            PublishWhen::Final => match tip.number.checked_sub(self.confirmations) {
+            PublishWhen::Canonical => tip.0,
+            PublishWhen::Final => match tip.0.checked_sub(self.confirmations) {
                 Some(l) => l,
                 None => return Ok(Step::Idle),
             },
@@ -177,8 +170,7 @@ impl Outbox {
             let text = receipts.as_deref().ok_or_else(|| {
                 SinkError::Data(format!("block {}'s receipts are not kept; publishing logs needs them", b.number))
             })?;
-            let rs: Vec<ReceiptLogs<'_>> = serde_json::from_str(text).map_err(data)?;
-            for (i, log) in rs.iter().flat_map(|r| r.logs.iter()).enumerate() {
+            for (i, log) in crate::rawjson::receipt_logs(text).map_err(data)?.into_iter().enumerate() {
                 let a: LogAddress = serde_json::from_str(log.get()).map_err(data)?;
                 out.push(Outgoing {
                     subject: format!("logs.{}", alloy_primitives::hex::encode_prefixed(a.address)),
@@ -197,24 +189,17 @@ impl Outbox {
     /// The cursor block `(n, h)` left the canonical chain: one `reorg` message, then the
     /// position is the fork point.
     async fn reorg(&self, n: u64, h: B256, tip: (u64, B256)) -> Result<Step, SinkError> {
-        let Some((f, fh)) = self.store.fork_point(&h.0).await? else {
+        let Some(branch) = self.store.dropped_branch(&h.0).await? else {
             return Err(SinkError::Data(format!(
                 "published block {n} {h} is no longer stored; cannot tell what to undo"
             )));
         };
-        let fh = B256::from(fh);
-        let mut dropped = Vec::new();
-        let mut at = h;
-        while let Some(b) = self.store.block_by_hash(&at.0).await? {
-            if b.number <= f || b.canonical {
-                break;
-            }
+        let (f, fh) = (branch.fork.0, B256::from(branch.fork.1));
+        let mut dropped = Vec::with_capacity(branch.blocks.len());
+        for b in branch.blocks.iter().rev() {
+            let at: B256 = b.hash.parse().map_err(data)?;
             let count = match self.store.kept_json(BlockAt::Hash(at), Kept::Receipts)? {
-                Some(k) => {
-                    let text = k.json.text().map_err(data)?;
-                    let rs: Vec<ReceiptLogs<'_>> = serde_json::from_str(&text).map_err(data)?;
-                    rs.iter().map(|r| r.logs.len()).sum()
-                }
+                Some(k) => crate::rawjson::receipt_logs(&k.json.text().map_err(data)?).map_err(data)?.len(),
                 None => 0,
             };
             dropped.push(Dropped {
@@ -222,9 +207,7 @@ impl Outbox {
                 hash: at,
                 log_ids: (0..count).map(|i| format!("{}:{at}:{i}", b.number)).collect(),
             });
-            at = b.parent_hash.parse().map_err(data)?;
         }
-        dropped.reverse();
         let msg = ReorgMessage {
             kind: "reorg",
             chain_id: self.chain_id,

@@ -53,7 +53,8 @@ pub use clients::ClientCallRow;
 pub use index::DecodeBackfill;
 pub use logs_read::{DecodeErrorRow, EventFilter, EventTableRow, LogQuery, LogRow, ReceiptRow};
 pub use query::{
-    BlockRow, CallPoint, EventRow, ProviderWindow, ReorgRow, RequestRow, StoredTip, TxRow, ratio, us_to_ms,
+    BlockRow, CallPoint, DroppedBranch, EventRow, ProviderWindow, ReorgRow, RequestRow, StoredTip, TxRow, ratio,
+    us_to_ms,
 };
 pub use repair::RepairRow;
 pub use retention::PruneReport;

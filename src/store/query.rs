@@ -82,6 +82,13 @@ pub struct EventRow {
     pub reason: String,
 }
 
+/// A branch a reorg dropped: its fork point (height, hash) and its blocks, newest first.
+#[derive(Debug, Clone)]
+pub struct DroppedBranch {
+    pub fork: (u64, [u8; 32]),
+    pub blocks: Vec<BlockRow>,
+}
+
 /// One call for the latency series: provider, start (ms), latency (µs), outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallPoint {
@@ -444,6 +451,27 @@ impl Store {
             .fetch_optional(&self.reader)
             .await?;
         h.as_deref().map(hash32).transpose()
+    }
+
+    /// The blocks a reorg dropped from the branch ending at the stored block `hash` (walked by
+    /// parent hash, newest first, down to its fork point with the canonical chain), and that
+    /// fork point. None when the block is not stored or its branch reaches no canonical block.
+    pub async fn dropped_branch(&self, hash: &[u8; 32]) -> Result<Option<DroppedBranch>, StoreError> {
+        let Some(fork) = self.fork_point(hash).await? else { return Ok(None) };
+        let mut blocks = Vec::new();
+        let mut at = *hash;
+        while let Some(b) = self.block_by_hash(&at).await? {
+            if b.number <= fork.0 || b.canonical {
+                break;
+            }
+            at = b
+                .parent_hash
+                .parse::<alloy_primitives::B256>()
+                .map_err(|_| StoreError::Corrupt("parent hash".into()))?
+                .0;
+            blocks.push(b);
+        }
+        Ok(Some(DroppedBranch { fork, blocks }))
     }
 
     /// Where the stored block `hash` left the canonical chain: its newest canonical ancestor

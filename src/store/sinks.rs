@@ -18,6 +18,17 @@ pub struct SinkPosition {
     pub stream_seq: u64,
 }
 
+impl SinkPosition {
+    /// Stored blocks not published yet, with the stored head at `stored_head`.
+    pub fn backlog(&self, stored_head: Option<u64>) -> Option<u64> {
+        let head = stored_head?;
+        Some(match self.block {
+            Some((n, _)) => head.saturating_sub(n),
+            None => head + 1,
+        })
+    }
+}
+
 /// A sink's row, for the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkRow {

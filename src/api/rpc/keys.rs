@@ -11,6 +11,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use subtle::ConstantTimeEq;
 
 use super::envelope::{RpcError, code};
+use crate::api::guard::bearer;
 use crate::config::RpcKey;
 
 /// One configured key.
@@ -160,13 +161,6 @@ impl Client {
             format!("{method} is not allowed for key {:?} ([[rpc.keys]] methods)", k.name),
         ))
     }
-}
-
-/// The bearer key from `Authorization`, if any.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
 #[cfg(test)]

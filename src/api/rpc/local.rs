@@ -1,6 +1,8 @@
 //! Answers from the store: the kept JSON of verified blocks and receipts, served as the node
 //! sent it. Anything the store does not hold completely is handed back to be forwarded.
 
+use std::borrow::Cow;
+
 use alloy_primitives::B256;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -249,28 +251,39 @@ struct TxHash<'a> {
 /// The block object with each full transaction replaced by its hash (what `full = false`
 /// gives), every other field as the node sent it and in its order.
 fn with_tx_hashes(block: &str) -> Result<String, RpcError> {
-    let Ordered(fields) = serde_json::from_str(block).map_err(internal)?;
-    let mut out = String::with_capacity(block.len() / 4);
+    rebuild(block, |key, value| {
+        if key != "transactions" {
+            return Ok(Some(Cow::Borrowed(value)));
+        }
+        let txs: Vec<TxHash<'_>> = serde_json::from_str(value).map_err(internal)?;
+        Ok(Some(Cow::Owned(serde_json::to_string(&txs.iter().map(|t| t.hash).collect::<Vec<_>>()).map_err(internal)?)))
+    })
+}
+
+/// What [`rebuild`] makes of one field's value: kept as sent, replaced, or (`None`) left out.
+pub(super) type Field<'a> = Result<Option<Cow<'a, str>>, RpcError>;
+
+/// The stored object `json` with each field's value passed through `keep`, the fields in the
+/// order the node sent them.
+pub(super) fn rebuild<'a>(json: &'a str, keep: impl Fn(&str, &'a str) -> Field<'a>) -> Result<String, RpcError> {
+    let Ordered(fields) = serde_json::from_str(json).map_err(internal)?;
+    let mut out = String::with_capacity(json.len());
     out.push('{');
-    for (i, (key, value)) in fields.iter().enumerate() {
-        if i > 0 {
+    for (key, value) in fields {
+        let Some(v) = keep(key, value.get())? else { continue };
+        if out.len() > 1 {
             out.push(',');
         }
         out.push_str(&serde_json::to_string(key).map_err(internal)?);
         out.push(':');
-        if *key == "transactions" {
-            let txs: Vec<TxHash<'_>> = serde_json::from_str(value.get()).map_err(internal)?;
-            out.push_str(&serde_json::to_string(&txs.iter().map(|t| t.hash).collect::<Vec<_>>()).map_err(internal)?);
-        } else {
-            out.push_str(value.get());
-        }
+        out.push_str(&v);
     }
     out.push('}');
     Ok(out)
 }
 
 /// A JSON object's fields in the order they came.
-pub(super) struct Ordered<'a>(pub(super) Vec<(&'a str, &'a RawValue)>);
+struct Ordered<'a>(Vec<(&'a str, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for Ordered<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -290,13 +303,6 @@ impl<'de> Deserialize<'de> for Ordered<'de> {
         }
         d.deserialize_map(Fields)
     }
-}
-
-/// The logs of one stored receipt, as the node sent them.
-#[derive(Deserialize)]
-pub(super) struct ReceiptLogs<'a> {
-    #[serde(borrow)]
-    pub(super) logs: Vec<&'a RawValue>,
 }
 
 impl View<'_> {
@@ -342,9 +348,7 @@ impl View<'_> {
             let h: B256 = group[0].block_hash.parse().map_err(|_| Miss::Error(internal("block hash")))?;
             let k = self.store.kept_json(BlockAt::Hash(h), Kept::Receipts)?;
             let text = k.ok_or(Miss::Forward(Some(to)))?.json.text().map_err(internal)?;
-            let receipts: Vec<ReceiptLogs<'_>> = serde_json::from_str(&text).map_err(internal)?;
-            // Log indexes were checked to run 0, 1, … through the block's receipts at ingest.
-            let logs: Vec<&RawValue> = receipts.iter().flat_map(|r| r.logs.iter().copied()).collect();
+            let logs = crate::rawjson::receipt_logs(&text).map_err(internal)?;
             for r in group {
                 let log = usize::try_from(r.log_index).ok().and_then(|i| logs.get(i)).ok_or_else(|| {
                     Miss::Error(internal(format!("no log {} in block {}", r.log_index, r.block_hash)))
@@ -370,8 +374,7 @@ impl View<'_> {
                 continue;
             }
             let text = k.json.text().map_err(internal)?;
-            let receipts: Vec<ReceiptLogs<'_>> = serde_json::from_str(&text).map_err(internal)?;
-            for log in receipts.iter().flat_map(|r| r.logs.iter()) {
+            for log in crate::rawjson::receipt_logs(&text).map_err(internal)? {
                 if !f.matches(log)? {
                     continue;
                 }
@@ -399,7 +402,8 @@ fn too_many(max: usize, from: u64, over: u64) -> Miss {
     ))
 }
 
-fn push_item(out: &mut String, item: &str) {
+/// Append `item` to the JSON array being written in `out` (which starts with `[`).
+pub(super) fn push_item(out: &mut String, item: &str) {
     if out.len() > 1 {
         out.push(',');
     }

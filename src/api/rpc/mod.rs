@@ -116,8 +116,8 @@ async fn answer(state: &ApiState, client: &keys::Client, ws: Option<&Arc<ws::Con
         let e = RpcError::new(code::PARSE_ERROR, "parse error: request is not JSON");
         return Answered::endpoint(envelope::error(None, &e));
     };
-    let mut parts = ViewParts::now(state, client, ws).await;
-    let calls: Vec<&RawValue> = if req.get().starts_with('[') {
+    let batch = req.get().starts_with('[');
+    let calls: Vec<&RawValue> = if batch {
         let Ok(calls) = serde_json::from_str::<Vec<&RawValue>>(req.get()) else {
             let e = RpcError::new(code::PARSE_ERROR, "parse error: batch is not an array");
             return Answered::endpoint(envelope::error(None, &e));
@@ -130,12 +130,13 @@ async fn answer(state: &ApiState, client: &keys::Client, ws: Option<&Arc<ws::Con
             );
             return Answered::endpoint(envelope::error(None, &e));
         }
-        parts.batch_size = u32::try_from(calls.len()).unwrap_or(u32::MAX);
         calls
     } else {
         vec![req]
     };
-    let batch = req.get().starts_with('[');
+    // Read once the request is known to be well formed: one `latest` for all its calls.
+    let mut parts = ViewParts::now(state, client, ws).await;
+    parts.batch_size = u32::try_from(calls.len()).unwrap_or(u32::MAX);
     if let Err(r) = state.0.rpc_keys.charge(client, parts.batch_size) {
         let wait = match &r {
             keys::Refusal::RateLimited { wait_secs, .. } => *wait_secs,
@@ -176,10 +177,7 @@ fn joined(
             );
             return Answered::endpoint(envelope::error(None, &e));
         }
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(&t);
+        local::push_item(&mut out, &t);
         sources.push(r.source);
     }
     out.push(']');

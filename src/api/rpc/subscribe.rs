@@ -4,17 +4,18 @@
 //! the dropped blocks again with `removed: true` (newest first, as a node undoes them) before
 //! the logs of the replacement blocks; `newHeads` sends the replacement heads.
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use alloy_primitives::B256;
 use serde_json::value::RawValue;
 
 use super::envelope::RpcError;
-use super::local::{Ordered, ReceiptLogs};
+use super::local::rebuild;
 use super::params::{self, LogFilter};
 use super::ws::Conn;
 use crate::api::ApiState;
+use crate::api::stream::wait_for_commit;
 use crate::store::{BlockAt, BlockRow, Kept};
 
 /// Blocks read per database page while catching up after a wake-up.
@@ -139,19 +140,9 @@ impl Follower<'_> {
                 }
                 cursor = Some(Cursor { number: b.number, hash: hash_of(&b.hash)? });
             }
-            if stalled && !self.wait(&mut changes).await? {
+            if stalled && !wait_for_commit(&self.state.0.cancel, self.conn.closed(), &mut changes).await? {
                 return Ok(());
             }
-        }
-    }
-
-    /// Wait for a commit (or a second, for another process's commits under `serve`).
-    async fn wait(&self, changes: &mut tokio::sync::watch::Receiver<u64>) -> Sent {
-        tokio::select! {
-            () = self.state.0.cancel.cancelled() => Err("server shutting down".into()),
-            () = self.conn.closed() => Ok(false),
-            r = changes.changed() => if r.is_err() { Err("server shutting down".into()) } else { Ok(true) },
-            () = tokio::time::sleep(Duration::from_secs(1)) => Ok(true),
         }
     }
 
@@ -191,9 +182,7 @@ impl Follower<'_> {
             )
         })?;
         let text = kept.json.text().map_err(|e| format!("stored receipts JSON: {e}"))?;
-        let receipts: Vec<ReceiptLogs<'_>> =
-            serde_json::from_str(&text).map_err(|e| format!("stored receipts: {e}"))?;
-        let mut logs: Vec<&RawValue> = receipts.iter().flat_map(|r| r.logs.iter().copied()).collect();
+        let mut logs = crate::rawjson::receipt_logs(&text).map_err(|e| format!("stored receipts: {e}"))?;
         if removed {
             logs.reverse();
         }
@@ -215,57 +204,35 @@ impl Follower<'_> {
     /// fork point as the new cursor (`None`: the client left).
     async fn unwind(&self, c: &Cursor) -> Result<Option<Cursor>, String> {
         let store = &self.state.0.store;
-        let Some((f, fh)) = store.fork_point(&c.hash.0).await.map_err(db)? else {
+        let Some(branch) = store.dropped_branch(&c.hash.0).await.map_err(db)? else {
             return Err(format!("block {} {} is no longer stored; subscribe again", c.number, c.hash));
         };
         metrics::counter!("blockstreamer_rpc_subscription_reorgs_total", "topic" => self.topic.as_str()).increment(1);
         if let Topic::Logs(m) = self.topic {
-            let mut at = c.hash;
-            while let Some(b) = store.block_by_hash(&at.0).await.map_err(db)? {
-                if b.number <= f || b.canonical {
-                    break;
-                }
-                if !self.logs(&b, at, m, true).await? {
+            for b in &branch.blocks {
+                if !self.logs(b, hash_of(&b.hash)?, m, true).await? {
                     return Ok(None);
                 }
-                at = hash_of(&b.parent_hash)?;
             }
         }
-        Ok(Some(Cursor { number: f, hash: fh.into() }))
+        Ok(Some(Cursor { number: branch.fork.0, hash: branch.fork.1.into() }))
     }
 }
 
 /// A stored block object as a `newHeads` header: the same fields, in the node's order, without
 /// the body.
 fn header(block: &str) -> Result<String, String> {
-    rebuild(block, |k, v| (!NOT_IN_HEADERS.contains(&k)).then_some(v))
+    rebuild(block, |k, v| Ok((!NOT_IN_HEADERS.contains(&k)).then_some(Cow::Borrowed(v)))).map_err(|e| e.message)
 }
 
 /// A stored log object with `removed: true`.
 fn with_removed(log: &str) -> Result<String, String> {
-    let mut out = rebuild(log, |k, v| if k == "removed" { Some("true") } else { Some(v) })?;
+    let mut out =
+        rebuild(log, |k, v| Ok(Some(Cow::Borrowed(if k == "removed" { "true" } else { v })))).map_err(|e| e.message)?;
     if !log.contains("\"removed\"") {
         out.pop();
         out.push_str(if out.len() > 1 { r#","removed":true}"# } else { r#""removed":true}"# });
     }
-    Ok(out)
-}
-
-/// The object `json` with each field's value passed through `keep` (None: left out).
-fn rebuild<'a>(json: &'a str, keep: impl Fn(&str, &'a str) -> Option<&'a str>) -> Result<String, String> {
-    let Ordered(fields) = serde_json::from_str(json).map_err(|e| format!("stored JSON: {e}"))?;
-    let mut out = String::with_capacity(json.len());
-    out.push('{');
-    for (k, v) in fields {
-        let Some(v) = keep(k, v.get()) else { continue };
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::to_string(k).map_err(|e| e.to_string())?);
-        out.push(':');
-        out.push_str(v);
-    }
-    out.push('}');
     Ok(out)
 }
 

@@ -132,10 +132,7 @@ async fn connection(state: ApiState, client: Client, socket: WebSocket) {
     let shutdown = state.0.cancel.clone();
     tokio::join!(read(stream, state, client, conn.clone()), write(sink, rx, &conn, &shutdown));
     if let Ok(mut subs) = conn.subs.lock() {
-        for (abort, topic) in std::mem::take(&mut *subs).into_values() {
-            abort.abort();
-            metrics::gauge!("blockstreamer_rpc_subscriptions", "topic" => topic).decrement(1.0);
-        }
+        std::mem::take(&mut *subs).into_values().for_each(end);
     }
     metrics::gauge!("blockstreamer_rpc_ws_connections").decrement(1.0);
 }
@@ -262,6 +259,12 @@ pub(super) fn subscribe(
     Ok(format!("\"{id}\""))
 }
 
+/// Stop one subscription's follower.
+fn end((abort, topic): (tokio::task::AbortHandle, &'static str)) {
+    abort.abort();
+    metrics::gauge!("blockstreamer_rpc_subscriptions", "topic" => topic).decrement(1.0);
+}
+
 /// `eth_unsubscribe`: `true` when the id was this connection's.
 pub(super) fn unsubscribe(conn: &Conn, p: Option<&RawValue>) -> Result<String, RpcError> {
     let p = params::positional(p)?;
@@ -271,9 +274,8 @@ pub(super) fn unsubscribe(conn: &Conn, p: Option<&RawValue>) -> Result<String, R
         .ok_or_else(|| RpcError::invalid_params("eth_unsubscribe needs the subscription id"))?;
     let removed = conn.subs.lock().ok().and_then(|mut s| s.remove(&id));
     Ok(match removed {
-        Some((abort, topic)) => {
-            abort.abort();
-            metrics::gauge!("blockstreamer_rpc_subscriptions", "topic" => topic).decrement(1.0);
+        Some(sub) => {
+            end(sub);
             "true".into()
         }
         None => "false".into(),
