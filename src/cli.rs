@@ -180,6 +180,53 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Read a sink's NATS JetStream stream: print each message as a JSON line, or apply the
+    /// blocks and undos into another blockstreamer file (--db), resuming where it stopped.
+    ///
+    /// Applied blocks are checked again (header hash, receipts root) and the stream position
+    /// is committed with them, so a restart neither skips nor repeats a message.
+    Consume {
+        /// NATS server URL(s), comma-separated.
+        #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        url: String,
+        /// The stream (the sink's `[sink.nats] stream`).
+        #[arg(long, default_value = "blockstreamer")]
+        stream: String,
+        /// Apply into this file (created when missing) instead of printing.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// TOML config whose [index] contracts are decoded into the file's event tables.
+        #[arg(long, requires = "db")]
+        config: Option<PathBuf>,
+        /// Print only subjects matching this filter, e.g. `blockstreamer.1.logs.>`.
+        #[arg(long, conflicts_with = "db")]
+        subject: Option<String>,
+        /// Print from this stream sequence (default: the first message).
+        #[arg(long, conflicts_with = "db")]
+        from_seq: Option<u64>,
+        /// NATS token.
+        #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// NATS credentials file (.creds).
+        #[arg(long)]
+        creds: Option<PathBuf>,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        run_for: Option<u64>,
+    },
+    /// Forget where a broker sink stands so it publishes again: after its stream was lost or
+    /// recreated. A running `run` picks the reset up within a second.
+    SinkReset {
+        /// The sink (`nats`).
+        #[arg(default_value = "nats")]
+        sink: String,
+        /// Database file.
+        #[arg(long, default_value = "./blockstreamer.db")]
+        db: PathBuf,
+        /// Publish again from this height (default: the first stored block).
+        #[arg(long)]
+        from_block: Option<u64>,
+    },
     /// A fault-injecting JSON-RPC proxy in front of any node, to test your own setup.
     ///
     /// Every call is forwarded to --upstream unless a rule of the script takes it. Swap the

@@ -25,6 +25,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod consume;
 pub mod export;
 pub mod failpoint;
 pub mod fault;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use blockstreamer::api::{ApiOptions, ApiServer, ApiState, Sandbox, SandboxLimits};
 use blockstreamer::app::{self, App, AppError, DemoOptions};
 use blockstreamer::config::Config;
+use blockstreamer::consume::ConsumeOptions;
 use blockstreamer::export::{self, ExportOptions};
 use blockstreamer::ingest::IngestError;
 use blockstreamer::store::Store;
@@ -149,6 +150,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             cmd_sql(&file, sql, format, &params, limits).await
         }
         Command::Gaps { file, limit } => cmd_gaps(&file, limit).await,
+        Command::Consume { url, stream, db, config, subject, from_seq, token, creds, run_for } => {
+            let index = match &config {
+                Some(p) => {
+                    let c = Config::load(p)?;
+                    blockstreamer::index::Indexing::from_config(&c.index, true)?
+                }
+                None => blockstreamer::index::Indexing::default(),
+            };
+            let opts = ConsumeOptions { url, stream, token, credentials_file: creds, db, subject, from_seq, index };
+            cmd_consume(&opts, run_for).await
+        }
+        Command::SinkReset { sink, db, from_block } => cmd_sink_reset(&sink, &db, from_block).await,
         Command::Faultproxy { upstream, listen, script, run_for } => {
             cmd_faultproxy(upstream, listen, script.as_deref(), run_for).await
         }
@@ -347,6 +360,31 @@ async fn cmd_gaps(file: &ReadFile, limit: u32) -> anyhow::Result<()> {
             r.blocks,
             r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         );
+    }
+    Ok(())
+}
+
+/// `consume`: print or apply a sink's stream until stopped; a summary on stderr.
+async fn cmd_consume(opts: &ConsumeOptions, run_for: Option<u64>) -> anyhow::Result<()> {
+    let cancel = shutdown_token(run_for);
+    let mut out = std::io::LineWriter::new(std::io::stdout());
+    let report = blockstreamer::consume::consume(opts, &cancel, &mut out).await.context("consume stopped")?;
+    let a = report.applied;
+    eprintln!(
+        "consumed {} messages up to stream sequence {}: {} blocks applied, {} already held, {} reorgs ({} blocks undone)",
+        a.messages, report.last_seq, a.blocks, a.skipped, a.reorgs, a.undone
+    );
+    Ok(())
+}
+
+/// `sink-reset`: clear a sink's position (it replays from the first stored block or a height).
+async fn cmd_sink_reset(sink: &str, db: &std::path::Path, from_block: Option<u64>) -> anyhow::Result<()> {
+    if !Store::reset_sink_in(db, sink, from_block).await.context("reset failed")? {
+        anyhow::bail!("{} has no sink named {sink:?}", db.display());
+    }
+    match from_block {
+        Some(n) => eprintln!("sink {sink:?} reset: it publishes again from block {n}"),
+        None => eprintln!("sink {sink:?} reset: it publishes again from the first stored block"),
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! Rules (thresholds from `[alerts]`): `error_rate` and `p95_latency` per provider over the
 //! window (after `min_samples` calls); `lag_blocks` / `lag_seconds` per provider; `gap_open`
 //! (a hole older than `gap_secs`); `credits` (today's spend over a share of the daily budget);
-//! `no_new_block` (nothing stored for `stale_block_times` block times).
+//! `no_new_block` (nothing stored for `stale_block_times` block times); `sink_backlog` per
+//! broker sink (more than `sink_backlog_blocks` stored blocks not yet acknowledged).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub enum AlertKind {
     Credits,
     GapOpen,
     NoNewBlock,
+    SinkBacklog,
 }
 
 impl AlertKind {
@@ -48,6 +50,7 @@ impl AlertKind {
             Self::Credits => "credits",
             Self::GapOpen => "gap_open",
             Self::NoNewBlock => "no_new_block",
+            Self::SinkBacklog => "sink_backlog",
         }
     }
 }
@@ -269,7 +272,34 @@ impl Evaluator {
             out.push(self.stale_verdict().await?);
         }
         out.push(self.gap_verdict().await?);
+        self.sink_verdicts(&mut out).await?;
         Ok(out)
+    }
+
+    /// One verdict per broker sink: its backlog against the stored head.
+    async fn sink_verdicts(&self, out: &mut Vec<Verdict>) -> Result<(), StoreError> {
+        let sinks = self.store.sinks().await?;
+        if sinks.is_empty() {
+            return Ok(());
+        }
+        let head = self.store.stored_tip().await?.map(|t| t.number);
+        #[allow(clippy::cast_precision_loss)]
+        let limit = self.cfg.sink_backlog_blocks as f64;
+        for s in sinks {
+            let backlog = s.position.backlog(head).unwrap_or(0);
+            let why = s.last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default();
+            #[allow(clippy::cast_precision_loss)]
+            let value = backlog as f64;
+            out.push(Verdict {
+                kind: AlertKind::SinkBacklog,
+                message: format!("sink {}: {backlog} stored blocks not yet acknowledged by the broker{why}", s.sink),
+                subject: s.sink,
+                value,
+                threshold: limit,
+                firing: value > limit,
+            });
+        }
+        Ok(())
     }
 
     async fn gap_verdict(&mut self) -> Result<Verdict, StoreError> {

@@ -320,9 +320,16 @@ impl App {
         let Some(n) = &self.config.sink.nats else { return Ok(()) };
         let env = |k: &str| std::env::var(k).ok();
         let secrets = n.secrets(&env)?;
-        let handle = crate::sink::start_nats(self.store.clone(), chain_id, n, secrets, self.poll_cancel.clone())
-            .await
-            .map_err(|e| AppError::Other(format!("[sink.nats]: {e}")))?;
+        let handle = crate::sink::start_nats(
+            self.store.clone(),
+            chain_id,
+            n,
+            secrets,
+            self.index.clone(),
+            self.poll_cancel.clone(),
+        )
+        .await
+        .map_err(|e| AppError::Other(format!("[sink.nats]: {e}")))?;
         self.workers.spawn(async move {
             match handle.await {
                 Ok(Err(e)) => tracing::error!(error = %e, "the NATS sink stopped"),

@@ -64,6 +64,9 @@ impl Config {
             if !self.index.raw_json {
                 return Err(invalid("sink.nats", "needs [index] raw_json = true: messages carry the node's JSON"));
             }
+            if n.kinds.contains(&super::SinkKind::Events) && self.index.contracts.is_empty() {
+                return Err(invalid("sink.nats.kinds", "\"events\" needs [[index.contracts]] to decode them"));
+            }
         }
         self.check_heads()?;
         let mut out: Vec<ResolvedProvider> = Vec::new();

@@ -262,6 +262,9 @@ pub struct AlertsConfig {
     pub stale_block_times: f64,
     /// The chain's block time; unset = measured from the stored timestamps.
     pub block_time_ms: Option<u64>,
+    /// A broker sink this many stored blocks behind (the broker down or slow) opens
+    /// `sink_backlog`.
+    pub sink_backlog_blocks: u64,
     /// POST each opened and resolved alert as JSON here (may be `${VAR}`).
     pub webhook_url: Option<String>,
     pub webhook_retries: u32,
@@ -282,6 +285,7 @@ impl Default for AlertsConfig {
             credits_fraction: 0.8,
             stale_block_times: 5.0,
             block_time_ms: None,
+            sink_backlog_blocks: 64,
             webhook_url: None,
             webhook_retries: 3,
         }

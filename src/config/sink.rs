@@ -42,6 +42,8 @@ pub enum SinkKind {
     Blocks,
     Txs,
     Logs,
+    /// Logs decoded by the `[[index.contracts]]` events, one subject per table.
+    Events,
 }
 
 impl SinkKind {
@@ -51,6 +53,7 @@ impl SinkKind {
             Self::Blocks => "blocks",
             Self::Txs => "txs",
             Self::Logs => "logs",
+            Self::Events => "events",
         }
     }
 }
@@ -71,8 +74,8 @@ pub struct NatsSinkConfig {
     /// The JetStream stream; created when missing (subjects `subject_prefix.<chain id>.>`).
     pub stream: String,
     pub subject_prefix: String,
-    /// What to publish: `blocks` always goes (the reorg messages refer to it), `txs` and `logs`
-    /// on request.
+    /// What to publish: `blocks` always goes (the reorg messages refer to it), `txs`, `logs`
+    /// and `events` (decoded by `[[index.contracts]]`) on request.
     pub kinds: Vec<SinkKind>,
     /// When: `canonical` (with reorg undo messages) or `final` (never undone).
     pub publish: PublishWhen,

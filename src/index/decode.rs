@@ -33,6 +33,23 @@ pub struct DecodedLog {
 impl EventTable {
     /// Decode `log` as this table's event.
     pub fn decode(&self, log: &LogData) -> Result<Vec<SqlValue>, String> {
+        let mut out = Vec::with_capacity(self.columns.len() + 2);
+        for (c, v) in self.columns.iter().zip(self.checked_values(log)?) {
+            push_value(&mut out, c.kind, &v)?;
+        }
+        Ok(out)
+    }
+
+    /// Decode `log` as this table's event (as strictly as [`Self::decode`]) into an object of
+    /// parameter name → value: integers as decimal strings, addresses, bytes and hashes as `0x`
+    /// hex, arrays and tuples as arrays (what the broker sink's `event` messages carry).
+    pub fn decode_json(&self, log: &LogData) -> Result<serde_json::Map<String, Value>, String> {
+        let values = self.checked_values(log)?;
+        Ok(self.columns.iter().zip(values).map(|(c, v)| (c.name.clone(), json(&v))).collect())
+    }
+
+    /// Every parameter's value in column order, after the strict checks.
+    fn checked_values(&self, log: &LogData) -> Result<Vec<DynSolValue>, String> {
         let decoded =
             self.resolved.decode_log_parts(log.topics().iter().copied(), &log.data).map_err(|e| e.to_string())?;
         // The indexed words the decoder took as they are: check them as their types.
@@ -50,13 +67,13 @@ impl EventTable {
         }
         let mut indexed = decoded.indexed.into_iter();
         let mut body = decoded.body.into_iter();
-        let mut out = Vec::with_capacity(self.columns.len() + 2);
-        for c in &self.columns {
-            let v = if c.indexed { indexed.next() } else { body.next() };
-            let v = v.ok_or_else(|| format!("no value for {}", c.name))?;
-            push_value(&mut out, c.kind, &v)?;
-        }
-        Ok(out)
+        self.columns
+            .iter()
+            .map(|c| {
+                let v = if c.indexed { indexed.next() } else { body.next() };
+                v.ok_or_else(|| format!("no value for {}", c.name))
+            })
+            .collect()
     }
 }
 

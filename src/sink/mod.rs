@@ -82,6 +82,15 @@ pub async fn run<T: Transport>(
             Err(e) => {
                 metrics::counter!("blockstreamer_sink_errors_total", "sink" => name.to_string()).increment(1);
                 let _ = store.set_sink_error(name, &e.to_string()).await;
+                if matches!(e, SinkError::StreamLost(_)) {
+                    tracing::error!(sink = name, error = %e, "sink stopped until its position is reset");
+                    if !wait_for_reset(name, &store, &cancel).await? {
+                        return Ok(());
+                    }
+                    tracing::info!(sink = name, "sink position reset; publishing again");
+                    at = None;
+                    continue;
+                }
                 if !e.is_transient() {
                     tracing::error!(sink = name, error = %e, "sink stopped");
                     return Err(e);
@@ -94,6 +103,21 @@ pub async fn run<T: Transport>(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
+        }
+    }
+}
+
+/// After a lost stream: wait until an operator resets the position (`sink-reset`, from
+/// another process); false when cancelled first.
+async fn wait_for_reset(name: &str, store: &Store, cancel: &CancellationToken) -> Result<bool, SinkError> {
+    let stuck = store.sink_position(name).await?;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(false),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if store.sink_position(name).await? != stuck {
+            return Ok(true);
         }
     }
 }
@@ -119,12 +143,20 @@ async fn step<T: Transport>(
     #[allow(clippy::cast_precision_loss)]
     metrics::gauge!("blockstreamer_sink_backlog_blocks", "sink" => name.to_string())
         .set(at.backlog(Some(tip.number)).unwrap_or(0) as f64);
-    let Step::Batch { messages, to, blocks } = outbox.next(at.block, (tip.number, tip.hash.into())).await? else {
+    let Step::Batch { messages, to, blocks } =
+        outbox.next(cursor(store, &at).await?, (tip.number, tip.hash.into())).await?
+    else {
         return Ok(false);
     };
+    // Forward batches are marked in flight first: if this process dies after the broker got
+    // them and the chain then reorganises, the undo still covers them.
+    if blocks > 0 {
+        store.set_sink_pending(name, to).await?;
+    }
     let seq = t.publish(&messages).await?;
     let n = u64::try_from(messages.len()).unwrap_or(u64::MAX);
-    let next = SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq) };
+    let next =
+        SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq), pending: None };
     store.set_sink_position(name, next).await?;
     *position = Some(next);
     metrics::counter!("blockstreamer_sink_messages_total", "sink" => name.to_string()).increment(n);
@@ -134,12 +166,28 @@ async fn step<T: Transport>(
     Ok(true)
 }
 
+/// Where the outbox walks from: the acknowledged position, unless a batch was in flight when
+/// the sink stopped and its last block left the canonical chain since. Then the broker may
+/// hold blocks past the position that are now dropped, so the walk starts at that block (the
+/// outbox tells the reorg from there; consumers undo by hash, so undoing a block they never
+/// got is harmless).
+async fn cursor(store: &Store, at: &SinkPosition) -> Result<Option<(u64, B256)>, SinkError> {
+    if let Some((n, h)) = at.pending
+        && at.block.is_none_or(|(b, _)| n > b)
+        && store.canonical_hash_at(n).await?.map(B256::from) != Some(h)
+    {
+        return Ok(Some((n, h)));
+    }
+    Ok(at.block)
+}
+
 /// Start the NATS sink of `config` over `store` on the current runtime.
 pub async fn start_nats(
     store: Store,
     chain_id: u64,
     config: &crate::config::NatsSinkConfig,
     secrets: crate::config::NatsSecrets,
+    index: std::sync::Arc<crate::index::Indexing>,
     cancel: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<Result<(), SinkError>>, SinkError> {
     let t = nats::Nats::connect(config, secrets, chain_id).await?;
@@ -149,6 +197,7 @@ pub async fn start_nats(
         kinds: config.kinds.clone(),
         publish: config.publish,
         confirmations: config.confirmations,
+        index,
     };
     Ok(tokio::spawn(async move { run("nats", outbox, t, cancel).await }))
 }

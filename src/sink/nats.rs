@@ -67,7 +67,7 @@ impl Transport for Nats {
             Ok(s) => s,
             Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
             {
-                if at.block.is_some() {
+                if at.messages > 0 {
                     return Err(lost(&self.stream, at, "it does not exist"));
                 }
                 let config = stream::Config {
@@ -115,11 +115,13 @@ impl Transport for Nats {
 }
 
 fn lost(stream: &str, at: &SinkPosition, why: &str) -> SinkError {
-    let from = at.block.map_or(0, |(n, _)| n);
+    let upto = at.block.map_or(0, |(n, _)| n);
     SinkError::StreamLost(format!(
-        "stream {stream:?} no longer holds what it acknowledged ({why}; {} messages up to block {from} were published). \
-         Nothing more is published until an operator decides: to recreate it and replay from the first stored block, \
-         run `sqlite3 FILE \"DELETE FROM sink_positions WHERE sink = 'nats'\"` and restart",
-        at.messages
+        "stream {stream:?} no longer holds what it acknowledged ({why}; {} messages up to block {upto} were published). \
+         Nothing more is published until an operator decides. To recreate the stream and replay every stored block: \
+         `blockstreamer sink-reset nats --db FILE`; to replay from height N only (consumers that hold up to {upto} need \
+         N = {}): `blockstreamer sink-reset nats --db FILE --from-block N`; then start again",
+        at.messages,
+        upto + 1
     ))
 }

@@ -41,6 +41,8 @@ pub struct Outbox {
     pub kinds: Vec<SinkKind>,
     pub publish: PublishWhen,
     pub confirmations: u64,
+    /// The decoded tables, for `events`.
+    pub index: std::sync::Arc<crate::index::Indexing>,
 }
 
 #[derive(Serialize)]
@@ -78,6 +80,32 @@ struct BlockTxs<'a> {
 #[derive(Deserialize)]
 struct LogAddress {
     address: alloy_primitives::Address,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogParts {
+    address: alloy_primitives::Address,
+    topics: Vec<B256>,
+    data: alloy_primitives::Bytes,
+    transaction_hash: B256,
+}
+
+#[derive(Serialize)]
+struct EventMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    chain_id: u64,
+    block_number: u64,
+    block_hash: B256,
+    log_index: usize,
+    table: &'a str,
+    contract: &'a str,
+    event: &'a str,
+    address: alloy_primitives::Address,
+    transaction_hash: B256,
+    values: Option<serde_json::Map<String, serde_json::Value>>,
+    error: Option<String>,
 }
 
 fn data(e: impl std::fmt::Display) -> SinkError {
@@ -166,22 +194,72 @@ impl Outbox {
                 });
             }
         }
-        if self.kinds.contains(&SinkKind::Logs) && b.tx_count > 0 {
+        let (logs, events) = (self.kinds.contains(&SinkKind::Logs), self.kinds.contains(&SinkKind::Events));
+        if (logs || events) && b.tx_count > 0 {
             let text = receipts.as_deref().ok_or_else(|| {
                 SinkError::Data(format!("block {}'s receipts are not kept; publishing logs needs them", b.number))
             })?;
-            for (i, log) in crate::rawjson::receipt_logs(text).map_err(data)?.into_iter().enumerate() {
-                let a: LogAddress = serde_json::from_str(log.get()).map_err(data)?;
-                out.push(Outgoing {
-                    subject: format!("logs.{}", alloy_primitives::hex::encode_prefixed(a.address)),
-                    id: id("log", Some(i)),
-                    payload: format!(
-                        r#"{{"type":"log","chain_id":{c},"block_number":{},"block_hash":"{hash}","log_index":{i},"log":{}}}"#,
-                        b.number,
-                        log.get()
-                    ),
-                });
+            let all = crate::rawjson::receipt_logs(text).map_err(data)?;
+            if logs {
+                for (i, log) in all.iter().enumerate() {
+                    let a: LogAddress = serde_json::from_str(log.get()).map_err(data)?;
+                    out.push(Outgoing {
+                        subject: format!("logs.{}", alloy_primitives::hex::encode_prefixed(a.address)),
+                        id: id("log", Some(i)),
+                        payload: format!(
+                            r#"{{"type":"log","chain_id":{c},"block_number":{},"block_hash":"{hash}","log_index":{i},"log":{}}}"#,
+                            b.number,
+                            log.get()
+                        ),
+                    });
+                }
             }
+            if events {
+                for (i, log) in all.iter().enumerate() {
+                    self.event_messages(b.number, hash, i, log.get(), out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One `event` message per decoded table the log belongs to (a log that fails to decode
+    /// is published with its error, as the table keeps a decode error).
+    fn event_messages(
+        &self,
+        number: u64,
+        hash: B256,
+        i: usize,
+        log: &str,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), SinkError> {
+        let l: LogParts = serde_json::from_str(log).map_err(data)?;
+        for t in self.index.tables_for(&l.address, l.topics.first(), number) {
+            let Some(table) = self.index.tables.get(usize::from(t)) else { continue };
+            let parts = alloy_primitives::LogData::new_unchecked(l.topics.clone(), l.data.clone());
+            let (values, error) = match table.decode_json(&parts) {
+                Ok(v) => (Some(v), None),
+                Err(e) => (None, Some(e)),
+            };
+            let m = EventMessage {
+                kind: "event",
+                chain_id: self.chain_id,
+                block_number: number,
+                block_hash: hash,
+                log_index: i,
+                table: &table.name,
+                contract: &table.contract,
+                event: &table.event.name,
+                address: l.address,
+                transaction_hash: l.transaction_hash,
+                values,
+                error,
+            };
+            out.push(Outgoing {
+                subject: format!("events.{}", table.name),
+                id: format!("{}:event:{number}:{hash}:{i}:{}", self.chain_id, table.name),
+                payload: serde_json::to_string(&m).map_err(data)?,
+            });
         }
         Ok(())
     }

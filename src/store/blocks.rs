@@ -20,8 +20,20 @@ const INSERT_JSON: &str = include_str!("../../sql/store/insert_block_json.sql");
 impl Store {
     /// Apply a commit batch in one `BEGIN IMMEDIATE` transaction.
     pub async fn commit_batch(&self, batch: &CommitBatch) -> Result<(), StoreError> {
-        let now = crate::types::now_ms();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        self.apply_batch(&mut tx, batch).await?;
+        tx.commit().await.map_err(classify)?;
+        self.committed(batch.blocks.len(), batch.reorg.is_some());
+        Ok(())
+    }
+
+    /// A batch's writes inside the caller's transaction.
+    pub(super) async fn apply_batch(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        batch: &CommitBatch,
+    ) -> Result<(), StoreError> {
+        let now = crate::types::now_ms();
         if let Some(r) = &batch.reorg {
             sqlx::query(include_str!("../../sql/store/uncanonicalize_above.sql"))
                 .bind(to_sql("fork number", r.fork.number)?)
@@ -43,10 +55,7 @@ impl Store {
                 .map_err(classify)?;
             crate::failpoint::hit("reorg_after_demote");
         }
-        insert_blocks(self, &mut tx, &batch.blocks, now).await?;
-        tx.commit().await.map_err(classify)?;
-        self.committed(batch.blocks.len(), batch.reorg.is_some());
-        Ok(())
+        insert_blocks(self, tx, &batch.blocks, now).await
     }
 
     /// Commit a batch that takes ownership (what ingest hands over): during a bulk load an
@@ -74,7 +83,7 @@ impl Store {
         }
     }
 
-    fn committed(&self, blocks: usize, reorg: bool) {
+    pub(super) fn committed(&self, blocks: usize, reorg: bool) {
         metrics::counter!("blockstreamer_blocks_stored_total").increment(blocks as u64);
         if reorg {
             metrics::counter!("blockstreamer_reorgs_total").increment(1);

@@ -10,6 +10,7 @@ mod blocks;
 mod bulk;
 mod capability;
 mod clients;
+mod consumers;
 mod index;
 mod logs_read;
 pub mod migrate;
@@ -35,6 +36,7 @@ use sqlx::{Connection, Row, SqlitePool};
 use thiserror::Error;
 
 pub use activity::{BlockActivity, IndexActivity, RefusedAnswers};
+pub use consumers::ConsumerPosition;
 pub use rpc_read::{BlockAt, Kept, KeptJson};
 pub use sinks::{SinkPosition, SinkRow};
 

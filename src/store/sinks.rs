@@ -2,7 +2,7 @@
 //! broker acknowledged, listed for `/v1/sinks`.
 
 use alloy_primitives::B256;
-use sqlx::Row;
+use sqlx::{ConnectOptions, Connection, Row};
 
 use super::sqlite::classify;
 use super::{Store, StoreError};
@@ -16,6 +16,9 @@ pub struct SinkPosition {
     pub messages: u64,
     /// The broker's sequence of the last acknowledged message.
     pub stream_seq: u64,
+    /// The last block of a batch sent and not (yet) acknowledged: after a crash, the broker may
+    /// hold messages up to it.
+    pub pending: Option<(u64, B256)>,
 }
 
 impl SinkPosition {
@@ -39,17 +42,31 @@ pub struct SinkRow {
     pub last_error_ms: Option<i64>,
 }
 
-fn position(r: &sqlx::sqlite::SqliteRow, at: usize) -> Result<SinkPosition, StoreError> {
+fn link(r: &sqlx::sqlite::SqliteRow, at: usize) -> Result<Option<(u64, B256)>, StoreError> {
     let n: Option<i64> = r.try_get(at)?;
     let h: Option<Vec<u8>> = r.try_get(at + 1)?;
-    let block = match (n, h) {
+    Ok(match (n, h) {
         (Some(n), Some(h)) => Some((from_sql("sink height", n)?, super::blocks::hash32(&h)?)),
         _ => None,
-    };
+    })
+}
+
+fn position(r: &sqlx::sqlite::SqliteRow, at: usize, pending_at: Option<usize>) -> Result<SinkPosition, StoreError> {
     Ok(SinkPosition {
-        block,
+        block: link(r, at)?,
         messages: from_sql("sink messages", r.try_get(at + 2)?)?,
         stream_seq: from_sql("sink stream sequence", r.try_get(at + 3)?)?,
+        pending: match pending_at {
+            Some(p) => link(r, p)?,
+            None => None,
+        },
+    })
+}
+
+fn link_sql(l: Option<(u64, B256)>) -> Result<(Option<i64>, Option<Vec<u8>>), StoreError> {
+    Ok(match l {
+        Some((n, h)) => (Some(to_sql("sink height", n)?), Some(h.to_vec())),
+        None => (None, None),
     })
 }
 
@@ -63,15 +80,61 @@ impl Store {
             .await
             .map_err(classify)?;
         let r = sqlx::query(include_str!("../../sql/sink/position_get.sql")).bind(sink).fetch_one(&self.writer).await?;
-        position(&r, 0)
+        position(&r, 0, Some(4))
+    }
+
+    /// Before publishing a batch that ends at `to`: the broker may hold up to `to` from now on.
+    pub async fn set_sink_pending(&self, sink: &str, to: (u64, B256)) -> Result<(), StoreError> {
+        let (n, h) = link_sql(Some(to))?;
+        sqlx::query(include_str!("../../sql/sink/pending_set.sql"))
+            .bind(sink)
+            .bind(n)
+            .bind(h)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Forget where `sink` stands in the file at `path` so it publishes again: from the first
+    /// stored block (`from = None`), or from height `from` (the canonical block below it
+    /// becomes the position). One connection, no lifecycle marks, so it is safe beside the
+    /// `run` that writes the file (whose sink picks the reset up). False when the sink has no row.
+    pub async fn reset_sink_in(path: &std::path::Path, sink: &str, from: Option<u64>) -> Result<bool, StoreError> {
+        let owned = path.to_path_buf();
+        tokio::task::spawn_blocking(move || super::sqlite::check_readable(&owned, super::Access::ReadOnly))
+            .await
+            .map_err(|e| StoreError::Bulk(e.to_string()))??;
+        let mut conn = super::sqlite::writer_options(path, false, None)?.connect().await.map_err(classify)?;
+        let below = match from {
+            Some(0) | None => None,
+            Some(n) => {
+                let h: Option<Vec<u8>> = sqlx::query_scalar(include_str!("../../sql/api/canonical_hash_at.sql"))
+                    .bind(to_sql("block number", n - 1)?)
+                    .fetch_optional(&mut conn)
+                    .await?;
+                let h = h.ok_or_else(|| {
+                    StoreError::Corrupt(format!("no canonical block {} is stored to replay from {n}", n - 1))
+                })?;
+                Some((n - 1, super::blocks::hash32(&h)?))
+            }
+        };
+        let (n, h) = link_sql(below)?;
+        let done = sqlx::query(include_str!("../../sql/sink/reset.sql"))
+            .bind(sink)
+            .bind(n)
+            .bind(h)
+            .bind(crate::types::now_ms())
+            .execute(&mut conn)
+            .await
+            .map_err(classify)?;
+        conn.close().await.map_err(classify)?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Advance `sink` to `p` (after the broker acknowledged everything up to it).
     pub async fn set_sink_position(&self, sink: &str, p: SinkPosition) -> Result<(), StoreError> {
-        let (n, h) = match p.block {
-            Some((n, h)) => (Some(to_sql("sink height", n)?), Some(h.to_vec())),
-            None => (None, None),
-        };
+        let (n, h) = link_sql(p.block)?;
         sqlx::query(include_str!("../../sql/sink/position_set.sql"))
             .bind(sink)
             .bind(n)
@@ -104,7 +167,7 @@ impl Store {
             .map(|r| {
                 Ok(SinkRow {
                     sink: r.try_get(0)?,
-                    position: position(r, 1)?,
+                    position: position(r, 1, None)?,
                     updated_ms: r.try_get(5)?,
                     last_error: r.try_get(6)?,
                     last_error_ms: r.try_get(7)?,

@@ -41,6 +41,7 @@ mod rpc_endpoint;
 mod rpc_faults;
 mod rpc_ws;
 mod sim_fleet;
+mod sink_faults;
 mod sink_nats;
 mod startup;
 mod val_faults;

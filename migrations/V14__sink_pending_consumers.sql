@@ -1,0 +1,14 @@
+-- A sink's batch in flight: written before the publish, cleared with the position after every
+-- acknowledgement. After a crash it bounds what the broker may hold beyond the position, so a
+-- reorg that replaced those blocks while the sink was down is still told.
+ALTER TABLE sink_positions ADD COLUMN pending_number INTEGER CHECK (pending_number >= 0);
+ALTER TABLE sink_positions ADD COLUMN pending_hash BLOB CHECK (length(pending_hash) = 32);
+
+-- `blockstreamer consume` applying a stream into this file: the stream sequence of the last
+-- message applied, advanced in the same transaction as what the message changed.
+CREATE TABLE consumer_positions (
+    stream      TEXT PRIMARY KEY,
+    stream_seq  INTEGER NOT NULL CHECK (stream_seq >= 0),
+    messages    INTEGER NOT NULL CHECK (messages >= 0),
+    updated_ms  INTEGER NOT NULL
+) STRICT;
