@@ -12,3 +12,14 @@ CREATE TABLE consumer_positions (
     messages    INTEGER NOT NULL CHECK (messages >= 0),
     updated_ms  INTEGER NOT NULL
 ) STRICT;
+
+-- Blocks a sink told consumers to undo, with how many times: if one becomes canonical again
+-- while the broker still remembers its message ids (A → B → A inside the duplicate window),
+-- its messages are published again under `…:redo<times>` ids instead of being dropped as
+-- duplicates. Written with the position that acknowledged the reorg message.
+CREATE TABLE sink_undone (
+    sink   TEXT NOT NULL,
+    hash   BLOB NOT NULL CHECK (length(hash) = 32),
+    times  INTEGER NOT NULL CHECK (times >= 1),
+    PRIMARY KEY (sink, hash)
+) STRICT, WITHOUT ROWID;

@@ -143,7 +143,7 @@ async fn step<T: Transport>(
     #[allow(clippy::cast_precision_loss)]
     metrics::gauge!("blockstreamer_sink_backlog_blocks", "sink" => name.to_string())
         .set(at.backlog(Some(tip.number)).unwrap_or(0) as f64);
-    let Step::Batch { messages, to, blocks } =
+    let Step::Batch { messages, to, blocks, undone } =
         outbox.next(cursor(store, &at).await?, (tip.number, tip.hash.into())).await?
     else {
         return Ok(false);
@@ -157,7 +157,7 @@ async fn step<T: Transport>(
     let n = u64::try_from(messages.len()).unwrap_or(u64::MAX);
     let next =
         SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq), pending: None };
-    store.set_sink_position(name, next).await?;
+    store.set_sink_position(name, next, &undone).await?;
     *position = Some(next);
     metrics::counter!("blockstreamer_sink_messages_total", "sink" => name.to_string()).increment(n);
     metrics::counter!("blockstreamer_sink_blocks_total", "sink" => name.to_string()).increment(blocks);
@@ -193,6 +193,7 @@ pub async fn start_nats(
     let t = nats::Nats::connect(config, secrets, chain_id).await?;
     let outbox = Outbox {
         store,
+        sink: "nats".into(),
         chain_id,
         kinds: config.kinds.clone(),
         publish: config.publish,

@@ -29,14 +29,17 @@ pub struct Outgoing {
 pub enum Step {
     /// Nothing new.
     Idle,
-    /// These messages, in order; once all are acknowledged the position is `to`.
-    Batch { messages: Vec<Outgoing>, to: (u64, B256), blocks: u64 },
+    /// These messages, in order; once all are acknowledged the position is `to` (and the
+    /// blocks of `undone` were undone once more: a reorg message).
+    Batch { messages: Vec<Outgoing>, to: (u64, B256), blocks: u64, undone: Vec<B256> },
 }
 
 /// The outbox over one store.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     pub store: Store,
+    /// The sink's name (its undo records).
+    pub sink: String,
     pub chain_id: u64,
     pub kinds: Vec<SinkKind>,
     pub publish: PublishWhen,
@@ -136,6 +139,7 @@ impl Outbox {
             return Ok(Step::Idle);
         }
         let rows = self.store.blocks_range(next, last, PAGE, false).await?;
+        let undid_any = self.store.sink_undid_any(&self.sink).await?;
         let mut messages = Vec::new();
         let mut to = None;
         let mut prev = cursor;
@@ -146,17 +150,20 @@ impl Outbox {
             if prev.is_some_and(|(pn, _)| b.number != pn + 1) || !linked {
                 break;
             }
-            self.block_messages(&b, hash, &mut messages)?;
+            let redo = if undid_any { self.store.sink_undone(&self.sink, hash).await? } else { 0 };
+            self.block_messages(&b, hash, redo, &mut messages)?;
             prev = Some((b.number, hash));
             to = prev;
         }
         Ok(match to {
-            Some(to) => Step::Batch { messages, blocks: to.0 + 1 - next, to },
+            Some(to) => Step::Batch { messages, blocks: to.0 + 1 - next, to, undone: Vec::new() },
             None => Step::Idle,
         })
     }
 
-    fn block_messages(&self, b: &BlockRow, hash: B256, out: &mut Vec<Outgoing>) -> Result<(), SinkError> {
+    /// The block's messages; `redo` > 0: it was undone that many times before and is
+    /// canonical again, so its ids get `:redo<redo>` (the broker would drop the old ones).
+    fn block_messages(&self, b: &BlockRow, hash: B256, redo: u32, out: &mut Vec<Outgoing>) -> Result<(), SinkError> {
         let c = self.chain_id;
         let kept = self.store.kept_json(BlockAt::Hash(hash), Kept::Block)?.ok_or_else(|| {
             SinkError::Data(format!("block {}'s JSON is not kept ([index] raw_json); the sink needs it", b.number))
@@ -166,9 +173,10 @@ impl Outbox {
             Some(k) => Some(k.json.text().map_err(data)?),
             None => None,
         };
+        let again = if redo > 0 { format!(":redo{redo}") } else { String::new() };
         let id = |kind: &str, i: Option<usize>| match i {
-            Some(i) => format!("{c}:{kind}:{}:{hash}:{i}", b.number),
-            None => format!("{c}:{kind}:{}:{hash}", b.number),
+            Some(i) => format!("{c}:{kind}:{}:{hash}:{i}{again}", b.number),
+            None => format!("{c}:{kind}:{}:{hash}{again}", b.number),
         };
         out.push(Outgoing {
             subject: "blocks".into(),
@@ -216,7 +224,7 @@ impl Outbox {
             }
             if events {
                 for (i, log) in all.iter().enumerate() {
-                    self.event_messages(b.number, hash, i, log.get(), out)?;
+                    self.event_messages(b.number, hash, i, log.get(), &again, out)?;
                 }
             }
         }
@@ -231,6 +239,7 @@ impl Outbox {
         hash: B256,
         i: usize,
         log: &str,
+        again: &str,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), SinkError> {
         let l: LogParts = serde_json::from_str(log).map_err(data)?;
@@ -257,7 +266,7 @@ impl Outbox {
             };
             out.push(Outgoing {
                 subject: format!("events.{}", table.name),
-                id: format!("{}:event:{number}:{hash}:{i}:{}", self.chain_id, table.name),
+                id: format!("{}:event:{number}:{hash}:{i}:{}{again}", self.chain_id, table.name),
                 payload: serde_json::to_string(&m).map_err(data)?,
             });
         }
@@ -295,7 +304,14 @@ impl Outbox {
             dropped,
         };
         let payload = serde_json::to_string(&msg).map_err(data)?;
-        let id = format!("{}:reorg:{f}:{h}", self.chain_id);
-        Ok(Step::Batch { messages: vec![Outgoing { subject: "reorgs".into(), id, payload }], to: (f, fh), blocks: 0 })
+        // A tip undone before (A → B → A → B) tells this reorg under a new id.
+        let again = match self.store.sink_undone(&self.sink, h).await? {
+            0 => String::new(),
+            k => format!(":redo{k}"),
+        };
+        let id = format!("{}:reorg:{f}:{h}{again}", self.chain_id);
+        let undone = msg.dropped.iter().map(|d| d.hash).collect();
+        let messages = vec![Outgoing { subject: "reorgs".into(), id, payload }];
+        Ok(Step::Batch { messages, to: (f, fh), blocks: 0, undone })
     }
 }

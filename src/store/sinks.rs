@@ -132,9 +132,38 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Advance `sink` to `p` (after the broker acknowledged everything up to it).
-    pub async fn set_sink_position(&self, sink: &str, p: SinkPosition) -> Result<(), StoreError> {
+    /// Whether `sink` ever told consumers to undo a block.
+    pub async fn sink_undid_any(&self, sink: &str) -> Result<bool, StoreError> {
+        let any: bool = sqlx::query_scalar(include_str!("../../sql/sink/undone_any.sql"))
+            .bind(sink)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(any)
+    }
+
+    /// How many times `sink` told consumers to undo block `hash` (0: never).
+    pub async fn sink_undone(&self, sink: &str, hash: B256) -> Result<u32, StoreError> {
+        let t: Option<i64> = sqlx::query_scalar(include_str!("../../sql/sink/undone_get.sql"))
+            .bind(sink)
+            .bind(hash.as_slice())
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(t.map_or(0, |t| u32::try_from(t).unwrap_or(u32::MAX)))
+    }
+
+    /// Advance `sink` to `p` (after the broker acknowledged everything up to it), recording
+    /// the blocks an acknowledged reorg message undid, in one transaction.
+    pub async fn set_sink_position(&self, sink: &str, p: SinkPosition, undone: &[B256]) -> Result<(), StoreError> {
         let (n, h) = link_sql(p.block)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        for u in undone {
+            sqlx::query(include_str!("../../sql/sink/undone_add.sql"))
+                .bind(sink)
+                .bind(u.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
         sqlx::query(include_str!("../../sql/sink/position_set.sql"))
             .bind(sink)
             .bind(n)
@@ -142,9 +171,10 @@ impl Store {
             .bind(to_sql("sink messages", p.messages)?)
             .bind(to_sql("sink stream sequence", p.stream_seq)?)
             .bind(crate::types::now_ms())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
         Ok(())
     }
 
