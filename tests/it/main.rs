@@ -32,6 +32,7 @@ mod migrations;
 mod net_faults;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod read_scale;
 mod readonly;
 mod receipt_faults;
 mod reorg_faults;
