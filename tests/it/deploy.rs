@@ -86,3 +86,22 @@ fn dashboards_and_rules_use_only_exported_metrics() {
         );
     }
 }
+
+#[test]
+fn the_scale_out_config_loads_and_resolves() {
+    let c = blockstreamer::config::Config::load(&root().join("deploy/scale-out/fleet.toml")).expect("fleet.toml loads");
+    let env = |k: &str| match k {
+        "RPC_URL" => Some("https://rpc.example/v2/key".to_string()),
+        "API_KEY" => Some("k".repeat(32)),
+        _ => None,
+    };
+    c.check_env(env).expect("environment checks");
+    let providers = c.resolve(env).expect("resolves");
+    assert_eq!(providers.len(), 1);
+    let sink = c.sink.nats.as_ref().expect("[sink.nats]");
+    assert_eq!((sink.url.as_str(), sink.stream.as_str()), ("nats://nats:4222", "blockstreamer"));
+    let compose = std::fs::read_to_string(root().join("deploy/scale-out/docker-compose.yml")).expect("compose");
+    for needle in ["-js", "deploy/scale-out/Dockerfile", "consume", "fleet.toml"] {
+        assert!(compose.contains(needle), "the compose file has {needle}");
+    }
+}
