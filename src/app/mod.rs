@@ -23,6 +23,7 @@ use crate::store::DecodeBackfill;
 use crate::store::{Store, StoreError, StoreOptions, TelemetryWriter};
 
 mod demo;
+mod sinks;
 pub use demo::{DEMO_KEEP_BLOCKS, DEMO_PROFILES, DemoOptions, demo_contract, run_demo};
 
 /// Anything that stops the application.
@@ -79,6 +80,8 @@ pub struct App {
     /// Stops the telemetry writer (last, after it drained).
     telemetry_cancel: CancellationToken,
     progress: bool,
+    /// Set when a broker sink stopped for good (a backfill stops waiting for it).
+    sink_stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl App {
@@ -194,6 +197,7 @@ impl App {
             ingest_state: Arc::default(),
             telemetry_cancel,
             progress: opts.progress,
+            sink_stopped: Arc::default(),
         })
     }
 
@@ -313,33 +317,6 @@ impl App {
         });
     }
 
-    /// Start the broker sinks (`[sink.nats]`) in the background: each reads what is committed and
-    /// publishes it; ingest never waits for them. A sink that stops (its stream lost data) says
-    /// why in `sink_positions` and the log; ingest goes on.
-    async fn start_sinks(&self, chain_id: u64) -> Result<(), AppError> {
-        let Some(n) = &self.config.sink.nats else { return Ok(()) };
-        let env = |k: &str| std::env::var(k).ok();
-        let secrets = n.secrets(&env)?;
-        let handle = crate::sink::start_nats(
-            self.store.clone(),
-            chain_id,
-            n,
-            secrets,
-            self.index.clone(),
-            self.poll_cancel.clone(),
-        )
-        .await
-        .map_err(|e| AppError::Other(format!("[sink.nats]: {e}")))?;
-        self.workers.spawn(async move {
-            match handle.await {
-                Ok(Err(e)) => tracing::error!(error = %e, "the NATS sink stopped"),
-                Err(e) => tracing::error!(error = %e, "the NATS sink task failed"),
-                Ok(Ok(())) => {}
-            }
-        });
-        Ok(())
-    }
-
     /// Start the gap-repair worker in the background (stopped with the head poller).
     pub fn start_gap_repair(&self) {
         let opts = RepairOptions::from_config(&self.config, self.index.clone());
@@ -414,7 +391,10 @@ impl App {
         if from > to {
             return Err(AppError::Other(format!("--from {from} is above --to {to}")));
         }
-        self.check_chain(cancel).await?;
+        let begun = std::time::Instant::now();
+        let chain = self.check_chain(cancel).await?;
+        let sink_started = (std::time::Instant::now(), self.sink_messages().await?);
+        self.start_sinks(chain).await?;
         self.start_head_poller();
         // Wait for a head so selection knows who can serve the top of the range.
         let mut heads = self.fleet.subscribe_head();
@@ -473,6 +453,11 @@ impl App {
         }
         res?;
         self.store.checkpoint().await?;
+        if self.config.sink.nats.is_some() {
+            let seconds = format!("{:.2}", begun.elapsed().as_secs_f64());
+            tracing::info!(seconds, "backfill stored; waiting for the sink");
+        }
+        self.drain_sinks(sink_started, cancel).await?;
         Ok(BackfillReport { from, to, fetched: to - start + 1 })
     }
 

@@ -143,7 +143,7 @@ async fn step<T: Transport>(
     #[allow(clippy::cast_precision_loss)]
     metrics::gauge!("blockstreamer_sink_backlog_blocks", "sink" => name.to_string())
         .set(at.backlog(Some(tip.number)).unwrap_or(0) as f64);
-    let Step::Batch { messages, to, blocks, undone } =
+    let Step::Batch { messages, to, blocks, undone, committed_ms } =
         outbox.next(cursor(store, &at).await?, (tip.number, tip.hash.into())).await?
     else {
         return Ok(false);
@@ -154,6 +154,14 @@ async fn step<T: Transport>(
         store.set_sink_pending(name, to).await?;
     }
     let seq = t.publish(&messages).await?;
+    // From each block's commit to the broker's acknowledgement of its last message.
+    let acked_ms = crate::types::now_ms();
+    for (number, at) in committed_ms {
+        let ms = acked_ms.saturating_sub(at).max(0);
+        #[allow(clippy::cast_precision_loss)]
+        metrics::histogram!("blockstreamer_sink_commit_to_ack_seconds", "sink" => name.to_string()).record(ms as f64 / 1000.0);
+        tracing::debug!(sink = name, number, commit_to_ack_ms = ms, "acknowledged");
+    }
     let n = u64::try_from(messages.len()).unwrap_or(u64::MAX);
     let next =
         SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq), pending: None };

@@ -79,7 +79,19 @@ impl Transport for Nats {
                     storage: stream::StorageType::File,
                     ..Default::default()
                 };
-                self.js.create_stream(config).await.map_err(broker)?
+                self.js.create_stream(config).await.map_err(|e| match e.kind() {
+                    // Another stream already captures these subjects: waiting will not help.
+                    jetstream::context::CreateStreamErrorKind::JetStream(j)
+                        if j.error_code() == jetstream::ErrorCode::STREAM_SUBJECT_OVERLAP =>
+                    {
+                        SinkError::Config(format!(
+                            "cannot create stream {:?}: another stream already captures subjects {}.> \
+                             (use that stream as [sink.nats] stream, or another subject_prefix)",
+                            self.stream, self.root
+                        ))
+                    }
+                    _ => broker(e),
+                })?
             }
             Err(e) => return Err(broker(e)),
         };

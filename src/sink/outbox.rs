@@ -31,7 +31,7 @@ pub enum Step {
     Idle,
     /// These messages, in order; once all are acknowledged the position is `to` (and the
     /// blocks of `undone` were undone once more: a reorg message).
-    Batch { messages: Vec<Outgoing>, to: (u64, B256), blocks: u64, undone: Vec<B256> },
+    Batch { messages: Vec<Outgoing>, to: (u64, B256), blocks: u64, undone: Vec<B256>, committed_ms: Vec<(u64, i64)> },
 }
 
 /// The outbox over one store.
@@ -143,6 +143,7 @@ impl Outbox {
         let mut messages = Vec::new();
         let mut to = None;
         let mut prev = cursor;
+        let mut committed_ms = Vec::new();
         for b in rows {
             let hash: B256 = b.hash.parse().map_err(data)?;
             let linked = prev.is_none_or(|(_, ph)| b.parent_hash.parse::<B256>().is_ok_and(|p| p == ph));
@@ -152,11 +153,12 @@ impl Outbox {
             }
             let redo = if undid_any { self.store.sink_undone(&self.sink, hash).await? } else { 0 };
             self.block_messages(&b, hash, redo, &mut messages)?;
+            committed_ms.push((b.number, b.fetched_at_ms));
             prev = Some((b.number, hash));
             to = prev;
         }
         Ok(match to {
-            Some(to) => Step::Batch { messages, blocks: to.0 + 1 - next, to, undone: Vec::new() },
+            Some(to) => Step::Batch { messages, blocks: to.0 + 1 - next, to, undone: Vec::new(), committed_ms },
             None => Step::Idle,
         })
     }
@@ -312,6 +314,6 @@ impl Outbox {
         let id = format!("{}:reorg:{f}:{h}{again}", self.chain_id);
         let undone = msg.dropped.iter().map(|d| d.hash).collect();
         let messages = vec![Outgoing { subject: "reorgs".into(), id, payload }];
-        Ok(Step::Batch { messages, to: (f, fh), blocks: 0, undone })
+        Ok(Step::Batch { messages, to: (f, fh), blocks: 0, undone, committed_ms: Vec::new() })
     }
 }
