@@ -45,7 +45,11 @@ impl App {
 
     /// After a backfill: wait until every sink has published up to the stored head (Ctrl-C
     /// leaves the rest to the next `run`), then say how fast it published.
-    pub(super) async fn drain_sinks(&self, started: (std::time::Instant, u64), cancel: &CancellationToken) -> Result<(), AppError> {
+    pub(super) async fn drain_sinks(
+        &self,
+        started: (std::time::Instant, u64),
+        cancel: &CancellationToken,
+    ) -> Result<(), AppError> {
         if self.config.sink.nats.is_none() {
             return Ok(());
         }
@@ -65,7 +69,11 @@ impl App {
             }
             if said.elapsed() >= Duration::from_secs(10) {
                 let error = sinks.iter().find_map(|s| s.last_error.clone()).unwrap_or_default();
-                tracing::info!(blocks_left = left, error, "waiting for the sink to publish the backfill (Ctrl-C leaves the rest to the next run)");
+                tracing::info!(
+                    blocks_left = left,
+                    error,
+                    "waiting for the sink to publish the backfill (Ctrl-C leaves the rest to the next run)"
+                );
                 said = std::time::Instant::now();
             }
             tokio::select! {
@@ -77,7 +85,12 @@ impl App {
         let secs = started.0.elapsed().as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         let rate = messages as f64 / secs.max(1e-9);
-        tracing::info!(messages, seconds = format!("{secs:.2}"), messages_per_sec = format!("{rate:.0}"), "sink caught up");
+        tracing::info!(
+            messages,
+            seconds = format!("{secs:.2}"),
+            messages_per_sec = format!("{rate:.0}"),
+            "sink caught up"
+        );
         Ok(())
     }
 }

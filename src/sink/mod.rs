@@ -159,7 +159,8 @@ async fn step<T: Transport>(
     for (number, at) in committed_ms {
         let ms = acked_ms.saturating_sub(at).max(0);
         #[allow(clippy::cast_precision_loss)]
-        metrics::histogram!("blockstreamer_sink_commit_to_ack_seconds", "sink" => name.to_string()).record(ms as f64 / 1000.0);
+        metrics::histogram!("blockstreamer_sink_commit_to_ack_seconds", "sink" => name.to_string())
+            .record(ms as f64 / 1000.0);
         tracing::debug!(sink = name, number, commit_to_ack_ms = ms, "acknowledged");
     }
     let n = u64::try_from(messages.len()).unwrap_or(u64::MAX);
