@@ -175,8 +175,8 @@ impl Primary {
         challenger > primary * (1.0 + self.margin)
     }
 
-    /// Keep the primary first in `order` (already sorted by the strategy) unless the first
-    /// candidate is clearly better and the primary has held for a while, the primary is no
+    /// Keep the primary first in `order` (already sorted by the strategy; tainted providers
+    /// last, and never made primary) unless the first candidate is clearly better and the primary has held for a while, the primary is no
     /// longer eligible, or it is tainted while the first candidate is clean. `short` are
     /// providers that are eligible but have not reported the height asked for: a primary among
     /// them stays primary while another provider serves this request. Returns the new primary
@@ -188,6 +188,11 @@ impl Primary {
         now: Instant,
     ) -> Option<(ProviderId, Switch)> {
         let best = order.first().copied()?;
+        // A provider caught forging serves a request when no clean one can, but never becomes
+        // the primary: the primary stays (or stays unset) until a clean provider takes over.
+        if best.parts.tainted() {
+            return None;
+        }
         let switch = match self.current {
             Some(cur) if cur == best.id => None,
             Some(cur) => match order.iter().position(|c| c.id == cur) {
@@ -273,6 +278,26 @@ mod tests {
         assert!(liar.parts.score() > honest.parts.score(), "the liar would win on score alone");
         assert_eq!(ids(&order(Strategy::Best, vec![liar, honest], 0)), [1, 0]);
         assert_eq!(ids(&order(Strategy::Cheapest, vec![liar, honest], 0)), [1, 0]);
+    }
+
+    #[test]
+    fn a_tainted_provider_serves_when_alone_but_is_never_made_primary() {
+        let t0 = Instant::now();
+        let mut liar = cand(4, Tier::Primary, 5.0, 0.0, 0.0);
+        liar.parts.integrity = 0.1;
+        let steady = cand(0, Tier::Primary, 50.0, 0.0, 0.0);
+        let mut p = Primary::new(0.2, Duration::from_secs(30), t0);
+        assert_eq!(p.keep(&mut [steady], &[], t0).map(|s| s.0), Some(ProviderId(0)));
+        // steady is out for a moment (breaker, cooldown): only the liar can serve.
+        let mut only = [liar];
+        assert_eq!(p.keep(&mut only, &[], t0 + Duration::from_secs(1)), None);
+        assert_eq!(ids(&only), [4], "it serves this request");
+        assert_eq!(p.current(), Some(ProviderId(0)), "but steady stays the primary");
+        // From no primary at all, the liar is not made the first one either.
+        let mut fresh = Primary::new(0.2, Duration::from_secs(30), t0);
+        assert_eq!(fresh.keep(&mut [liar], &[], t0), None);
+        assert_eq!(fresh.current(), None);
+        assert_eq!(fresh.keep(&mut [steady, liar], &[], t0).map(|s| s.0), Some(ProviderId(0)));
     }
 
     #[test]
