@@ -40,6 +40,9 @@ impl App {
 
     /// Messages every sink has published so far (0 without sinks).
     pub(super) async fn sink_messages(&self) -> Result<u64, AppError> {
+        if self.config.sink.nats.is_none() {
+            return Ok(0);
+        }
         Ok(self.store.sinks().await?.iter().map(|s| s.position.messages).sum())
     }
 

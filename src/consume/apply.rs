@@ -199,14 +199,7 @@ impl Applier {
         }
         if let Some(r) = m.receipts.filter(|r| r.get() != "null") {
             let hashes: Vec<B256> = b.transactions.iter().map(|t| t.hash).collect();
-            let of = ReceiptsOf {
-                number: b.number,
-                hash: b.hash,
-                receipts_root: b.receipts_root,
-                tx_count: b.tx_count,
-                tx_hashes: Some(&hashes),
-                keep_raw: true,
-            };
+            let of = ReceiptsOf::of(&b, &hashes);
             b.receipts = Some(
                 decode_block_receipts(r.get(), of, STREAM_PROVIDER)
                     .map_err(|e| format!("block {} {}'s receipts: {e}", m.number, m.hash))?,
@@ -255,9 +248,8 @@ impl Applier {
         tracing::info!(fork = fork_n, old_tip = m.old_tip.number, undone = tn - fork_n, "reorg applied");
         self.applied.undone += tn - fork_n;
         let batch = CommitBatch { reorg: Some(reorg), blocks: Vec::new() };
-        let at = ConsumerPosition { stream_seq: self.position.stream_seq, messages: self.position.messages };
-        self.store.commit_consumed(&[batch], &self.stream, at).await?;
-        self.flushed = at;
+        self.store.commit_consumed(&[batch], &self.stream, self.position).await?;
+        self.flushed = self.position;
         self.tip = (first > 0).then_some((fork_n, fork_h));
         Ok(())
     }

@@ -7,7 +7,6 @@ use std::time::Instant;
 use alloy_primitives::B256;
 
 use super::Fleet;
-use super::receipts::receipts_of;
 use crate::model::Block;
 use crate::provider::receipts::ReceiptsOf;
 use crate::provider::{CallCtx, ProviderError, Support, method};
@@ -43,7 +42,7 @@ impl Fleet {
             let ctx = CallCtx { attempt: 1, hedged: false };
             let hashes: Vec<B256> = b.transactions.iter().map(|t| t.hash).collect();
             // A check only: its receipts are not stored, so their JSON is not kept.
-            let of = ReceiptsOf { keep_raw: false, ..receipts_of(b, &hashes) };
+            let of = ReceiptsOf { keep_raw: false, ..ReceiptsOf::of(b, &hashes) };
             let r = slot.provider.block_receipts(&[of], ctx).await.pop();
             let r = r.unwrap_or_else(|| Err(ProviderError::Invalid("no answer".into())));
             self.tell_learned();

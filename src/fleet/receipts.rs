@@ -48,7 +48,7 @@ impl Fleet {
         if tip {
             let ofs: Vec<(usize, ReceiptsOf<'_>)> = (0..blocks.len())
                 .filter(|&k| blocks[k].receipts.is_none())
-                .map(|k| (k, receipts_of(&blocks[k], &hashes[k])))
+                .map(|k| (k, ReceiptsOf::of(&blocks[k], &hashes[k])))
                 .collect();
             let got = futures::future::try_join_all(ofs.iter().map(|(_, of)| self.receipts_hedged(*of))).await?;
             for ((k, _), r) in ofs.iter().zip(got) {
@@ -63,7 +63,7 @@ impl Fleet {
             let Some(&first) = missing.first() else { return Ok(()) };
             let first_number = blocks[first].number;
             let what = move || format!("receipts of block {first_number}");
-            let ofs: Vec<ReceiptsOf<'_>> = missing.iter().map(|&k| receipts_of(&blocks[k], &hashes[k])).collect();
+            let ofs: Vec<ReceiptsOf<'_>> = missing.iter().map(|&k| ReceiptsOf::of(&blocks[k], &hashes[k])).collect();
             let need = ofs.iter().map(|o| o.number).max();
             let lease = tries.lease(method::BLOCK_RECEIPTS, ofs.len() as u64, need, &what).await?;
             let slot = lease.slot;
@@ -115,16 +115,5 @@ impl Fleet {
             },
         )
         .await
-    }
-}
-
-pub(super) fn receipts_of<'a>(b: &Block, hashes: &'a [B256]) -> ReceiptsOf<'a> {
-    ReceiptsOf {
-        number: b.number,
-        hash: b.hash,
-        receipts_root: b.receipts_root,
-        tx_count: b.tx_count,
-        tx_hashes: b.full_txs.then_some(hashes),
-        keep_raw: b.raw.is_some(),
     }
 }

@@ -24,6 +24,21 @@ pub struct ReceiptsOf<'a> {
     pub keep_raw: bool,
 }
 
+impl<'a> ReceiptsOf<'a> {
+    /// What `b`'s receipts must agree with; `hashes` are its transaction hashes (used when its
+    /// transactions were fetched); the JSON is kept when the block's is.
+    pub fn of(b: &crate::model::Block, hashes: &'a [B256]) -> Self {
+        Self {
+            number: b.number,
+            hash: b.hash,
+            receipts_root: b.receipts_root,
+            tx_count: b.tx_count,
+            tx_hashes: b.full_txs.then_some(hashes),
+            keep_raw: b.raw.is_some(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RpcReceipt<'a> {

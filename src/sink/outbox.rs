@@ -111,6 +111,11 @@ struct EventMessage<'a> {
     error: Option<String>,
 }
 
+/// The id suffix of something told again after `times` undos (none the first time).
+fn redo_suffix(times: u32) -> String {
+    if times > 0 { format!(":redo{times}") } else { String::new() }
+}
+
 fn data(e: impl std::fmt::Display) -> SinkError {
     SinkError::Data(e.to_string())
 }
@@ -175,7 +180,7 @@ impl Outbox {
             Some(k) => Some(k.json.text().map_err(data)?),
             None => None,
         };
-        let again = if redo > 0 { format!(":redo{redo}") } else { String::new() };
+        let again = redo_suffix(redo);
         let id = |kind: &str, i: Option<usize>| match i {
             Some(i) => format!("{c}:{kind}:{}:{hash}:{i}{again}", b.number),
             None => format!("{c}:{kind}:{}:{hash}{again}", b.number),
@@ -210,11 +215,21 @@ impl Outbox {
                 SinkError::Data(format!("block {}'s receipts are not kept; publishing logs needs them", b.number))
             })?;
             let all = crate::rawjson::receipt_logs(text).map_err(data)?;
+            // Each log parsed once: in full when events are published, else its address only.
+            let parts: Option<Vec<LogParts>> = match events {
+                true => {
+                    Some(all.iter().map(|l| serde_json::from_str(l.get())).collect::<Result<_, _>>().map_err(data)?)
+                }
+                false => None,
+            };
             if logs {
                 for (i, log) in all.iter().enumerate() {
-                    let a: LogAddress = serde_json::from_str(log.get()).map_err(data)?;
+                    let address = match parts.as_ref().and_then(|p| p.get(i)) {
+                        Some(p) => p.address,
+                        None => serde_json::from_str::<LogAddress>(log.get()).map_err(data)?.address,
+                    };
                     out.push(Outgoing {
-                        subject: format!("logs.{}", alloy_primitives::hex::encode_prefixed(a.address)),
+                        subject: format!("logs.{}", alloy_primitives::hex::encode_prefixed(address)),
                         id: id("log", Some(i)),
                         payload: format!(
                             r#"{{"type":"log","chain_id":{c},"block_number":{},"block_hash":"{hash}","log_index":{i},"log":{}}}"#,
@@ -224,10 +239,8 @@ impl Outbox {
                     });
                 }
             }
-            if events {
-                for (i, log) in all.iter().enumerate() {
-                    self.event_messages(b.number, hash, i, log.get(), &again, out)?;
-                }
+            for (i, l) in parts.iter().flatten().enumerate() {
+                self.event_messages(b.number, hash, i, l, &again, out)?;
             }
         }
         Ok(())
@@ -240,11 +253,10 @@ impl Outbox {
         number: u64,
         hash: B256,
         i: usize,
-        log: &str,
+        l: &LogParts,
         again: &str,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), SinkError> {
-        let l: LogParts = serde_json::from_str(log).map_err(data)?;
         for t in self.index.tables_for(&l.address, l.topics.first(), number) {
             let Some(table) = self.index.tables.get(usize::from(t)) else { continue };
             let parts = alloy_primitives::LogData::new_unchecked(l.topics.clone(), l.data.clone());
@@ -307,10 +319,7 @@ impl Outbox {
         };
         let payload = serde_json::to_string(&msg).map_err(data)?;
         // A tip undone before (A → B → A → B) tells this reorg under a new id.
-        let again = match self.store.sink_undone(&self.sink, h).await? {
-            0 => String::new(),
-            k => format!(":redo{k}"),
-        };
+        let again = redo_suffix(self.store.sink_undone(&self.sink, h).await?);
         let id = format!("{}:reorg:{f}:{h}{again}", self.chain_id);
         let undone = msg.dropped.iter().map(|d| d.hash).collect();
         let messages = vec![Outgoing { subject: "reorgs".into(), id, payload }];

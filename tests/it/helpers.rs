@@ -239,3 +239,13 @@ pub fn acks(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<u64> {
     });
     rx
 }
+
+/// The base URL a child prints as `api listening on URL` (`run`, `serve`), read from its stdout.
+pub fn api_url(out: std::process::ChildStdout) -> String {
+    use std::io::BufRead;
+    std::io::BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("api listening on ").map(str::to_string))
+        .expect("listening line")
+}

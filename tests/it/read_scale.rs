@@ -2,7 +2,6 @@
 //! read-only opens) while `blockstreamer run` writes it. Each answers the HTTP API and `/rpc`
 //! with what the writer just committed, under concurrent load, and the writer keeps up.
 
-use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,13 +19,8 @@ fn spawn_api(args: &[&str]) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn blockstreamer");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = std::io::BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("api listening on "))
-        .expect("listening line");
-    (child, line.trim_start_matches("api listening on ").to_string())
+    let base = crate::helpers::api_url(child.stdout.take().expect("stdout"));
+    (child, base)
 }
 
 async fn rpc_head(c: &crate::http::HttpClient, base: &str) -> u64 {

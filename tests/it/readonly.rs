@@ -157,16 +157,7 @@ async fn a_file_the_user_may_not_write_is_served_immutable() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let base = {
-        use std::io::BufRead;
-        let stdout = child.stdout.take().expect("stdout");
-        let line = std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("api listening on "))
-            .expect("listening line");
-        line.trim_start_matches("api listening on ").to_string()
-    };
+    let base = crate::helpers::api_url(child.stdout.take().expect("stdout"));
     let r = tokio::time::timeout(Duration::from_secs(10), get(&client(), &format!("{base}/v1/blocks/latest")))
         .await
         .expect("answered");
