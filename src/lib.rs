@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod model;
 pub mod provider;
 pub mod rawjson;
+pub mod rawlogs;
 pub mod sim;
 pub mod sink;
 pub mod store;

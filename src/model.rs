@@ -92,6 +92,9 @@ pub struct BlockReceipts {
     pub provider: ProviderId,
     /// The receipts' JSON array as served and verified (`[index] raw_json`), for `/rpc`.
     pub raw: Option<crate::rawjson::RawJson>,
+    /// Their logs' JSON objects with each one's address and topics, kept with `raw`, for
+    /// `eth_getLogs` and the sink.
+    pub raw_logs: Option<crate::rawlogs::RawLogs>,
 }
 
 /// One transaction's receipt, as stored; wei amounts kept exact.

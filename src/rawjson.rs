@@ -32,14 +32,7 @@ pub struct RawJsonError(String);
 impl RawJson {
     /// Compress `text`.
     pub fn compress(text: &str) -> Self {
-        thread_local! {
-            // One context per thread: making one per call costs more than compressing a block.
-            static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-                std::cell::RefCell::new(zstd::bulk::Compressor::new(LEVEL).ok());
-        }
-        let pooled = COMPRESSOR.with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(text.as_bytes()).ok()));
-        // Compressing into memory fails only if allocation does; then try a fresh context.
-        Self(pooled.or_else(|| zstd::bulk::compress(text.as_bytes(), LEVEL).ok()).unwrap_or_default())
+        Self(compress(text.as_bytes()))
     }
 
     /// A frame read back from the store.
@@ -54,20 +47,36 @@ impl RawJson {
 
     /// The JSON text.
     pub fn text(&self) -> Result<String, RawJsonError> {
-        thread_local! {
-            // As for compression: a context per call was a tenth of an `eth_getLogs` answer.
-            static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-                std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
-        }
-        let size = zstd::bulk::Decompressor::upper_bound(&self.0).unwrap_or(MAX_DECOMPRESSED).min(MAX_DECOMPRESSED);
-        let pooled = DECOMPRESSOR.with(|d| d.borrow_mut().as_mut().map(|d| d.decompress(&self.0, size)));
-        let bytes = match pooled {
-            Some(r) => r,
-            None => zstd::bulk::decompress(&self.0, size),
-        }
-        .map_err(|e| RawJsonError(e.to_string()))?;
-        String::from_utf8(bytes).map_err(|e| RawJsonError(e.to_string()))
+        String::from_utf8(decompress(&self.0)?).map_err(|e| RawJsonError(e.to_string()))
     }
+}
+
+/// `bytes` as one zstd frame.
+pub(crate) fn compress(bytes: &[u8]) -> Vec<u8> {
+    thread_local! {
+        // One context per thread: making one per call costs more than compressing a block.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Compressor::new(LEVEL).ok());
+    }
+    let pooled = COMPRESSOR.with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(bytes).ok()));
+    // Compressing into memory fails only if allocation does; then try a fresh context.
+    pooled.or_else(|| zstd::bulk::compress(bytes, LEVEL).ok()).unwrap_or_default()
+}
+
+/// The bytes of the zstd frame `frame` (at most [`MAX_DECOMPRESSED`]).
+pub(crate) fn decompress(frame: &[u8]) -> Result<Vec<u8>, RawJsonError> {
+    thread_local! {
+        // As for compression: a context per call was a tenth of an `eth_getLogs` answer.
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
+    }
+    let size = zstd::bulk::Decompressor::upper_bound(frame).unwrap_or(MAX_DECOMPRESSED).min(MAX_DECOMPRESSED);
+    let pooled = DECOMPRESSOR.with(|d| d.borrow_mut().as_mut().map(|d| d.decompress(frame, size)));
+    match pooled {
+        Some(r) => r,
+        None => zstd::bulk::decompress(frame, size),
+    }
+    .map_err(|e| RawJsonError(e.to_string()))
 }
 
 /// The logs of a block's receipts array, as the node sent them, in block order (log index 0, 1,

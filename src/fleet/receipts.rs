@@ -35,9 +35,15 @@ impl Fleet {
     ) -> Result<(), FleetError> {
         for b in blocks.iter_mut().filter(|b| b.receipts.is_none() && b.tx_count == 0) {
             // What eth_getBlockReceipts says of an empty block, without asking.
-            let raw = b.raw.is_some().then(|| crate::rawjson::RawJson::compress("[]"));
-            b.receipts =
-                Some(BlockReceipts { receipts: Vec::new(), root_verified: Some(true), provider: b.provider, raw });
+            let keep = b.raw.is_some();
+            b.receipts = Some(BlockReceipts {
+                receipts: Vec::new(),
+                root_verified: Some(true),
+                provider: b.provider,
+                raw: keep.then(|| crate::rawjson::RawJson::compress("[]")),
+                // No log: packing cannot fail.
+                raw_logs: keep.then(|| crate::rawlogs::RawLogs::build([]).ok()).flatten(),
+            });
         }
         let hashes: Vec<Vec<B256>> = blocks.iter().map(|b| b.transactions.iter().map(|t| t.hash).collect()).collect();
         // A few blocks at the tip: each on its own, hedged like the block fetch before it.

@@ -51,7 +51,8 @@ struct RpcReceipt<'a> {
     gas_used: &'a str,
     effective_gas_price: Option<&'a str>,
     contract_address: Option<&'a str>,
-    logs: Vec<RpcLog<'a>>,
+    // Each log kept as sent (for `RawLogs`), then decoded on its own.
+    logs: Vec<&'a serde_json::value::RawValue>,
     logs_bloom: &'a str,
     #[serde(rename = "type")]
     tx_type: Option<&'a str>,
@@ -70,7 +71,9 @@ pub fn decode_block_receipts(raw: &str, of: ReceiptsOf<'_>, provider: ProviderId
     let list: Vec<RpcReceipt<'_>> =
         serde_json::from_str(raw).map_err(|e| Reject::NotAnObject(format!("receipts: {e}")))?;
     let mut out = assemble(&list, of, provider)?;
-    out.raw = of.keep_raw.then(|| crate::rawjson::RawJson::compress(raw));
+    if of.keep_raw {
+        out.raw = Some(crate::rawjson::RawJson::compress(raw));
+    }
     Ok(out)
 }
 
@@ -83,8 +86,10 @@ pub fn assemble_receipts(raws: &[&str], of: ReceiptsOf<'_>, provider: ProviderId
         list.push(r);
     }
     let mut out = assemble(&list, of, provider)?;
-    // The array eth_getBlockReceipts would have given: the receipts in order.
-    out.raw = of.keep_raw.then(|| crate::rawjson::RawJson::compress(&format!("[{}]", raws.join(","))));
+    if of.keep_raw {
+        // The array eth_getBlockReceipts would have given: the receipts in order.
+        out.raw = Some(crate::rawjson::RawJson::compress(&format!("[{}]", raws.join(","))));
+    }
     Ok(out)
 }
 
@@ -98,7 +103,15 @@ fn assemble(list: &[RpcReceipt<'_>], of: ReceiptsOf<'_>, provider: ProviderId) -
         receipts.push(receipt(i, r, of, &mut next_log)?);
     }
     let root_verified = verify_root(&receipts, of.receipts_root)?;
-    Ok(BlockReceipts { receipts, root_verified, provider, raw: None })
+    let raw_logs = if of.keep_raw { Some(raw_logs(list, &receipts)?) } else { None };
+    Ok(BlockReceipts { receipts, root_verified, provider, raw: None, raw_logs })
+}
+
+/// The block's logs as sent, beside the address and topics they were decoded to.
+fn raw_logs(list: &[RpcReceipt<'_>], receipts: &[Receipt]) -> Result<crate::rawlogs::RawLogs, Reject> {
+    let pairs = list.iter().zip(receipts).flat_map(|(r, rc)| r.logs.iter().zip(&rc.logs));
+    crate::rawlogs::RawLogs::build(pairs.map(|(raw, l)| (&l.inner.address.0.0, l.inner.data.topics(), raw.get())))
+        .map_err(|e| Reject::NotAnObject(format!("logs: {e}")))
 }
 
 /// One receipt, checked against its block and position; `next_log` is the block's next log index.
@@ -129,8 +142,9 @@ fn receipt(i: usize, r: &RpcReceipt<'_>, of: ReceiptsOf<'_>, next_log: &mut u32)
         None => 0,
     };
     let mut logs = Vec::with_capacity(r.logs.len());
-    for (k, l) in r.logs.iter().enumerate() {
-        logs.push(log(i, k, l, of, tx_hash, next_log)?);
+    for (k, raw) in r.logs.iter().enumerate() {
+        let l: RpcLog<'_> = serde_json::from_str(raw.get()).map_err(|e| bad(i, format!("log {k}: {e}")))?;
+        logs.push(log(i, k, &l, of, tx_hash, next_log)?);
     }
     let opt = |k: &'static str, v: Option<&str>| v.map(|s| quantity(k, s)).transpose().map_err(e);
     let opt256 = |k: &'static str, v: Option<&str>| v.map(|s| quantity256(k, s)).transpose().map_err(e);

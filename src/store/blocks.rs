@@ -164,15 +164,15 @@ pub(super) async fn insert_blocks(
     insert_receipts(tx, &index, &with_ids).await
 }
 
-/// Keep the blocks' JSON (and their receipts'), where it came with them.
-async fn insert_json(tx: &mut sqlx::SqliteConnection, blocks: &[(i64, &Block)]) -> Result<(), StoreError> {
+/// Keep the blocks' JSON (and their receipts' and logs'), where it came with them.
+pub(super) async fn insert_json(tx: &mut sqlx::SqliteConnection, blocks: &[(i64, &Block)]) -> Result<(), StoreError> {
     let rows: Vec<(i64, &Block)> = blocks.iter().copied().filter(|(_, b)| b.raw.is_some()).collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = multirow::statement(INSERT_JSON, chunk.len());
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (id, b) in chunk {
-            let (block, receipts) = params::json(b);
-            q = q.bind(*id).bind(block).bind(receipts);
+            let (block, receipts, logs) = params::json(b);
+            q = q.bind(*id).bind(block).bind(receipts).bind(logs);
         }
         q.execute(&mut *tx).await.map_err(classify)?;
     }

@@ -91,8 +91,8 @@ impl Bulk {
                 let row = params::block(b, provider_ids.get(&b.provider).copied(), now, index.selection)?;
                 let id: i64 = insert_block.query_row(params_from_iter(row.iter()), |r| r.get(0)).map_err(classify)?;
                 if b.raw.is_some() {
-                    let (block, receipts) = params::json(b);
-                    insert_json.execute(rusqlite::params![id, block, receipts]).map_err(classify)?;
+                    let (block, receipts, logs) = params::json(b);
+                    insert_json.execute(rusqlite::params![id, block, receipts, logs]).map_err(classify)?;
                 }
                 for t in &b.transactions {
                     insert_tx.execute(params_from_iter(params::transaction(id, t)?.iter())).map_err(classify)?;

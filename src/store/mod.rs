@@ -37,7 +37,7 @@ use thiserror::Error;
 
 pub use activity::{BlockActivity, IndexActivity, RefusedAnswers};
 pub use consumers::ConsumerPosition;
-pub use rpc_read::{BlockAt, Kept, KeptJson};
+pub use rpc_read::{BlockAt, Kept, KeptJson, KeptLogs};
 pub use sinks::{SinkPosition, SinkRow};
 
 /// The random-keyed indexes a long bulk load drops and rebuilds: (drop, create if missing).

@@ -204,9 +204,15 @@ impl rusqlite::ToSql for Param<'_> {
     }
 }
 
-/// A block's kept JSON, in the order of `sql/store/insert_block_json.sql` after the block id:
-/// the block's, and its receipts' when every receipt was fetched.
-pub(super) fn json(b: &Block) -> (Option<&[u8]>, Option<&[u8]>) {
-    let receipts = b.receipts.as_ref().and_then(|r| r.raw.as_ref());
-    (b.raw.as_ref().map(crate::rawjson::RawJson::as_bytes), receipts.map(crate::rawjson::RawJson::as_bytes))
+/// A block's kept bytes, in the order of `sql/store/insert_block_json.sql` after the block id.
+pub(super) type KeptBytes<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// A block's kept JSON: the block's, and its receipts' and logs' when every receipt was fetched.
+pub(super) fn json(b: &Block) -> KeptBytes<'_> {
+    let receipts = b.receipts.as_ref();
+    (
+        b.raw.as_ref().map(crate::rawjson::RawJson::as_bytes),
+        receipts.and_then(|r| r.raw.as_ref()).map(crate::rawjson::RawJson::as_bytes),
+        receipts.and_then(|r| r.raw_logs.as_ref()).map(crate::rawlogs::RawLogs::as_bytes),
+    )
 }

@@ -76,6 +76,8 @@ impl Store {
             done.push((id, b));
         }
         let n = done.len();
+        // The receipts' JSON too, so /rpc answers these heights from the store.
+        super::blocks::insert_json(&mut tx, &done).await?;
         super::blocks::insert_receipts(&mut tx, &index, &done).await?;
         tx.commit().await.map_err(classify)?;
         if n > 0 {

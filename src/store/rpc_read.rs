@@ -1,5 +1,5 @@
-//! The read side of `/rpc`: the kept JSON of a block or its receipts by height or hash, where a
-//! transaction or receipt is, and whether a range's logs are all stored.
+//! The read side of `/rpc`: the kept JSON of a block or its receipts by height or hash, a
+//! block's logs, where a transaction or receipt is, and whether a range's logs are all stored.
 //!
 //! The point reads run on the calling thread over a rusqlite connection of its own: a sqlx
 //! query hops to its connection's worker thread and back, and at tens of thousands of calls a
@@ -18,6 +18,7 @@ use rusqlite::OptionalExtension;
 use super::sqlite::classify_rusqlite;
 use super::{Store, StoreError};
 use crate::rawjson::RawJson;
+use crate::rawlogs::{RawLogs, Unpacked};
 use crate::types::{from_sql, to_sql};
 
 /// Which block.
@@ -34,6 +35,15 @@ pub enum BlockAt {
 pub enum Kept {
     Block,
     Receipts,
+}
+
+/// A block's kept logs, for `eth_getLogs`.
+#[derive(Debug)]
+pub struct KeptLogs {
+    pub number: u64,
+    pub hash: B256,
+    /// Every log of the block; `None` when its receipts are not kept.
+    pub logs: Option<Unpacked>,
 }
 
 /// A block's kept JSON and what it holds.
@@ -102,6 +112,35 @@ impl Store {
             tx_count: u32::try_from(count).map_err(|_| StoreError::Corrupt("negative tx count".into()))?,
             json: RawJson::from_stored(bytes),
         }))
+    }
+
+    /// The logs of the block `at`; `None` when the block, or its JSON, is not stored.
+    pub fn kept_logs(&self, at: BlockAt) -> Result<Option<KeptLogs>, StoreError> {
+        type Row = (i64, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> { Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)) };
+        let found = match at {
+            BlockAt::Number(n) => point_read(
+                self,
+                include_str!("../../sql/rpc/block_logs_by_number.sql"),
+                [to_sql("block number", n)?],
+                row,
+            )?,
+            BlockAt::Hash(h) => {
+                point_read(self, include_str!("../../sql/rpc/block_logs_by_hash.sql"), [h.as_slice()], row)?
+            }
+        };
+        let Some((number, hash, packed, receipts)) = found else { return Ok(None) };
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("block {number}: {e}"));
+        let logs = match (packed, receipts) {
+            (Some(p), _) => Some(RawLogs::from_stored(p).unpack().map_err(|e| corrupt(&e))?),
+            // Kept before the logs were (V15): reach them through the receipts.
+            (None, Some(r)) => {
+                let text = RawJson::from_stored(r).text().map_err(|e| corrupt(&e))?;
+                Some(Unpacked::from_receipts(&text).map_err(|e| corrupt(&e))?)
+            }
+            (None, None) => None,
+        };
+        Ok(Some(KeptLogs { number: from_sql("block number", number)?, hash: super::blocks::hash32(&hash)?, logs }))
     }
 
     /// The canonical block hash and index of the transaction `hash` (`Kept::Block`), or of its

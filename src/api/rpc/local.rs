@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::envelope::{RpcError, code};
 use super::params::{self, BlockId, Tag};
 use crate::config::RpcConfig;
-use crate::store::{BlockAt, Kept, LogQuery, Store, StoreError};
+use crate::store::{BlockAt, Kept, KeptLogs, LogQuery, Store, StoreError};
 
 /// The heights and chain one request sees (a batch sees one `latest`).
 #[derive(Debug, Clone, Copy)]
@@ -308,14 +308,11 @@ impl<'de> Deserialize<'de> for Ordered<'de> {
 impl View<'_> {
     async fn logs(&self, p: &[&RawValue]) -> Result<String, Miss> {
         let f = params::log_filter(arg(p, 0, "filter")?)?;
-        let (from, to) = match f.block_hash {
-            Some(h) => {
-                let k = self.store.kept_json(BlockAt::Hash(h), Kept::Receipts)?;
-                let n = k.map(|k| k.number).ok_or(Miss::Forward(None))?;
-                (n, n)
-            }
-            None => (self.height(f.from.unwrap_or(Tag::Latest))?, self.height(f.to.unwrap_or(Tag::Latest))?),
-        };
+        if let Some(h) = f.block_hash {
+            let k = self.store.kept_logs(BlockAt::Hash(h))?.ok_or(Miss::Forward(None))?;
+            return self.scan_logs(&f, k.number, k.number, Some(k));
+        }
+        let (from, to) = (self.height(f.from.unwrap_or(Tag::Latest))?, self.height(f.to.unwrap_or(Tag::Latest))?);
         if from > to {
             return Err(Miss::Error(RpcError::new(code::SERVER, "invalid block range params")));
         }
@@ -323,11 +320,11 @@ impl View<'_> {
         if to - from >= max_range {
             return Err(Miss::Error(RpcError::new(code::LIMIT, format!("query exceeds max block range {max_range}"))));
         }
+        if to - from < SCAN_BLOCKS {
+            return self.scan_logs(&f, from, to, None);
+        }
         if !self.store.logs_cover(from, to)? {
             return Err(Miss::Forward(Some(to)));
-        }
-        if to - from < SCAN_BLOCKS {
-            return self.scan_logs(&f, from, to);
         }
         let max = self.opts.max_logs;
         let q = LogQuery {
@@ -346,43 +343,48 @@ impl View<'_> {
         let mut out = String::from("[");
         for group in rows.chunk_by(|a, b| a.block_hash == b.block_hash) {
             let h: B256 = group[0].block_hash.parse().map_err(|_| Miss::Error(internal("block hash")))?;
-            let k = self.store.kept_json(BlockAt::Hash(h), Kept::Receipts)?;
-            let text = k.ok_or(Miss::Forward(Some(to)))?.json.text().map_err(internal)?;
-            let logs = crate::rawjson::receipt_logs(&text).map_err(internal)?;
+            let k = self.store.kept_logs(BlockAt::Hash(h))?;
+            let logs = k.and_then(|k| k.logs).ok_or(Miss::Forward(Some(to)))?;
             for r in group {
-                let log = usize::try_from(r.log_index).ok().and_then(|i| logs.get(i)).ok_or_else(|| {
+                let log = usize::try_from(r.log_index).ok().map(|i| logs.get(i)).transpose().map_err(internal)?;
+                let log = log.flatten().ok_or_else(|| {
                     Miss::Error(internal(format!("no log {} in block {}", r.log_index, r.block_hash)))
                 })?;
-                push_item(&mut out, log.get());
+                push_item(&mut out, log.json);
             }
         }
         out.push(']');
         Ok(out)
     }
 
-    /// A few blocks: read their kept receipts and match each log, rather than ask the index
-    /// (a point read per block on this thread; no query planning, no hop to a pool thread).
-    fn scan_logs(&self, f: &params::LogFilter, from: u64, to: u64) -> Result<String, Miss> {
+    /// A few blocks: read their kept logs and match each one, rather than ask the index (a
+    /// point read per block on this thread; no query planning, no hop to a pool thread).
+    /// `first` is block `from`, when already read. Every block is read before any is matched,
+    /// so a range the store does not hold in full is forwarded whatever it would have matched.
+    fn scan_logs(&self, f: &params::LogFilter, from: u64, to: u64, first: Option<KeptLogs>) -> Result<String, Miss> {
+        let mut blocks = Vec::with_capacity(usize::try_from(to - from + 1).unwrap_or(0));
+        let mut next = first;
+        for n in from..=to {
+            let k = match next.take() {
+                Some(k) => k,
+                None => self.store.kept_logs(BlockAt::Number(n))?.ok_or(Miss::Forward(Some(to)))?,
+            };
+            blocks.push((k.number, k.logs.ok_or(Miss::Forward(Some(to)))?));
+        }
         let max = self.opts.max_logs;
         let mut out = String::from("[");
         let mut found = 0usize;
-        for n in from..=to {
-            let Some(k) = self.store.kept_json(BlockAt::Number(n), Kept::Receipts)? else {
-                return Err(Miss::Forward(Some(to)));
-            };
-            if k.tx_count == 0 {
-                continue;
-            }
-            let text = k.json.text().map_err(internal)?;
-            for log in crate::rawjson::receipt_logs(&text).map_err(internal)? {
-                if !f.matches(log)? {
+        for (number, logs) in blocks {
+            for log in logs.entries() {
+                let log = log.map_err(internal)?;
+                if !f.matches(&log) {
                     continue;
                 }
                 found += 1;
                 if found > max {
-                    return Err(too_many(max, from, n));
+                    return Err(too_many(max, from, number));
                 }
-                push_item(&mut out, log.get());
+                push_item(&mut out, log.json);
             }
         }
         out.push(']');

@@ -115,25 +115,15 @@ pub(super) struct LogFilter {
     pub(super) topics: [Vec<[u8; 32]>; 4],
 }
 
-/// The fields of a node's log object a filter looks at.
-#[derive(Deserialize)]
-struct LogKeys {
-    address: alloy_primitives::Address,
-    #[serde(default)]
-    topics: Vec<B256>,
-}
-
 impl LogFilter {
-    /// Does the log object `log` (as a node sent it) match the addresses and topics?
-    pub(super) fn matches(&self, log: &RawValue) -> Result<bool, RpcError> {
-        let k: LogKeys = serde_json::from_str(log.get())
-            .map_err(|e| RpcError::new(super::envelope::code::INTERNAL, format!("stored log: {e}")))?;
-        Ok((self.addresses.is_empty() || self.addresses.contains(&k.address.0.0))
+    /// Does the log `log` match the addresses and topics?
+    pub(super) fn matches(&self, log: &crate::rawlogs::LogEntry<'_>) -> bool {
+        (self.addresses.is_empty() || self.addresses.contains(log.address))
             && self
                 .topics
                 .iter()
                 .enumerate()
-                .all(|(i, alts)| alts.is_empty() || k.topics.get(i).is_some_and(|t| alts.contains(&t.0))))
+                .all(|(i, alts)| alts.is_empty() || log.topics.get(i).is_some_and(|t| alts.contains(t)))
     }
 }
 

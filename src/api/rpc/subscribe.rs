@@ -175,23 +175,26 @@ impl Follower<'_> {
         if b.tx_count == 0 {
             return Ok(true);
         }
-        let kept = self.state.0.store.kept_json(BlockAt::Hash(h), Kept::Receipts).map_err(db)?.ok_or_else(|| {
+        let not_kept = || {
             format!(
                 "the receipts of block {} are not kept in full ([index] receipts / raw_json): logs cannot be followed",
                 b.number
             )
-        })?;
-        let text = kept.json.text().map_err(|e| format!("stored receipts JSON: {e}"))?;
-        let mut logs = crate::rawjson::receipt_logs(&text).map_err(|e| format!("stored receipts: {e}"))?;
-        if removed {
-            logs.reverse();
-        }
-        for log in logs {
-            if !m.matches(log).map_err(|e| e.message)? {
-                continue;
+        };
+        let kept = self.state.0.store.kept_logs(BlockAt::Hash(h)).map_err(db)?.ok_or_else(not_kept)?;
+        let logs = kept.logs.ok_or_else(not_kept)?;
+        let mut matching = Vec::new();
+        for log in logs.entries() {
+            let log = log.map_err(|e| e.to_string())?;
+            if m.matches(&log) {
+                matching.push(log.json);
             }
-            let sent =
-                if removed { self.notify(&with_removed(log.get())?).await? } else { self.notify(log.get()).await? };
+        }
+        if removed {
+            matching.reverse();
+        }
+        for log in matching {
+            let sent = if removed { self.notify(&with_removed(log)?).await? } else { self.notify(log).await? };
             if !sent {
                 return Ok(false);
             }
@@ -259,10 +262,11 @@ mod tests {
         let a = "0x00000000000000000000000000000000000000aa";
         let t = topic(Some(&raw(&format!(r#"["logs",{{"address":"{a}","topics":[null]}}]"#)))).unwrap();
         let Topic::Logs(m) = t else { panic!("logs") };
-        let log = raw(&format!(r#"{{"address":"{a}","topics":["0x{}"],"data":"0x"}}"#, "11".repeat(32)));
-        assert!(m.matches(&log).unwrap());
-        let other = raw(r#"{"address":"0x00000000000000000000000000000000000000bb","topics":[]}"#);
-        assert!(!m.matches(&other).unwrap());
+        let mut aa = [0u8; 20];
+        aa[19] = 0xaa;
+        let log = crate::rawlogs::LogEntry { address: &aa, topics: &[[0x11; 32]], json: "{}" };
+        assert!(m.matches(&log));
+        assert!(!m.matches(&crate::rawlogs::LogEntry { address: &[0xbb; 20], ..log }));
         for bad in [r#"["newPendingTransactions"]"#, r#"[]"#, r#"["logs",{"fromBlock":"0x1"}]"#, r#"["newHeads",{}]"#] {
             assert!(topic(Some(&raw(bad))).is_err(), "{bad}");
         }
