@@ -21,7 +21,7 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rpc() { curl -s -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "$1"; }
 
-cargo build --release --quiet --bin blockstreamer --example recorded --example bench_logs
+cargo build --release --quiet --bin blockstreamer --example recorded --example bench_logs --example nats_cost
 PA=$(port); PF=$(port); PN=$(port)
 "$ANVIL_BIN" --host 127.0.0.1 --port "$PA" --silent --accounts 40 --gas-limit 100000000 --max-persisted-states 0 & PIDS+=($!)
 ANVIL="http://127.0.0.1:$PA"
@@ -32,7 +32,8 @@ HEAD=$(( $(rpc "$ANVIL" eth_blockNumber '[]' | sed 's/.*"result":"\(0x[0-9a-f]*\
 "$T/examples/recorded" serve --file "$WORK/chain.jsonl" --port "$PF" >"$WORK/free.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do grep -q serving "$WORK/free.log" && break; sleep 0.1; done
 mkdir -p "$WORK/nats"
-"$NATS" -js -a 127.0.0.1 -p "$PN" -sd "$WORK/nats" >/dev/null 2>&1 & PIDS+=($!)
+"$NATS" -js -a 127.0.0.1 -p "$PN" -sd "$WORK/nats" >/dev/null 2>&1 & NATS_PID=$!
+PIDS+=($NATS_PID)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PN") 2>/dev/null && break; sleep 0.1; done
 echo "chain: $((HEAD + 1)) blocks x $TXS log-emitting txs; provider: recorded (free); nats-server $("$NATS" --version)"
 
@@ -50,18 +51,20 @@ for line in open(sys.argv[3]):
 backfill() { # name, config file or "" → one result line
   local name=$1 cfg=$2 db="$WORK/$1.db"
   rm -f "$db" "$db-wal" "$db-shm"
+  local broker_before; broker_before=$(cpu_of "$NATS_PID")
   local args=(--log-format json backfill --from 0 --to "$HEAD" --rpc "http://127.0.0.1:$PF" --db "$db")
   [ -n "$cfg" ] && args+=(--config "$cfg")
   /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" timeout 600 "$BIN" "${args[@]}" >"$WORK/$name.log" 2>&1 \
     || { echo "$name FAILED"; tail -3 "$WORK/$name.log"; return 0; }
   read -r wall user sys rss <"$WORK/time"
+  local broker; broker=$(awk -v a="$broker_before" -v b="$(cpu_of "$NATS_PID")" 'BEGIN { printf "%.2f", b - a }')
   local ingest msgs msecs rate
   ingest=$(field "backfill stored; waiting for the sink" seconds "$WORK/$name.log")
   [ -n "$ingest" ] || ingest=$(field "backfill done" seconds "$WORK/$name.log")
   msgs=$(field "sink caught up" messages "$WORK/$name.log"); msecs=$(field "sink caught up" seconds "$WORK/$name.log")
   rate=$(field "sink caught up" messages_per_sec "$WORK/$name.log")
-  printf '%-9s wall %6.2f s  ingest %6s s  cpu %6.2f s  RSS %4.0f MiB  messages %7s in %6s s = %6s msg/s\n' \
-    "$name" "$wall" "$ingest" "$(awk -v u="$user" -v s="$sys" 'BEGIN{print u+s}')" "$((rss / 1024))" "${msgs:--}" "${msecs:--}" "${rate:--}"
+  printf '%-9s wall %6.2f s  ingest %6s s  cpu %6.2f s  nats-server cpu %5.2f s  RSS %4.0f MiB  messages %7s in %6s s = %6s msg/s\n' \
+    "$name" "$wall" "$ingest" "$(awk -v u="$user" -v s="$sys" 'BEGIN{print u+s}')" "$broker" "$((rss / 1024))" "${msgs:--}" "${msecs:--}" "${rate:--}"
 }
 
 for run in $(seq "$RUNS"); do
@@ -70,6 +73,18 @@ for run in $(seq "$RUNS"); do
   backfill off ""
   backfill on "$WORK/sink.toml"
 done
+
+# The broker alone (examples/nats_cost.rs): its CPU per message and per byte, the same way the
+# sink publishes (a Nats-Msg-Id each, a window of acks), so the share of the sink runs above that
+# nats-server itself needs is known.
+broker_cost() { # count, size
+  local before; before=$(cpu_of "$NATS_PID")
+  "$T/examples/nats_cost" --url "nats://127.0.0.1:$PN" --count "$1" --size "$2" | tr '\n' ' '
+  awk -v a="$before" -v b="$(cpu_of "$NATS_PID")" 'BEGIN { printf " nats-server cpu %.2f s\n", b - a }'
+}
+broker_cost 40000 64
+broker_cost 40000 2000
+broker_cost 2000 40000
 
 # The tip: commit → ack while anvil gets a block of TXS transactions every 250 ms.
 printf '[sink.nats]\nurl = "nats://127.0.0.1:%s"\nstream = "tip"\n' "$PN" >"$WORK/tip.toml"
