@@ -27,12 +27,71 @@ pub(super) struct Bulk {
     conn: Arc<Mutex<Option<Connection>>>,
     /// Whether a connection is open, readable without waiting for a commit holding the lock.
     active: Arc<AtomicBool>,
+    /// Checkpoints the WAL beside the commits while a bulk load runs.
+    checkpointer: Arc<Mutex<Option<Checkpointer>>>,
+}
+
+/// The WAL past which a commit checkpoints on its own thread, as SQLite's autocheckpoint would,
+/// because the background checkpoints are not keeping up (a reader pinning an old snapshot).
+const WAL_BOUND_BYTES: u64 = 256 << 20;
+
+/// A thread with a connection of its own that runs a PASSIVE checkpoint after each bulk commit.
+///
+/// SQLite's autocheckpoint runs on the committing connection, inside the commit: during a bulk
+/// load that was a quarter of the writer's time (BENCHMARKS.md §8), on the thread every commit
+/// waits for. A PASSIVE checkpoint from another connection copies the committed frames into the
+/// database while the next batch is inserted (it never takes the write lock), and once it has
+/// copied everything the next commit starts the WAL from its beginning again.
+#[derive(Debug)]
+struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path, s: WriterSettings) -> Result<Self, StoreError> {
+        let conn = open_bulk(path, s)?;
+        // At most one wake-up waits: commits during a checkpoint ask for one more, not one each.
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("bulk-checkpoint".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    // Busy (another checkpoint, a reader in the way) is fine: the next commit
+                    // asks again, and the bound in `commit` keeps the WAL from growing for ever.
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::debug!(error = %e, "background checkpoint");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Bulk(format!("checkpoint thread: {e}")))?;
+        Ok(Self { wake, thread })
+    }
+
+    fn wake(&self) {
+        // Full: one is already pending, which covers this commit too.
+        let _ = self.wake.try_send(());
+    }
+
+    /// Stop after the checkpoint in progress, if any.
+    fn stop(self) {
+        drop(self.wake);
+        let _ = self.thread.join();
+    }
 }
 
 impl Bulk {
-    /// Open the connection (the database exists and is migrated by now).
+    /// Open the connection (the database exists and is migrated by now) and the checkpointer.
     pub(super) fn start(&self, path: &Path, s: WriterSettings) -> Result<(), StoreError> {
         let conn = open_bulk(path, s)?;
+        // Commits leave checkpoints to the checkpointer (and to `WAL_BOUND_BYTES`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(classify)?;
+        let checkpointer = Checkpointer::start(path, s)?;
+        if let Ok(mut slot) = self.checkpointer.lock()
+            && let Some(old) = slot.replace(checkpointer)
+        {
+            old.stop();
+        }
         if let Ok(mut slot) = self.conn.lock() {
             *slot = Some(conn);
             self.active.store(true, Ordering::Release);
@@ -40,12 +99,15 @@ impl Bulk {
         Ok(())
     }
 
-    /// Close the connection (blocking: waits for a commit in progress); later commits go
-    /// through sqlx again.
+    /// Close the connection (blocking: waits for a commit in progress, then for the
+    /// checkpoint in progress); later commits go through sqlx again.
     pub(super) fn stop(&self) {
         self.active.store(false, Ordering::Release);
         if let Ok(mut slot) = self.conn.lock() {
             slot.take();
+        }
+        if let Some(c) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
+            c.stop();
         }
     }
 
@@ -108,8 +170,21 @@ impl Bulk {
             }
         }
         tx.commit().map_err(classify)?;
+        if wal_bytes(conn) > WAL_BOUND_BYTES {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(classify)?;
+        } else if let Ok(c) = self.checkpointer.lock()
+            && let Some(c) = c.as_ref()
+        {
+            c.wake();
+        }
         Ok(true)
     }
+}
+
+/// The size of the connection's `-wal` file (0 when unknown).
+fn wal_bytes(conn: &Connection) -> u64 {
+    let Some(path) = conn.path().filter(|p| !p.is_empty()) else { return 0 };
+    std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len())
 }
 
 /// A block's decoded rows and decode errors, through the connection's statement cache.

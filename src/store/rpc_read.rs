@@ -62,6 +62,10 @@ thread_local! {
     static READERS: RefCell<HashMap<PathBuf, rusqlite::Connection>> = RefCell::new(HashMap::new());
 }
 
+/// How much of the file a point-read connection maps instead of reading into its page cache
+/// (one copy fewer per page read).
+const MMAP_BYTES: i64 = 1 << 30;
+
 /// One row of `sql` with `params`, on this thread's connection to `store`'s file (opened on
 /// first use, as the store's own readers are: same file, same access).
 fn point_read<T>(
@@ -74,10 +78,12 @@ fn point_read<T>(
         let mut map = r.borrow_mut();
         let conn = match map.entry(store.path().to_path_buf()) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(
-                super::sqlite::open_read_only(store.path(), store.access(), Duration::from_secs(1), 8192)
-                    .map_err(classify_rusqlite)?,
-            ),
+            Entry::Vacant(e) => {
+                let c = super::sqlite::open_read_only(store.path(), store.access(), Duration::from_secs(1), 8192)
+                    .map_err(classify_rusqlite)?;
+                c.pragma_update(None, "mmap_size", MMAP_BYTES).map_err(classify_rusqlite)?;
+                e.insert(c)
+            }
         };
         conn.prepare_cached(sql).and_then(|mut st| st.query_row(params, row).optional()).map_err(classify_rusqlite)
     })

@@ -141,3 +141,36 @@ async fn unclean_shutdown_is_detected_and_checked() {
     let store = Store::open(&StoreOptions::new(&db.path)).await.expect("reopen after unclean shutdown");
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_bulk_load_is_checkpointed_beside_its_commits() {
+    use blockstreamer::model::{CommitBatch, ProviderId};
+    use blockstreamer::provider::wire::{DecodeOptions, Want, decode_block};
+    let db = temp_db();
+    let store = Store::open(&StoreOptions::new(&db.path)).await.expect("open");
+    let chain = crate::bed::sim_chain(1_200, 5);
+    let opts = DecodeOptions { full_transactions: true, verify_header_hash: true, keep_raw: true };
+    store.begin_bulk_load(false).await.expect("bulk");
+    for from in (0..1_200).step_by(100) {
+        let blocks = (from..from + 100)
+            .map(|k| {
+                let b = chain.block(k).expect("in the chain");
+                decode_block(b.json(true).get(), Want::Number(k), opts, ProviderId(0)).expect("decode")
+            })
+            .collect();
+        store.commit_owned(CommitBatch { reorg: None, blocks }).await.expect("bulk commit");
+    }
+    // The bulk connection never checkpoints inside a commit (autocheckpoint off) and nothing else
+    // writes: the main file holds the blocks only if the background checkpointer copied them.
+    let pool = inspect(&db.path).await;
+    let logical = scalar_i64(&pool, "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size").await;
+    let main_file = || std::fs::metadata(&db.path).map_or(0, |m| m.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while main_file() < u64::try_from(logical).expect("size") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(main_file() >= u64::try_from(logical).expect("size"), "main file {} of {logical} bytes", main_file());
+    assert!(logical > 4 << 20, "the load spans many autocheckpoints' worth ({logical} bytes)");
+    store.end_bulk_load().await.expect("end");
+    store.close().await;
+}
