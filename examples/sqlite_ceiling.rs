@@ -4,7 +4,13 @@
 //! statements in large transactions and nothing else: no fetching, no decoding, no checks, no
 //! pipeline. The values are decoded up front and not timed.
 //!
+//! With `--recording FILE` (a chain recorded by `examples/recorded.rs`) the rows are that chain's
+//! blocks, transactions, receipts and logs (issue 13's shape), and the hash indexes dropped for
+//! the load are rebuilt afterwards and timed apart: the floor under a backfill with receipts and
+//! logs, on this machine, in SQLite.
+//!
 //! `cargo run --release --example sqlite_ceiling -- --blocks 20000 --txs 20`
+//! `cargo run --release --example sqlite_ceiling -- --recording chain.jsonl`
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,6 +38,17 @@ struct Cli {
     db: PathBuf,
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// Take the blocks and their receipts from this recording instead of the simulated chain.
+    #[arg(long)]
+    recording: Option<PathBuf>,
+}
+
+/// One block's rows: the block, its transactions, receipts and logs (block id left out).
+struct Rows {
+    block: Vec<Value>,
+    txs: Vec<Vec<Value>>,
+    receipts: Vec<Vec<Value>>,
+    logs: Vec<Vec<Value>>,
 }
 
 fn int(v: u64) -> Value {
@@ -50,7 +67,7 @@ fn blob(b: &[u8]) -> Value {
 }
 
 /// Each block's row and its transactions' rows, in the columns blockstreamer writes.
-fn rows(b: &Block) -> (Vec<Value>, Vec<Vec<Value>>) {
+fn rows(b: &Block) -> Rows {
     let block = vec![
         blob(b.hash.as_slice()),
         int(b.number),
@@ -70,8 +87,8 @@ fn rows(b: &Block) -> (Vec<Value>, Vec<Vec<Value>>) {
         Value::Integer(1),
         Value::Integer(0),
         b.logs_bloom.as_ref().map_or(Value::Null, |l| blob(l.as_slice())),
-        Value::Integer(0),
-        Value::Null,
+        Value::Integer(i64::from(b.receipts.is_some())),
+        b.receipts.as_ref().map_or(Value::Null, |_| Value::Integer(1)),
         Value::Null,
     ];
     let txs = b
@@ -95,7 +112,45 @@ fn rows(b: &Block) -> (Vec<Value>, Vec<Vec<Value>>) {
             ]
         })
         .collect();
-    (block, txs)
+    let all = b.receipts.iter().flat_map(|r| r.receipts.iter());
+    let receipts = all
+        .clone()
+        .map(|r| {
+            vec![
+                Value::Integer(i64::from(r.tx_index)),
+                blob(r.tx_hash.as_slice()),
+                r.status.map_or(Value::Null, |s| Value::Integer(i64::from(s))),
+                r.post_state.map_or(Value::Null, |p| blob(p.as_slice())),
+                Value::Integer(i64::from(r.tx_type)),
+                int(r.gas_used),
+                int(r.cumulative_gas_used),
+                wei(r.effective_gas_price),
+                r.contract_address.map_or(Value::Null, |a| blob(a.as_slice())),
+                r.blob_gas_used.map_or(Value::Null, int),
+                wei(r.blob_gas_price),
+                Value::Integer(i64::from(r.log_count)),
+            ]
+        })
+        .collect();
+    let logs = all
+        .flat_map(|r| r.logs.iter())
+        .map(|l| {
+            let topic = |i: usize| l.inner.data.topics().get(i).map_or(Value::Null, |t| blob(t.as_slice()));
+            vec![
+                Value::Integer(i64::from(l.log_index)),
+                int(b.number),
+                Value::Integer(i64::from(l.tx_index)),
+                blob(l.tx_hash.as_slice()),
+                blob(l.inner.address.as_slice()),
+                topic(0),
+                topic(1),
+                topic(2),
+                topic(3),
+                blob(l.inner.data.data.as_ref()),
+            ]
+        })
+        .collect();
+    Rows { block, txs, receipts, logs }
 }
 
 const INSERT_BLOCK: &str = "INSERT INTO blocks (hash, number, parent_hash, timestamp, miner, gas_used, gas_limit, \
@@ -104,6 +159,26 @@ const INSERT_BLOCK: &str = "INSERT INTO blocks (hash, number, parent_hash, times
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, NULL, ?17, ?18, ?19, ?20, ?21)";
 const INSERT_TX: &str = "INSERT INTO transactions (block_id, idx, hash, from_address, to_address, value, nonce, gas, \
     gas_price, max_fee_per_gas, max_priority_fee_per_gas, input, tx_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_RECEIPT: &str = "INSERT INTO receipts (block_id, idx, tx_hash, status, post_state, tx_type, gas_used, \
+    cumulative_gas_used, effective_gas_price, contract_address, blob_gas_used, blob_gas_price, log_count) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_LOG: &str = "INSERT INTO logs (block_id, log_index, block_number, tx_idx, tx_hash, address, topic0, \
+    topic1, topic2, topic3, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const HASH_INDEXES: [&str; 3] = [
+    include_str!("../sql/store/tx_hash_index_create.sql"),
+    include_str!("../sql/store/receipts_hash_index_create.sql"),
+    include_str!("../sql/store/logs_tx_index_create.sql"),
+];
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) / 100.0
+}
 
 async fn fresh_file(db: &std::path::Path) -> Res<()> {
     for suffix in ["", "-wal", "-shm"] {
@@ -127,7 +202,7 @@ async fn fresh_file(db: &std::path::Path) -> Res<()> {
     Ok(())
 }
 
-fn insert(db: &std::path::Path, all: &[(Vec<Value>, Vec<Vec<Value>>)], commit_blocks: usize) -> Res<Duration> {
+fn insert(db: &std::path::Path, all: &[Rows], commit_blocks: usize) -> Res<Duration> {
     let mut conn = rusqlite::Connection::open(db)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -8192)?;
@@ -140,11 +215,19 @@ fn insert(db: &std::path::Path, all: &[(Vec<Value>, Vec<Vec<Value>>)], commit_bl
         {
             let mut ib = tx.prepare(INSERT_BLOCK)?;
             let mut it = tx.prepare(INSERT_TX)?;
-            for (block, txs) in chunk {
-                ib.execute(rusqlite::params_from_iter(block.iter()))?;
+            let mut ir = tx.prepare(INSERT_RECEIPT)?;
+            let mut il = tx.prepare(INSERT_LOG)?;
+            for r in chunk {
+                ib.execute(rusqlite::params_from_iter(r.block.iter()))?;
                 let id = Value::Integer(tx.last_insert_rowid());
-                for t in txs {
+                for t in &r.txs {
                     it.execute(rusqlite::params_from_iter(std::iter::once(&id).chain(t.iter().skip(1))))?;
+                }
+                for row in &r.receipts {
+                    ir.execute(rusqlite::params_from_iter(std::iter::once(&id).chain(row.iter())))?;
+                }
+                for row in &r.logs {
+                    il.execute(rusqlite::params_from_iter(std::iter::once(&id).chain(row.iter())))?;
                 }
             }
         }
@@ -153,28 +236,64 @@ fn insert(db: &std::path::Path, all: &[(Vec<Value>, Vec<Vec<Value>>)], commit_bl
     Ok(started.elapsed())
 }
 
+/// Rebuild the hash indexes the load dropped, as the end of a bulk load does.
+fn rebuild(db: &std::path::Path) -> Res<Duration> {
+    let conn = rusqlite::Connection::open(db)?;
+    let started = Instant::now();
+    for sql in HASH_INDEXES {
+        conn.execute(sql, [])?;
+    }
+    Ok(started.elapsed())
+}
+
+/// The blocks of a recording (`examples/recorded.rs`), decoded with their receipts.
+fn recorded(file: &std::path::Path) -> Res<Vec<Block>> {
+    use blockstreamer::provider::receipts::{ReceiptsOf, decode_block_receipts};
+    use std::io::BufRead;
+    let opts = DecodeOptions { full_transactions: true, verify_header_hash: false, keep_raw: false };
+    let mut out = Vec::new();
+    for line in std::io::BufReader::new(std::fs::File::open(file)?).lines().skip(1) {
+        let v: serde_json::Value = serde_json::from_str(&line?)?;
+        let n = v["n"].as_u64().ok_or("no n")?;
+        let mut b = decode_block(&v["full"].to_string(), Want::Number(n), opts, ProviderId(0))?;
+        let hashes: Vec<_> = b.transactions.iter().map(|t| t.hash).collect();
+        let of = ReceiptsOf { keep_raw: false, ..ReceiptsOf::of(&b, &hashes) };
+        b.receipts = Some(decode_block_receipts(&v["receipts"].to_string(), of, ProviderId(0))?);
+        out.push(b);
+    }
+    Ok(out)
+}
+
 #[tokio::main]
 async fn main() -> Res<()> {
     let cli = Cli::parse();
-    let chain = SimChain::new(SimOptions {
-        prefill: cli.blocks,
-        txs_min: cli.txs,
-        txs_max: cli.txs,
-        reorg_probability: 0.0,
-        block_time: Duration::from_secs(3600),
-        ..SimOptions::default()
-    });
-    let opts = DecodeOptions { full_transactions: true, verify_header_hash: false, keep_raw: false };
-    let mut all = Vec::new();
-    for n in 1..=cli.blocks {
-        let Some(b) = chain.block(n) else { break };
-        let block = decode_block(b.json(true).get(), Want::Number(n), opts, ProviderId(0))?;
-        all.push(rows(&block));
-    }
-    let txs: usize = all.iter().map(|(_, t)| t.len()).sum();
+    let all: Vec<Rows> = match &cli.recording {
+        Some(file) => recorded(file)?.iter().map(rows).collect(),
+        None => {
+            let chain = SimChain::new(SimOptions {
+                prefill: cli.blocks,
+                txs_min: cli.txs,
+                txs_max: cli.txs,
+                reorg_probability: 0.0,
+                block_time: Duration::from_secs(3600),
+                ..SimOptions::default()
+            });
+            let opts = DecodeOptions { full_transactions: true, verify_header_hash: false, keep_raw: false };
+            let mut all = Vec::new();
+            for n in 1..=cli.blocks {
+                let Some(b) = chain.block(n) else { break };
+                all.push(rows(&decode_block(b.json(true).get(), Want::Number(n), opts, ProviderId(0))?));
+            }
+            all
+        }
+    };
+    let txs: usize = all.iter().map(|r| r.txs.len()).sum();
+    let logs: usize = all.iter().map(|r| r.logs.len()).sum();
     for round in 1..=cli.rounds {
         fresh_file(&cli.db).await?;
+        let cpu = cpu_secs();
         let took = insert(&cli.db, &all, cli.commit_blocks)?;
+        let (load_cpu, cpu) = (cpu_secs() - cpu, cpu_secs());
         #[allow(clippy::cast_precision_loss)]
         let (bps, tps) = (all.len() as f64 / took.as_secs_f64(), txs as f64 / took.as_secs_f64());
         println!(
@@ -183,6 +302,15 @@ async fn main() -> Res<()> {
             took.as_secs_f64(),
             cli.commit_blocks
         );
+        if cli.recording.is_some() {
+            let built = rebuild(&cli.db)?;
+            println!(
+                "sqlite-ceiling #{round}: with receipts and {logs} logs: load {:.2} s ({load_cpu:.2} CPU s), hash indexes rebuilt in {:.2} s ({:.2} CPU s)",
+                took.as_secs_f64(),
+                built.as_secs_f64(),
+                cpu_secs() - cpu
+            );
+        }
     }
     Ok(())
 }

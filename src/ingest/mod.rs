@@ -92,7 +92,7 @@ impl IngestOptions {
             batch_size: c.batch_size,
             concurrency: c.concurrency,
             commit_blocks: 1000,
-            commit_rows: 20_000,
+            commit_rows: 10_000,
             commit_interval: Duration::from_millis(250),
             poll_interval: Duration::from_millis(c.poll_interval_ms),
             // The bulk connection writes full blocks only (as `backfill`).
@@ -302,8 +302,9 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
         let index = self.opts.index.clone();
         let concurrency = self.opts.concurrency.max(1);
         // Results are consumed in height order, but a slow chunk must not idle the others: up
-        // to 4× `concurrency` chunks are queued, and a semaphore keeps `concurrency` of them on
-        // the wire, so a finished chunk waiting behind a slow one frees its slot.
+        // to 2× `concurrency` chunks are queued, and a semaphore keeps `concurrency` of them on
+        // the wire, so a finished chunk waiting behind a slow one frees its slot. (4× held a
+        // quarter more blocks in memory against a fast provider for no throughput: BENCHMARKS §7.)
         let on_wire = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut stream = futures::stream::iter(chunks)
             .map(move |numbers| {
@@ -322,7 +323,7 @@ impl<S: BlockSink + Clone + 'static> Syncer<S> {
                     .in_current_span(),
                 ))
             })
-            .buffered(concurrency * 4);
+            .buffered(concurrency * 2);
         let mut pending: Vec<Block> = Vec::new();
         let mut pending_rows = 0usize;
         let mut last_commit = Instant::now();
