@@ -374,9 +374,13 @@ impl Store {
     /// build each).
     pub async fn end_bulk_load(&self) -> Result<(), StoreError> {
         let bulk = self.bulk.clone();
+        let t = std::time::Instant::now();
         tokio::task::spawn_blocking(move || bulk.stop()).await.map_err(|e| StoreError::Bulk(e.to_string()))?;
+        tracing::debug!(ms = t.elapsed().as_millis(), wal_bytes = self.wal_bytes(), "bulk connection closed");
         for (_, create) in BULK_INDEXES {
+            let t = std::time::Instant::now();
             sqlx::query(create).execute(&self.writer).await.map_err(classify)?;
+            tracing::debug!(ms = t.elapsed().as_millis(), wal_bytes = self.wal_bytes(), "hash index built");
         }
         Ok(())
     }

@@ -212,7 +212,7 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
     let raw = anvil.call("eth_signTransaction", rpc_params![tx]).await;
     let sent = rpc(&c, &us, &call("eth_sendRawTransaction", &json!([raw]))).await.json();
     let hash = sent["result"].as_str().unwrap_or_else(|| panic!("send: {sent}")).to_string();
-    let receipt = anvil.call("eth_getTransactionReceipt", rpc_params![hash.clone()]).await;
+    let receipt = mined_receipt(anvil, &hash).await;
     wait_stored(&bed, hex_u64(&receipt["blockNumber"])).await;
     let (mine, src) = same(&c, &a, &us, "eth_getTransactionReceipt", json!([hash])).await;
     assert_eq!((mine["result"]["status"].as_str(), src.as_str()), (Some("0x1"), "store"));
@@ -292,6 +292,19 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
 
 fn script(json: &str) -> blockstreamer::fault::Script {
     blockstreamer::fault::Script::from_json(json).expect("script")
+}
+
+/// The node's receipt of `hash` once it is mined: automine may answer a send before the block
+/// is in, so a receipt read at once can still be null.
+async fn mined_receipt(anvil: &Anvil, hash: &str) -> Value {
+    for _ in 0..250 {
+        let r = anvil.call("eth_getTransactionReceipt", rpc_params![hash]).await;
+        if !r.is_null() {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{hash} not mined within 5 s");
 }
 
 fn sends(bed: &Bed) -> usize {
@@ -378,7 +391,7 @@ async fn a_failing_slow_or_lying_provider_never_reaches_the_client_and_a_write_i
     let accepted: usize =
         (1..3).map(|i| bed.log(i).iter().filter(|c| c.method == "eth_sendRawTransaction").count()).sum();
     assert_eq!(accepted, 1, "one provider accepted it");
-    let receipt = anvil.call("eth_getTransactionReceipt", rpc_params![hash]).await;
+    let receipt = mined_receipt(anvil, &hash).await;
     assert_eq!(receipt["status"], "0x1");
 
     api.stop().await;
