@@ -2,7 +2,8 @@
 # The client against the peers with the provider out of the way (issue 14): an anvil chain of
 # BLOCKS x TXS value transfers is recorded once and served from memory (examples/recorded.rs),
 # then fetched side by side, RUNS times each, by
-#   - blockstreamer backfill: blocks + transactions, and with receipts (its default),
+#   - blockstreamer backfill: blocks + transactions, and with receipts (its default); and blocks +
+#     transactions without each block's JSON kept for /rpc (`raw_json = false`: cryo's rows),
 #   - cryo 0.3.2: blocks + transactions, default columns (gas_used/success need receipts) and
 #     without receipts (exclude_columns=['gas_used','success']),
 #   - ethereum-etl 2.4.2: export_blocks_and_transactions.
@@ -41,6 +42,7 @@ URL="http://127.0.0.1:$FREE_PORT"
 for _ in $(seq 600); do grep -q serving "$WORK/free.log" && break; sleep 0.1; done
 
 printf '[index]\nreceipts = false\n' >"$WORK/blocks.toml"
+printf '[index]\nreceipts = false\nraw_json = false\n' >"$WORK/rows.toml"
 printf '[index]\nreceipts = true\n' >"$WORK/receipts.toml"
 
 timed() { # name, command...
@@ -59,6 +61,8 @@ for run in $(seq "$RUNS"); do
   rm -f "$WORK"/*.db*
   timed "blockstreamer blocks + transactions #$run" \
     "$BIN" backfill --config "$WORK/blocks.toml" --rpc "$URL" --from 0 --to "$HEAD" --db "$WORK/b$run.db"
+  timed "blockstreamer blocks + txs, no kept JSON #$run" \
+    "$BIN" backfill --config "$WORK/rows.toml" --rpc "$URL" --from 0 --to "$HEAD" --db "$WORK/n$run.db"
   timed "blockstreamer blocks + txs + receipts #$run" \
     "$BIN" backfill --config "$WORK/receipts.toml" --rpc "$URL" --from 0 --to "$HEAD" --db "$WORK/r$run.db"
   if [ -x "$CRYO_PY" ]; then
@@ -66,7 +70,7 @@ for run in $(seq "$RUNS"); do
     timed "cryo blocks + transactions, no receipts #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((HEAD+1))'], exclude_columns=['gas_used','success'], output_dir='$WORK/cn$run', no_verbose=True)"
     timed "cryo blocks + transactions, default #$run" "$CRYO_PY" -c "import cryo; cryo.freeze(['blocks','transactions'], rpc='$URL', blocks=['0:$((HEAD+1))'], output_dir='$WORK/cd$run', no_verbose=True)"
   fi
-  if [ -x "$ETL_BIN" ]; then
+  if [ -x "$ETL_BIN" ] && [ -z "${SKIP_ETL:-}" ]; then
     timed "ethereum-etl blocks and transactions 8x50 #$run" "$ETL_BIN" export_blocks_and_transactions \
       --start-block 0 --end-block "$HEAD" --provider-uri "$URL" --blocks-output "$WORK/e$run-blocks.csv" \
       --transactions-output "$WORK/e$run-tx.csv" --max-workers 8 --batch-size 50
