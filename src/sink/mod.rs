@@ -148,10 +148,28 @@ async fn step<T: Transport>(
     else {
         return Ok(false);
     };
+    // What the broker may hold beyond the position after a crash: the end of the batch in
+    // flight, or of an earlier one that reaches further (it stays until the position passes
+    // it or a reorg message covers it).
+    let claim = match at.pending {
+        Some(p) if blocks > 0 && at.block.is_none_or(|(b, _)| p.0 > b) => {
+            // Read past the cursor check: if that branch left the chain meanwhile, this batch
+            // may be on the new one, on top of blocks the broker holds. The next step tells
+            // the reorg instead.
+            if store.canonical_hash_at(p.0).await?.map(B256::from) != Some(p.1) {
+                return Ok(true);
+            }
+            Some(if p.0 >= to.0 { p } else { to })
+        }
+        _ if blocks > 0 => Some(to),
+        _ => None,
+    };
     // Forward batches are marked in flight first: if this process dies after the broker got
     // them and the chain then reorganises, the undo still covers them.
-    if blocks > 0 {
-        store.set_sink_pending(name, to).await?;
+    if let Some(c) = claim
+        && at.pending != Some(c)
+    {
+        store.set_sink_pending(name, c).await?;
     }
     let seq = t.publish(&messages).await?;
     // From each block's commit to the broker's acknowledgement of its last message.
@@ -164,8 +182,8 @@ async fn step<T: Transport>(
         tracing::debug!(sink = name, number, commit_to_ack_ms = ms, "acknowledged");
     }
     let n = u64::try_from(messages.len()).unwrap_or(u64::MAX);
-    let next =
-        SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq), pending: None };
+    let pending = claim.filter(|c| c.0 > to.0);
+    let next = SinkPosition { block: Some(to), messages: at.messages + n, stream_seq: seq.max(at.stream_seq), pending };
     store.set_sink_position(name, next, &undone).await?;
     *position = Some(next);
     metrics::counter!("blockstreamer_sink_messages_total", "sink" => name.to_string()).increment(n);

@@ -152,9 +152,11 @@ impl Store {
     }
 
     /// Advance `sink` to `p` (after the broker acknowledged everything up to it), recording
-    /// the blocks an acknowledged reorg message undid, in one transaction.
+    /// the blocks an acknowledged reorg message undid, in one transaction. `p.pending` is the
+    /// claim of an earlier batch in flight that still reaches past the new position.
     pub async fn set_sink_position(&self, sink: &str, p: SinkPosition, undone: &[B256]) -> Result<(), StoreError> {
         let (n, h) = link_sql(p.block)?;
+        let (pending_n, pending_h) = link_sql(p.pending)?;
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         for u in undone {
             sqlx::query(include_str!("../../sql/sink/undone_add.sql"))
@@ -171,6 +173,8 @@ impl Store {
             .bind(to_sql("sink messages", p.messages)?)
             .bind(to_sql("sink stream sequence", p.stream_seq)?)
             .bind(crate::types::now_ms())
+            .bind(pending_n)
+            .bind(pending_h)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;

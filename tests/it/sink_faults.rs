@@ -428,3 +428,71 @@ async fn a_block_that_comes_back_after_its_undo_is_published_again() {
     api.stop().await;
     follow.await.expect("join").expect("follow");
 }
+
+/// A crash between the broker's acknowledgement of a batch and the stored position, then a
+/// reorg of exactly the blocks of that batch while blockstreamer is down. The crash window is
+/// microseconds wide, so the test writes the state it leaves (the position three blocks back,
+/// the batch's last block marked in flight) instead of aiming a kill at it. The reorg (depth 2)
+/// is shallower than the batch: without the mark the sink would resume from a block that is
+/// still canonical and publish replacements on top of blocks the consumer holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_of_the_batch_in_flight_at_a_crash_is_undone() {
+    let nats = NatsServer::start().await;
+    let anvil = Anvil::start(&[]).await;
+    anvil.mine_with_txs(12, 2).await;
+    let db = temp_db();
+    let (app, api, follow, cancel) = start_app(&anvil, &nats, &db, |_| {}).await;
+    let mut msgs = read_stream(&nats.url(), "s").await;
+    let mut applied = Applied::default();
+    converge(&mut msgs, &mut applied, &anvil).await;
+    let head = anvil.head().await;
+    let pool = inspect(&db.path).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while position(&pool).await.is_none_or(|p| p.0 != i64::try_from(head).unwrap_or(-1)) {
+        assert!(Instant::now() < deadline, "the sink acknowledged the head {head}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    api.stop().await;
+    follow.await.expect("join").expect("follow");
+    // Its sink stops with the app (as `run` stops when its process ends).
+    let Ok(app) = Arc::try_unwrap(app) else { panic!("the test holds the only App") };
+    app.shutdown().await;
+
+    // The state such a crash leaves: acknowledged up to head - 3, head - 2..=head in flight
+    // (the broker holds them; the consumer above applied them).
+    let hash_at = |n: u64| {
+        let anvil = &anvil;
+        async move {
+            let h = anvil.block(n, false).await["hash"].as_str().expect("hash").to_string();
+            h.parse::<alloy_primitives::B256>().expect("hash").to_vec()
+        }
+    };
+    let (back, tip) = (hash_at(head - 3).await, hash_at(head).await);
+    sqlx::query(
+        "UPDATE sink_positions SET number = ?1, hash = ?2, pending_number = ?3, pending_hash = ?4 WHERE sink = 'nats'",
+    )
+    .bind(i64::try_from(head - 3).expect("height"))
+    .bind(back)
+    .bind(i64::try_from(head).expect("height"))
+    .bind(tip)
+    .execute(&pool)
+    .await
+    .expect("crash state");
+    pool.close().await;
+    let held_before = applied.blocks.clone();
+    anvil.reorg(2).await;
+    anvil.mine(1).await;
+
+    let (_app, api, follow, cancel) = start_app(&anvil, &nats, &db, |_| {}).await;
+    converge(&mut msgs, &mut applied, &anvil).await;
+    drain(&mut msgs, &mut applied, Duration::from_millis(500)).await;
+    assert_eq!(applied.reorgs, 1, "one undo, covering the blocks that were in flight");
+    let replaced: Vec<u64> =
+        held_before.iter().filter(|(n, h)| applied.blocks.get(n) != Some(*h)).map(|(n, _)| *n).collect();
+    assert_eq!(replaced, vec![head - 1, head], "the reorg replaced the batch's last two blocks");
+    assert_eq!(applied.blocks, node_chain(&anvil).await);
+    cancel.cancel();
+    api.stop().await;
+    follow.await.expect("join").expect("follow");
+}
