@@ -14,12 +14,7 @@ cd "$(dirname "$0")/.."
 BLOCKS=${BLOCKS:-2000} TXS=${TXS:-20} RUNS=${RUNS:-3} TIP_SECS=${TIP_SECS:-60}
 . bench/common.sh
 NATS=${NATS_SERVER:-nats-server}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rpc() { curl -s -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "$1"; }
+. bench/procs.sh
 
 cargo build --release --quiet --bin blockstreamer --example recorded --example bench_logs --example nats_cost
 PA=$(port); PF=$(port); PN=$(port)

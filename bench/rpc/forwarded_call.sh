@@ -8,11 +8,7 @@ cd "$(dirname "$0")/../.."
 SECS=${SECS:-8} ROUNDS=${ROUNDS:-3}
 ANVIL=${ANVIL_BIN:-anvil}
 TARGET=${CARGO_TARGET_DIR:-target}/release
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/procs.sh
 cargo build --release --quiet --bin blockstreamer
 PA=$(port); PB=$(port)
 "$ANVIL" --host 127.0.0.1 --port "$PA" --silent --max-persisted-states 0 & PIDS+=($!)

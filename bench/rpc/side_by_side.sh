@@ -10,12 +10,7 @@ cd "$(dirname "$0")/../.."
 BLOCKS=${BLOCKS:-2000} TXS=${TXS:-20} SECS=${SECS:-10} ROUNDS=${ROUNDS:-2}
 ANVIL=${ANVIL_BIN:-anvil}
 TARGET=${CARGO_TARGET_DIR:-target}/release
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rpc() { curl -s -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "$1"; }
+. bench/procs.sh
 
 cargo build --release --quiet --bin blockstreamer --example rpc_proxy --example bench_logs
 PA=$(port); PP=$(port); PB=$(port)

@@ -170,7 +170,7 @@ impl Bulk {
             }
         }
         tx.commit().map_err(classify)?;
-        if wal_bytes(conn) > WAL_BOUND_BYTES {
+        if conn.path().is_some_and(|p| super::sqlite::wal_bytes(Path::new(p)) > WAL_BOUND_BYTES) {
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(classify)?;
         } else if let Ok(c) = self.checkpointer.lock()
             && let Some(c) = c.as_ref()
@@ -179,12 +179,6 @@ impl Bulk {
         }
         Ok(true)
     }
-}
-
-/// The size of the connection's `-wal` file (0 when unknown).
-fn wal_bytes(conn: &Connection) -> u64 {
-    let Some(path) = conn.path().filter(|p| !p.is_empty()) else { return 0 };
-    std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len())
 }
 
 /// A block's decoded rows and decode errors, through the connection's statement cache.

@@ -443,9 +443,7 @@ impl Store {
 
     /// Size of the `-wal` file now (0 when absent).
     pub fn wal_bytes(&self) -> u64 {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        std::fs::metadata(wal).map_or(0, |m| m.len())
+        sqlite::wal_bytes(&self.path)
     }
 
     /// If the WAL has grown past `threshold` bytes, try a TRUNCATE checkpoint on a connection of

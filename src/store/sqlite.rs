@@ -141,6 +141,13 @@ pub(crate) fn classify_rusqlite(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Size of the `-wal` file beside the database at `db` now (0 when absent).
+pub(crate) fn wal_bytes(db: &Path) -> u64 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
 /// `max_page_count` for a size cap (4 KiB pages); SQLite's own maximum when uncapped.
 pub(crate) fn max_pages(bytes: Option<u64>) -> u64 {
     bytes.map_or(4_294_967_294, |b| (b / 4096).max(16))

@@ -112,9 +112,7 @@ async fn clients_get_the_nodes_answers_from_the_store_and_through_the_fleet() {
     let t0 = json!({"from": accts[2], "to": accts[3], "value": "0x7", "gasPrice": "0x77359400"});
     let h0 = anvil.call("eth_sendTransaction", rpc_params![t0]).await;
     // Automine may answer before the block is in: wait for the receipt, then read the head.
-    while anvil.call("eth_getTransactionReceipt", rpc_params![h0.clone()]).await.is_null() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    mined_receipt(&anvil, h0.as_str().unwrap_or_default()).await;
     let head = anvil.head().await;
     let mut bed = Bed::new(Truth::Anvil(anvil), 2, |c| c.alerts.enabled = false).await;
     let (api, a, base) = serve_and_sync(&mut bed, head).await;
